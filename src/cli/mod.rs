@@ -1,0 +1,164 @@
+//! The command line: argument parsing and printing. Each command calls into
+//! the library and prints its result, as text for people or `--json` for
+//! scripts. Errors end as one line on standard error and a non-zero exit.
+
+mod clients;
+pub(crate) mod import;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::Config;
+use crate::store::{self, Store};
+
+/// herald: campaign and marketing automation for securities firms.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file [default: herald.toml in the working folder, if present]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Database: sqlite://FILE or postgres://USER@HOST/DB [default: sqlite://herald.db]
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub database_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the database (or bring its schema up to date)
+    Init,
+    /// Import clients or event history from a file
+    #[command(subcommand)]
+    Import(import::ImportCommand),
+    /// Look at clients
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
+    /// Write realistic synthetic clients (and event history) for demos and benchmarks
+    DemoData(crate::demo::DemoDataArgs),
+    /// Show what herald does, end to end, in a folder of its own; needs no server
+    Demo(crate::demo::DemoArgs),
+}
+
+/// Parses the command line, runs the command, and turns its outcome into
+/// an exit status.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&anyhow::anyhow!("cannot start: {e}")),
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => fail(&e),
+    }
+}
+
+fn fail(e: &anyhow::Error) -> ExitCode {
+    // One line: the chain of contexts, outermost first.
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    eprintln!("herald: error: {}", chain.join(": "));
+    ExitCode::FAILURE
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Demo(args) => crate::demo::run(args).await,
+        Command::DemoData(args) => crate::demo::write_demo_data(&args).map(|()| ExitCode::SUCCESS),
+        command => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            let store = open_store(&config).await?;
+            let result = match command {
+                Command::Init => init(&*store, &config).await,
+                Command::Import(cmd) => import::run(cmd, &*store, &config).await,
+                Command::Clients(cmd) => clients::run(cmd, &*store, &config).await,
+                Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
+            };
+            store.close().await;
+            result
+        }
+    }
+}
+
+/// Opens the configured database, applying any pending migrations.
+pub async fn open_store(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
+    store::open(&config.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database_url))
+}
+
+async fn init(store: &dyn Store, config: &Config) -> Result<ExitCode> {
+    let clients = store.count_clients().await?;
+    println!(
+        "database ready: {} ({clients} clients)",
+        config.database_url
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a value as pretty JSON on standard output.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// `1234567` as `1,234,567`, for counts people read.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

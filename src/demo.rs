@@ -1,0 +1,275 @@
+//! `herald demo` and `herald demo-data`: a complete example in a folder of
+//! its own, built from the setup under `examples/` that ships in the binary.
+
+use std::fs::{self, File};
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::Args;
+use include_dir::{include_dir, Dir};
+
+use crate::cli::{print_json, thousands};
+use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource};
+use crate::client::synthetic::{write_clients_csv, write_history_jsonl, SyntheticOptions};
+use crate::client::types::ClientId;
+use crate::config::Config;
+use crate::import::clients::{import_clients, ClientImportOptions};
+use crate::import::events::import_events;
+use crate::time::FirmTime;
+
+/// The example setup, built into the binary.
+static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");
+
+/// The demo always generates the same clients.
+const DEMO_SEED: u64 = 20_261_125;
+
+#[derive(Debug, Args)]
+pub struct DemoDataArgs {
+    /// How many clients
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: u64,
+    /// The CSV file to write
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Random seed: the same seed gives the same data
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Also write this many days of event history to FILE's name with
+    /// `.events.jsonl`, for `herald import events`
+    #[arg(long, value_name = "DAYS")]
+    pub history: Option<u32>,
+    /// Generate as if today were this date (YYYY-MM-DD) [default: today in Asia/Shanghai]
+    #[arg(long, value_name = "DATE", value_parser = parse_date_arg)]
+    pub as_of: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// The folder to work in; created if need be
+    #[arg(long, default_value = "herald-demo")]
+    pub dir: PathBuf,
+    /// How many clients to generate
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: u64,
+    /// Print the final summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
+    crate::time::parse_date(s).map_err(|e| e.0)
+}
+
+/// Where the event history of a client file goes: `clients.csv` →
+/// `clients.events.jsonl`.
+pub fn history_path(clients_csv: &Path) -> PathBuf {
+    let stem = clients_csv
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("clients");
+    clients_csv.with_file_name(format!("{stem}.events.jsonl"))
+}
+
+/// `herald demo-data`.
+pub fn write_demo_data(args: &DemoDataArgs) -> Result<()> {
+    let today = args
+        .as_of
+        .unwrap_or_else(|| FirmTime::new(chrono_tz::Asia::Shanghai).today());
+    let opts = SyntheticOptions {
+        clients: args.clients,
+        seed: args.seed,
+        history_days: args.history.unwrap_or(0),
+        today,
+    };
+    let events = generate(&opts, &args.out, args.history.is_some())?;
+    println!(
+        "wrote {} clients to {}",
+        thousands(opts.clients),
+        args.out.display()
+    );
+    if let Some((path, n)) = events {
+        println!("wrote {} events to {}", thousands(n), path.display());
+    }
+    Ok(())
+}
+
+/// Writes the client CSV and, if asked, the history beside it; returns the
+/// history's path and event count.
+fn generate(opts: &SyntheticOptions, out: &Path, history: bool) -> Result<Option<(PathBuf, u64)>> {
+    let create = |p: &Path| {
+        File::create(p)
+            .map(BufWriter::new)
+            .with_context(|| format!("cannot write {}", p.display()))
+    };
+    write_clients_csv(opts, create(out)?)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    if !history {
+        return Ok(None);
+    }
+    let path = history_path(out);
+    let n = write_history_jsonl(opts, create(&path)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some((path, n)))
+}
+
+/// `herald demo`: writes the example setup into its folder, generates
+/// clients and history, imports them, and shows what herald keeps.
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    let dir = &args.dir;
+    write_examples(dir)?;
+    let config = Config::load(
+        Some(&dir.join("herald.toml")),
+        Some(sqlite_url(&dir.join("herald.db"))),
+    )?;
+    remove_database(&dir.join("herald.db"))?;
+    let time = config.firm_time();
+    let data = dir.join("data");
+    fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let opts = SyntheticOptions {
+        clients: args.clients,
+        seed: DEMO_SEED,
+        history_days: 30,
+        today: time.today(),
+    };
+    let clients_csv = data.join("clients.csv");
+    step(&format!(
+        "1. 生成 {} 位模拟客户和 30 天的互动记录 / generating clients and 30 days of history",
+        thousands(args.clients)
+    ));
+    let (history_file, _) =
+        generate(&opts, &clients_csv, true)?.context("no history was written")?;
+
+    let store = crate::cli::open_store(&config).await?;
+    step("2. 导入客户 / importing clients");
+    let quiet = ClientImportOptions {
+        strict: false,
+        quiet: true,
+    };
+    let first = import_clients(&*store, &clients_csv, quiet, &time).await?;
+    crate::cli::import::print_client_summary(&first);
+
+    step("3. 导入历史事件 / importing event history");
+    let events = import_events(&*store, &history_file, true, &time).await?;
+    println!(
+        "{}: {} events imported",
+        events.file,
+        thousands(events.imported)
+    );
+
+    step("4. 客户短信回复“TD”退订，随后 CRM 夜间同步再次导入同一文件 / a client replies TD, then the nightly CRM sync re-imports the file");
+    let opted_out = ClientId::parse(&format!("{:010}", 1)).expect("demo id is valid");
+    let change = ConsentChange {
+        client_id: opted_out.clone(),
+        scope: ConsentScope::Sms,
+        granted: false,
+        source: ConsentSource::SmsReply,
+        at: time.now(),
+        actor: None,
+        note: Some("TD".into()),
+    };
+    store.record_consent(&change).await?;
+    let again = import_clients(&*store, &clients_csv, quiet, &time).await?;
+    crate::cli::import::print_client_summary(&again);
+    let sms = store
+        .client(&opted_out)
+        .await?
+        .map(|c| *c.consent(ConsentScope::Sms));
+
+    step(&format!(
+        "5. 客户记录 / the record: herald clients show {opted_out}"
+    ));
+    println!(
+        "  sms consent: {} ({})",
+        if sms.is_some_and(|s| s.granted) {
+            "granted"
+        } else {
+            "refused"
+        },
+        sms.map_or("-".into(), |s| s.source.to_string())
+    );
+    let total = store.count_clients().await?;
+    store.close().await;
+
+    let summary = DemoSummary {
+        folder: dir.display().to_string(),
+        database: config.database_url.to_string(),
+        clients: total,
+        events: events.imported,
+        reimport_unchanged: again.unchanged,
+        reimport_conflicts: again.conflicts,
+    };
+    step("完成 / done");
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!("  folder     {}", summary.folder);
+        println!("  clients    {}", thousands(summary.clients));
+        println!("  events     {}", thousands(summary.events));
+        println!(
+            "  re-import  {} unchanged, {} opt-out kept",
+            thousands(summary.reimport_unchanged),
+            summary.reimport_conflicts
+        );
+        println!(
+            "  next: cd {} && herald clients show {opted_out}",
+            summary.folder
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct DemoSummary {
+    folder: String,
+    database: String,
+    clients: u64,
+    events: u64,
+    reimport_unchanged: u64,
+    reimport_conflicts: u64,
+}
+
+fn step(title: &str) {
+    println!("\n== {title}");
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Writes the built-in example files, leaving files the user changed alone.
+fn write_examples(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    extract(&EXAMPLES, dir)
+}
+
+fn extract(from: &Dir<'_>, to: &Path) -> Result<()> {
+    for file in from.files() {
+        let path = to.join(file.path());
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        if !path.exists() {
+            fs::write(&path, file.contents())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+    }
+    for sub in from.dirs() {
+        extract(sub, to)?;
+    }
+    Ok(())
+}
+
+/// The demo starts from an empty database each time.
+fn remove_database(db: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", db.display()));
+        if p.exists() {
+            fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! herald: campaign and marketing automation for securities firms.
+//!
+//! See `ARCHITECTURE.md` for the map of the modules and the data flow.
+
+pub mod channel;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod event;
+pub mod import;
+pub mod store;
+pub mod time;

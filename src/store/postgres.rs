@@ -1,0 +1,412 @@
+//! The PostgreSQL store, for several herald instances sharing one database.
+//! Batches are written with one `UNNEST` statement per table.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+
+use super::columns::{
+    consent_column, upsert_assignments, ClientColumns, ConsentLogColumns, EventColumns,
+    ExistingColumns, CLIENT_COLUMNS, EVENT_SELECT, EXISTING_COLUMNS,
+};
+use super::upsert::{plan, Existing, RowWrite};
+use super::{
+    event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
+};
+use crate::client::consent::ConsentChange;
+use crate::client::types::ClientId;
+use crate::client::{ClientRecord, StoredClient};
+use crate::event::{NewEvent, StoredEvent};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url.expose())?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn client_writer(&self, atomic: bool) -> Result<Box<dyn ClientWriter>, StoreError> {
+        let tx = if atomic {
+            Some(self.pool.begin().await?)
+        } else {
+            None
+        };
+        Ok(Box::new(PgClientWriter {
+            pool: self.pool.clone(),
+            tx,
+        }))
+    }
+
+    async fn client(&self, id: &ClientId) -> Result<Option<StoredClient>, StoreError> {
+        let sql = format!(
+            "SELECT {} FROM clients WHERE id = $1",
+            CLIENT_COLUMNS.join(", ")
+        );
+        let row: Option<ClientColumns> = sqlx::query_as(&sql)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(ClientColumns::into_client).transpose()
+    }
+
+    async fn count_clients(&self) -> Result<u64, StoreError> {
+        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM clients")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
+    }
+
+    async fn record_consent(&self, change: &ConsentChange) -> Result<bool, StoreError> {
+        let col = consent_column(change.scope);
+        let sql = format!(
+            "UPDATE clients SET {col} = $1, {col}_source = $2, {col}_at = $3, updated_at = $3 WHERE id = $4"
+        );
+        let mut tx = self.pool.begin().await?;
+        let updated = sqlx::query(&sql)
+            .bind(change.granted)
+            .bind(change.source.as_str())
+            .bind(change.at)
+            .bind(change.client_id.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if updated == 0 {
+            return Ok(false);
+        }
+        insert_consent_log(&mut tx, std::slice::from_ref(change)).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
+        let rows: Vec<ConsentLogColumns> = sqlx::query_as(
+            "SELECT client_id, scope, granted, source, at, actor, note FROM consent_log \
+             WHERE client_id = $1 ORDER BY id",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(ConsentLogColumns::into_change)
+            .collect()
+    }
+
+    async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<&str> = events
+            .iter()
+            .map(|e| e.client_id.as_str())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let known: HashSet<String> =
+            sqlx::query_as::<_, (String,)>("SELECT id FROM clients WHERE id = ANY($1)")
+                .bind(&ids)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(id,)| id)
+                .collect();
+        let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
+        let rows: Vec<(&NewEvent, &Vec<u8>)> = events
+            .iter()
+            .zip(&keys)
+            .filter(|(e, _)| known.contains(e.client_id.as_str()))
+            .collect();
+        let col =
+            |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
+        let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
+            "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+             run_id, delivery_id, source, details, dedupe_key, recorded_at) \
+             SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
+                    source, details::jsonb, dedupe_key, $12 \
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                         $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[]) \
+               AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
+                    source, details, dedupe_key) \
+             ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
+        )
+        .bind(col(|e| Some(e.client_id.to_string())))
+        .bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
+        .bind(col(|e| Some(e.kind.as_str().to_owned())))
+        .bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
+        .bind(col(|e| e.campaign.clone()))
+        .bind(col(|e| e.campaign_kind.clone()))
+        .bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
+        .bind(col(|e| Some(e.source.clone())))
+        .bind(col(|e| Some(e.details.to_string())))
+        .bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
+        .bind(Utc::now())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(event_outcomes(
+            events,
+            &keys,
+            &known,
+            stored.into_iter().map(|(k,)| k).collect(),
+        ))
+    }
+
+    async fn client_events(
+        &self,
+        id: &ClientId,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_SELECT} FROM events WHERE client_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"
+        );
+        let rows: Vec<EventColumns> = sqlx::query_as(&sql)
+            .bind(id.as_str())
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(EventColumns::into_event).collect()
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+struct PgClientWriter {
+    pool: PgPool,
+    /// Held for an atomic import; `None` commits batch by batch.
+    tx: Option<Transaction<'static, Postgres>>,
+}
+
+#[async_trait]
+impl ClientWriter for PgClientWriter {
+    async fn write(
+        &mut self,
+        batch: &[ClientRecord],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RowOutcome>, StoreError> {
+        match &mut self.tx {
+            Some(tx) => write_batch(tx, batch, at).await,
+            None => {
+                let mut tx = self.pool.begin().await?;
+                let outcomes = write_batch(&mut tx, batch, at).await?;
+                tx.commit().await?;
+                Ok(outcomes)
+            }
+        }
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        if let Some(tx) = self.tx {
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+}
+
+async fn write_batch(
+    conn: &mut PgConnection,
+    batch: &[ClientRecord],
+    at: DateTime<Utc>,
+) -> Result<Vec<RowOutcome>, StoreError> {
+    let ids: Vec<&str> = batch.iter().map(|r| r.client.id.as_str()).collect();
+    let rows: Vec<ExistingColumns> = sqlx::query_as(&format!(
+        "SELECT {EXISTING_COLUMNS} FROM clients WHERE id = ANY($1)"
+    ))
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let existing: HashMap<String, Existing> = rows
+        .into_iter()
+        .map(ExistingColumns::into_existing)
+        .collect::<Result<_, _>>()?;
+    let plan = plan(batch, existing, at);
+    upsert_clients(conn, &plan.writes, at).await?;
+    insert_consent_log(conn, &plan.log).await?;
+    Ok(plan.outcomes)
+}
+
+/// One array per column, for UNNEST.
+#[derive(Default)]
+struct ClientArrays {
+    id: Vec<String>,
+    name: Vec<String>,
+    email: Vec<Option<String>>,
+    phone: Vec<Option<String>>,
+    branch: Vec<Option<String>>,
+    advisor: Vec<Option<String>>,
+    investor_type: Vec<String>,
+    risk_level: Vec<Option<i16>>,
+    risk_assessed_on: Vec<Option<NaiveDate>>,
+    lowest_risk_category: Vec<bool>,
+    assets_fen: Vec<Option<i64>>,
+    tags: Vec<String>,
+    holdings: Vec<String>,
+    watchlist: Vec<String>,
+    birthday: Vec<Option<NaiveDate>>,
+    opened_on: Vec<Option<NaiveDate>>,
+    last_trade_on: Vec<Option<NaiveDate>>,
+    attributes: Vec<String>,
+    consent: [Vec<bool>; 3],
+    consent_source: [Vec<String>; 3],
+    consent_at: [Vec<DateTime<Utc>>; 3],
+    row_hash: Vec<Vec<u8>>,
+}
+
+impl ClientArrays {
+    fn push(&mut self, r: ClientColumns) {
+        self.id.push(r.id);
+        self.name.push(r.name);
+        self.email.push(r.email);
+        self.phone.push(r.phone);
+        self.branch.push(r.branch);
+        self.advisor.push(r.advisor);
+        self.investor_type.push(r.investor_type);
+        self.risk_level.push(r.risk_level);
+        self.risk_assessed_on.push(r.risk_assessed_on);
+        self.lowest_risk_category.push(r.lowest_risk_category);
+        self.assets_fen.push(r.assets_fen);
+        self.tags.push(r.tags);
+        self.holdings.push(r.holdings);
+        self.watchlist.push(r.watchlist);
+        self.birthday.push(r.birthday);
+        self.opened_on.push(r.opened_on);
+        self.last_trade_on.push(r.last_trade_on);
+        self.attributes
+            .push(serde_json::Value::Object(r.attributes.0).to_string());
+        let consents = [
+            (r.consent_email, r.consent_email_source, r.consent_email_at),
+            (r.consent_sms, r.consent_sms_source, r.consent_sms_at),
+            (
+                r.personalised_marketing,
+                r.personalised_marketing_source,
+                r.personalised_marketing_at,
+            ),
+        ];
+        for (i, (granted, source, at)) in consents.into_iter().enumerate() {
+            self.consent[i].push(granted);
+            self.consent_source[i].push(source);
+            self.consent_at[i].push(at);
+        }
+        self.row_hash.push(r.row_hash);
+    }
+}
+
+async fn upsert_clients(
+    conn: &mut PgConnection,
+    writes: &[RowWrite<'_>],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut a = ClientArrays::default();
+    for w in writes {
+        a.push(ClientColumns::from_write(w, at));
+    }
+    let columns = CLIENT_COLUMNS.join(", ");
+    let sql = format!(
+        "INSERT INTO clients ({columns}) \
+         SELECT id, name, email, phone, branch, advisor, investor_type, risk_level, risk_assessed_on, \
+                lowest_risk_category, assets_fen, tags, holdings, watchlist, birthday, opened_on, \
+                last_trade_on, attributes::jsonb, consent_email, consent_email_source, consent_email_at, \
+                consent_sms, consent_sms_source, consent_sms_at, personalised_marketing, \
+                personalised_marketing_source, personalised_marketing_at, row_hash, $29, $29 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                     $8::smallint[], $9::date[], $10::bool[], $11::bigint[], $12::text[], $13::text[], \
+                     $14::text[], $15::date[], $16::date[], $17::date[], $18::text[], $19::bool[], \
+                     $20::text[], $21::bool[], $22::text[], $23::bool[], $24::text[], $25::bytea[], \
+                     $26::timestamptz[], $27::timestamptz[], $28::timestamptz[]) \
+           AS u(id, name, email, phone, branch, advisor, investor_type, risk_level, risk_assessed_on, \
+                lowest_risk_category, assets_fen, tags, holdings, watchlist, birthday, opened_on, \
+                last_trade_on, attributes, consent_email, consent_email_source, consent_sms, \
+                consent_sms_source, personalised_marketing, personalised_marketing_source, row_hash, \
+                consent_email_at, consent_sms_at, personalised_marketing_at) \
+         ON CONFLICT (id) DO UPDATE SET {}",
+        upsert_assignments()
+    );
+    let [c_email, c_sms, c_pm] = a.consent;
+    let [s_email, s_sms, s_pm] = a.consent_source;
+    let [at_email, at_sms, at_pm] = a.consent_at;
+    sqlx::query(&sql)
+        .bind(a.id)
+        .bind(a.name)
+        .bind(a.email)
+        .bind(a.phone)
+        .bind(a.branch)
+        .bind(a.advisor)
+        .bind(a.investor_type)
+        .bind(a.risk_level)
+        .bind(a.risk_assessed_on)
+        .bind(a.lowest_risk_category)
+        .bind(a.assets_fen)
+        .bind(a.tags)
+        .bind(a.holdings)
+        .bind(a.watchlist)
+        .bind(a.birthday)
+        .bind(a.opened_on)
+        .bind(a.last_trade_on)
+        .bind(a.attributes)
+        .bind(c_email)
+        .bind(s_email)
+        .bind(c_sms)
+        .bind(s_sms)
+        .bind(c_pm)
+        .bind(s_pm)
+        .bind(a.row_hash)
+        .bind(at_email)
+        .bind(at_sms)
+        .bind(at_pm)
+        .bind(at)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_consent_log(
+    conn: &mut PgConnection,
+    log: &[ConsentChange],
+) -> Result<(), StoreError> {
+    if log.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO consent_log (client_id, scope, granted, source, at, actor, note) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::text[], $5::timestamptz[], \
+                              $6::text[], $7::text[])",
+    )
+    .bind(
+        log.iter()
+            .map(|c| c.client_id.to_string())
+            .collect::<Vec<_>>(),
+    )
+    .bind(log.iter().map(|c| c.scope.as_str()).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.granted).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.source.as_str()).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.at).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.actor.clone()).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.note.clone()).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
