@@ -1,0 +1,199 @@
+//! Importing client files end to end, on SQLite and PostgreSQL.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use herald::client::consent::{ConsentChange, ConsentScope, ConsentSource};
+use herald::client::types::ClientId;
+use herald::import::clients::{import_clients, ClientImportOptions};
+use herald::import::events::import_events;
+use herald::store::Store;
+use herald::time::FirmTime;
+
+/// Good rows 2, 6 and 9; every other data row has one kind of fault.
+const MIXED: &str = "\u{feff}id,name,email,phone,risk_level,assets,birthday,consent_sms,city\r\n\
+000001,\"张三, 先生\",zhang@example.com,13812345678,C3,\"1,000,000.00\",1980-01-02,true,上海\r\n\
+000002,李四,li@@example,13812345679,C2,100,1981-01-01,true,北京\r\n\
+000003,王五,wang@example.com,13812345670,C9,100,1982-01-01,true,北京\r\n\
+000004,赵六,zhao@example.com,13812345671,C2,\"12,3x\",1983-01-01,true,北京\r\n\
+000005,钱七,qian@example.com,13812345672,C2,100,1990-13-45,true,北京\r\n\
+,孙八,sun@example.com,13812345673,C2,100,1984-01-01,true,北京\r\n\
+000007,周九,zhou@example.com,1381234,C2,100,1985-01-01,true,北京\r\n\
+000008,吴十,wu@example.com,+86 139 0000 0000,C5,5000000,1970-05-05,yes,深圳\r\n";
+
+fn time() -> FirmTime {
+    FirmTime::new(chrono_tz::Asia::Shanghai)
+}
+
+fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+const LENIENT: ClientImportOptions = ClientImportOptions {
+    strict: false,
+    quiet: true,
+};
+const STRICT: ClientImportOptions = ClientImportOptions {
+    strict: true,
+    quiet: true,
+};
+
+async fn a_mixed_file_imports_exactly_the_good_rows(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clients.csv", MIXED);
+    let s = import_clients(store, &file, LENIENT, &time())
+        .await
+        .unwrap();
+    assert_eq!((s.rows, s.imported, s.rejected), (8, 2, 6));
+    assert!(s.committed);
+    let bad: Vec<(u64, &str)> = s
+        .rejections
+        .details
+        .iter()
+        .map(|r| (r.line, r.field.as_str()))
+        .collect();
+    assert_eq!(
+        bad,
+        vec![
+            (3, "email"),
+            (4, "risk_level"),
+            (5, "assets"),
+            (6, "birthday"),
+            (7, "id"),
+            (8, "phone")
+        ]
+    );
+    assert_eq!(store.count_clients().await.unwrap(), 2);
+    let first = store
+        .client(&ClientId::parse("000001").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.client.name, "张三, 先生");
+    assert_eq!(first.client.attributes["city"], "上海");
+}
+
+async fn strict_mode_writes_nothing_when_a_row_is_bad(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clients.csv", MIXED);
+    let s = import_clients(store, &file, STRICT, &time()).await.unwrap();
+    assert!(!s.committed);
+    assert_eq!(s.rejected, 6);
+    assert_eq!(store.count_clients().await.unwrap(), 0);
+
+    let good: String = MIXED
+        .lines()
+        .enumerate()
+        .filter(|(i, _)| [0, 1, 8].contains(i))
+        .map(|(_, l)| format!("{l}\n"))
+        .collect();
+    let file = write_file(dir.path(), "good.csv", &good);
+    let s = import_clients(store, &file, STRICT, &time()).await.unwrap();
+    assert!(s.committed);
+    assert_eq!(store.count_clients().await.unwrap(), 2);
+}
+
+async fn a_rejected_row_changes_nothing_already_stored(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = write_file(
+        dir.path(),
+        "v1.csv",
+        "id,name,email\n42,原名,old@example.com\n",
+    );
+    import_clients(store, &v1, LENIENT, &time()).await.unwrap();
+    let v2 = write_file(
+        dir.path(),
+        "v2.csv",
+        "id,name,email\n42,新名,not-an-email\n",
+    );
+    let s = import_clients(store, &v2, LENIENT, &time()).await.unwrap();
+    assert_eq!(s.rejected, 1);
+    let c = store
+        .client(&ClientId::parse("42").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.client.name, "原名");
+    assert_eq!(c.client.email.unwrap().as_str(), "old@example.com");
+}
+
+async fn a_reimport_keeps_the_opt_out_and_reports_the_conflict(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write_file(dir.path(), "clients.csv", MIXED);
+    import_clients(store, &file, LENIENT, &time())
+        .await
+        .unwrap();
+    let id = ClientId::parse("000008").unwrap();
+    store
+        .record_consent(&ConsentChange {
+            client_id: id.clone(),
+            scope: ConsentScope::Sms,
+            granted: false,
+            source: ConsentSource::SmsReply,
+            at: time().now(),
+            actor: None,
+            note: Some("TD".into()),
+        })
+        .await
+        .unwrap();
+    let s = import_clients(store, &file, LENIENT, &time())
+        .await
+        .unwrap();
+    assert_eq!(
+        (s.imported, s.updated, s.unchanged, s.conflicts),
+        (0, 0, 2, 1)
+    );
+    assert_eq!(s.conflict_details[0].id, "000008");
+    assert_eq!(s.conflict_details[0].line, 9);
+    let c = store.client(&id).await.unwrap().unwrap();
+    assert!(!c.consent(ConsentScope::Sms).granted);
+}
+
+async fn jsonl_clients_and_event_history_import(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let clients = write_file(
+        dir.path(),
+        "clients.jsonl",
+        "{\"id\":\"1\",\"name\":\"甲\",\"holdings\":[\"600519\"],\"consent_email\":true}\n{\"id\":\"2\",\"name\":\"乙\"}\n",
+    );
+    let s = import_clients(store, &clients, LENIENT, &time())
+        .await
+        .unwrap();
+    assert_eq!(s.imported, 2);
+    let events = write_file(
+        dir.path(),
+        "events.jsonl",
+        "{\"client\":\"1\",\"time\":\"2026-11-03T08:31:12+08:00\",\"type\":\"opened\",\"channel\":\"email\"}\n\
+         {\"client\":\"3\",\"time\":\"2026-11-03T08:31:12+08:00\",\"type\":\"opened\"}\n\
+         {\"client\":\"2\",\"time\":\"2026-11-03\",\"type\":\"opened\"}\n",
+    );
+    let s = import_events(store, &events, true, &time()).await.unwrap();
+    assert_eq!((s.imported, s.rejected), (1, 2));
+    let bad: Vec<(u64, &str)> = s
+        .rejections
+        .details
+        .iter()
+        .map(|r| (r.line, r.field.as_str()))
+        .collect();
+    assert!(
+        bad.contains(&(2, "client")) && bad.contains(&(3, "time")),
+        "{bad:?}"
+    );
+    let s = import_events(store, &events, true, &time()).await.unwrap();
+    assert_eq!(
+        (s.imported, s.duplicates),
+        (0, 1),
+        "a second import stores nothing twice"
+    );
+}
+
+on_both_backends!(
+    a_mixed_file_imports_exactly_the_good_rows,
+    strict_mode_writes_nothing_when_a_row_is_bad,
+    a_rejected_row_changes_nothing_already_stored,
+    a_reimport_keeps_the_opt_out_and_reports_the_conflict,
+    jsonl_clients_and_event_history_import,
+);

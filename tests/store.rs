@@ -1,0 +1,343 @@
+//! The store test suite, written once and run on SQLite and PostgreSQL.
+
+mod common;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use herald::channel::Channel;
+use herald::client::consent::{ConsentChange, ConsentScope, ConsentSource};
+use herald::client::row::{Column, RowBuilder};
+use herald::client::types::ClientId;
+use herald::client::ClientRecord;
+use herald::event::{EventKind, NewEvent};
+use herald::store::{EventOutcome, RowChange, Store};
+use serde_json::json;
+
+fn at(day: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, day, 1, 2, 3).unwrap()
+}
+
+fn record(pairs: &[(&str, &str)]) -> ClientRecord {
+    let mut b = RowBuilder::new();
+    for (k, v) in pairs {
+        match Column::from_header(k) {
+            Column::Known(f) => b.set(f, v),
+            Column::Attribute(a) => b.set_attribute(&a, json!(v)),
+        }
+    }
+    b.finish().expect("test row is valid")
+}
+
+fn id(s: &str) -> ClientId {
+    ClientId::parse(s).unwrap()
+}
+
+async fn write(
+    store: &dyn Store,
+    batch: &[ClientRecord],
+    when: DateTime<Utc>,
+) -> Vec<herald::store::RowOutcome> {
+    let mut w = store.client_writer(false).await.unwrap();
+    let out = w.write(batch, when).await.unwrap();
+    w.commit().await.unwrap();
+    out
+}
+
+fn opt_out(
+    client: &str,
+    scope: ConsentScope,
+    source: ConsentSource,
+    when: DateTime<Utc>,
+) -> ConsentChange {
+    ConsentChange {
+        client_id: id(client),
+        scope,
+        granted: false,
+        source,
+        at: when,
+        actor: None,
+        note: Some("TD".into()),
+    }
+}
+
+async fn every_field_round_trips(store: &dyn Store) {
+    let r = record(&[
+        ("id", "000123"),
+        ("name", "张三"),
+        ("email", "zhang@example.com"),
+        ("phone", "13812345678"),
+        ("branch", "上海浦东新区世纪大道证券营业部"),
+        ("advisor", "李经理"),
+        ("risk_level", "C4"),
+        ("assets", "1234567.89"),
+        ("tags", "vip;margin"),
+        ("holdings", "600519;000001"),
+        ("watchlist", "300750"),
+        ("birthday", "1980-02-29"),
+        ("opened_on", "2010-05-06"),
+        ("last_trade_on", "2026-11-20"),
+        ("consent_email", "true"),
+        ("consent_sms", "false"),
+        ("investor_type", "professional_b"),
+        ("lowest_risk_category", "false"),
+        ("risk_assessed_on", "2025-06-30"),
+        ("personalised_marketing", "false"),
+        ("city", "上海"),
+    ]);
+    let out = write(store, std::slice::from_ref(&r), at(1)).await;
+    assert_eq!(out[0].change, RowChange::Inserted);
+    let stored = store.client(&id("000123")).await.unwrap().expect("stored");
+    assert_eq!(stored.client, r.client, "profile round-trips exactly");
+    assert!(stored.consent(ConsentScope::Email).granted);
+    assert!(!stored.consent(ConsentScope::Sms).granted);
+    assert!(!stored.consent(ConsentScope::PersonalisedMarketing).granted);
+    assert_eq!(
+        stored.consent(ConsentScope::Email).source,
+        ConsentSource::Import
+    );
+    assert_eq!(stored.consent(ConsentScope::Email).at, at(1));
+    assert_eq!(stored.created_at, at(1));
+    assert!(
+        store.client(&id("123")).await.unwrap().is_none(),
+        "leading zeros are part of the id"
+    );
+    assert_eq!(store.count_clients().await.unwrap(), 1);
+}
+
+async fn a_new_client_gets_the_documented_consent_defaults(store: &dyn Store) {
+    write(store, &[record(&[("id", "1"), ("name", "甲")])], at(1)).await;
+    let c = store.client(&id("1")).await.unwrap().unwrap();
+    assert!(!c.consent(ConsentScope::Email).granted);
+    assert!(!c.consent(ConsentScope::Sms).granted);
+    assert!(c.consent(ConsentScope::PersonalisedMarketing).granted);
+    assert_eq!(store.consent_history(&id("1")).await.unwrap().len(), 3);
+}
+
+async fn reimport_tells_unchanged_from_updated(store: &dyn Store) {
+    let a = record(&[("id", "1"), ("name", "甲"), ("assets", "100")]);
+    let b = record(&[("id", "2"), ("name", "乙"), ("consent_sms", "true")]);
+    write(store, &[a.clone(), b.clone()], at(1)).await;
+    let a2 = record(&[("id", "1"), ("name", "甲"), ("assets", "200")]);
+    let b2 = record(&[("id", "2"), ("name", "乙"), ("consent_sms", "false")]);
+    let c = record(&[("id", "3"), ("name", "丙")]);
+    let out = write(store, &[a.clone(), b.clone(), a2, b2, c], at(2)).await;
+    let changes: Vec<RowChange> = out.iter().map(|o| o.change).collect();
+    use RowChange::*;
+    assert_eq!(
+        changes,
+        vec![Unchanged, Unchanged, Updated, Updated, Inserted]
+    );
+    let one = store.client(&id("1")).await.unwrap().unwrap();
+    assert_eq!(one.client.assets.unwrap().fen(), 20_000);
+    assert_eq!(one.created_at, at(1), "an update keeps the creation time");
+    assert_eq!(one.updated_at, at(2));
+    assert!(
+        !store
+            .client(&id("2"))
+            .await
+            .unwrap()
+            .unwrap()
+            .consent(ConsentScope::Sms)
+            .granted
+    );
+}
+
+async fn an_opt_out_herald_recorded_survives_a_reimport(store: &dyn Store) {
+    let row = record(&[
+        ("id", "9"),
+        ("name", "丁"),
+        ("consent_sms", "true"),
+        ("consent_email", "true"),
+    ]);
+    write(store, std::slice::from_ref(&row), at(1)).await;
+    let recorded = store
+        .record_consent(&opt_out(
+            "9",
+            ConsentScope::Sms,
+            ConsentSource::SmsReply,
+            at(2),
+        ))
+        .await
+        .unwrap();
+    assert!(recorded);
+    let out = write(store, std::slice::from_ref(&row), at(3)).await;
+    assert_eq!(
+        out[0].conflicts,
+        vec![ConsentScope::Sms],
+        "the conflict is reported"
+    );
+    assert_eq!(out[0].change, RowChange::Unchanged);
+    let c = store.client(&id("9")).await.unwrap().unwrap();
+    let sms = c.consent(ConsentScope::Sms);
+    assert!(!sms.granted, "the opt-out stays");
+    assert_eq!((sms.source, sms.at), (ConsentSource::SmsReply, at(2)));
+    assert!(c.consent(ConsentScope::Email).granted);
+
+    // A profile change in the same row is still applied, the opt-out kept.
+    let changed = record(&[
+        ("id", "9"),
+        ("name", "丁二"),
+        ("consent_sms", "true"),
+        ("consent_email", "true"),
+    ]);
+    let out = write(store, &[changed], at(4)).await;
+    assert_eq!(out[0].change, RowChange::Updated);
+    let c = store.client(&id("9")).await.unwrap().unwrap();
+    assert_eq!(c.client.name, "丁二");
+    assert_eq!(c.consent(ConsentScope::Sms).source, ConsentSource::SmsReply);
+}
+
+async fn an_opt_out_the_crm_sent_can_be_lifted_by_the_crm(store: &dyn Store) {
+    write(
+        store,
+        &[record(&[
+            ("id", "5"),
+            ("name", "戊"),
+            ("consent_email", "false"),
+        ])],
+        at(1),
+    )
+    .await;
+    let out = write(
+        store,
+        &[record(&[
+            ("id", "5"),
+            ("name", "戊"),
+            ("consent_email", "true"),
+        ])],
+        at(2),
+    )
+    .await;
+    assert!(out[0].conflicts.is_empty());
+    assert!(
+        store
+            .client(&id("5"))
+            .await
+            .unwrap()
+            .unwrap()
+            .consent(ConsentScope::Email)
+            .granted
+    );
+}
+
+async fn consent_history_lists_every_change_in_order(store: &dyn Store) {
+    write(
+        store,
+        &[record(&[
+            ("id", "6"),
+            ("name", "己"),
+            ("consent_sms", "true"),
+        ])],
+        at(1),
+    )
+    .await;
+    store
+        .record_consent(&opt_out(
+            "6",
+            ConsentScope::Sms,
+            ConsentSource::UnsubscribeLink,
+            at(2),
+        ))
+        .await
+        .unwrap();
+    let mut restore = opt_out("6", ConsentScope::Sms, ConsentSource::Operator, at(3));
+    restore.granted = true;
+    restore.actor = Some("compliance.wang".into());
+    store.record_consent(&restore).await.unwrap();
+    let sms: Vec<(bool, ConsentSource, Option<String>)> = store
+        .consent_history(&id("6"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.scope == ConsentScope::Sms)
+        .map(|h| (h.granted, h.source, h.actor))
+        .collect();
+    assert_eq!(
+        sms,
+        vec![
+            (true, ConsentSource::Import, None),
+            (false, ConsentSource::UnsubscribeLink, None),
+            (
+                true,
+                ConsentSource::Operator,
+                Some("compliance.wang".into())
+            ),
+        ]
+    );
+    assert!(!store
+        .record_consent(&opt_out(
+            "nobody",
+            ConsentScope::Sms,
+            ConsentSource::SmsReply,
+            at(2)
+        ))
+        .await
+        .unwrap());
+}
+
+async fn an_atomic_writer_dropped_without_commit_writes_nothing(store: &dyn Store) {
+    let mut w = store.client_writer(true).await.unwrap();
+    w.write(&[record(&[("id", "1"), ("name", "甲")])], at(1))
+        .await
+        .unwrap();
+    w.write(&[record(&[("id", "2"), ("name", "乙")])], at(1))
+        .await
+        .unwrap();
+    drop(w);
+    assert_eq!(store.count_clients().await.unwrap(), 0);
+    assert!(store.consent_history(&id("1")).await.unwrap().is_empty());
+}
+
+fn event(client: &str, when: DateTime<Utc>, kind: EventKind) -> NewEvent {
+    NewEvent {
+        client_id: id(client),
+        at: when,
+        kind,
+        channel: Some(Channel::Email),
+        campaign: Some("daily-bulletin".into()),
+        campaign_kind: Some("market_bulletin".into()),
+        run_id: None,
+        delivery_id: None,
+        source: "import".into(),
+        details: json!({"url": "https://research.example.com/a"}),
+    }
+}
+
+async fn events_are_stored_once_and_only_for_known_clients(store: &dyn Store) {
+    write(store, &[record(&[("id", "1"), ("name", "甲")])], at(1)).await;
+    let sent = event("1", at(3), EventKind::Sent);
+    let opened = event("1", at(3) + Duration::minutes(5), EventKind::Opened);
+    let stranger = event("404", at(3), EventKind::Opened);
+    let out = store
+        .insert_events(&[sent.clone(), opened.clone(), sent.clone(), stranger])
+        .await
+        .unwrap();
+    use EventOutcome::*;
+    assert_eq!(out, vec![Stored, Stored, Duplicate, UnknownClient]);
+    let again = store.insert_events(&[opened.clone()]).await.unwrap();
+    assert_eq!(
+        again,
+        vec![Duplicate],
+        "importing the same history twice stores it once"
+    );
+
+    let timeline = store.client_events(&id("1"), 10).await.unwrap();
+    let kinds: Vec<EventKind> = timeline.iter().map(|e| e.event.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![EventKind::Opened, EventKind::Sent],
+        "newest first"
+    );
+    assert_eq!(timeline[0].event, opened, "an event round-trips exactly");
+    assert_eq!(store.client_events(&id("1"), 1).await.unwrap().len(), 1);
+}
+
+on_both_backends!(
+    every_field_round_trips,
+    a_new_client_gets_the_documented_consent_defaults,
+    reimport_tells_unchanged_from_updated,
+    an_opt_out_herald_recorded_survives_a_reimport,
+    an_opt_out_the_crm_sent_can_be_lifted_by_the_crm,
+    consent_history_lists_every_change_in_order,
+    an_atomic_writer_dropped_without_commit_writes_nothing,
+    events_are_stored_once_and_only_for_known_clients,
+);
