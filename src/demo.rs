@@ -160,7 +160,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
 
     step("4. 客户短信回复“TD”退订，随后 CRM 夜间同步再次导入同一文件 / a client replies TD, then the nightly CRM sync re-imports the file");
-    let opted_out = ClientId::parse(&format!("{:010}", 1)).expect("demo id is valid");
+    let opted_out = first_sms_subscriber(&*store, args.clients).await?;
     let change = ConsentChange {
         client_id: opted_out.clone(),
         scope: ConsentScope::Sms,
@@ -219,6 +219,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's ids are sequential from 1; find one who accepts SMS.
+async fn first_sms_subscriber(store: &dyn crate::store::Store, clients: u64) -> Result<ClientId> {
+    for n in 1..=clients {
+        let id = ClientId::parse(&format!("{n:010}")).expect("demo ids are valid");
+        if let Some(c) = store.client(&id).await? {
+            if c.consent(ConsentScope::Sms).granted {
+                return Ok(id);
+            }
+        }
+    }
+    anyhow::bail!("no generated client accepts SMS")
 }
 
 #[derive(serde::Serialize)]
