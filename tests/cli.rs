@@ -46,13 +46,19 @@ fn an_import_with_bad_rows_exits_2_and_names_line_and_field() {
     assert!(out.contains("1 imported"), "{out}");
     assert!(out.contains("line 3: email"), "{out}");
     assert!(out.contains("line 4: phone"), "{out}");
-    assert!(dir.path().join("herald.db").exists(), "the default database is herald.db here");
+    assert!(
+        dir.path().join("herald.db").exists(),
+        "the default database is herald.db here"
+    );
 
     let shown = herald(dir.path(), &["clients", "show", "000001", "--json"]);
     assert!(shown.status.success(), "{}", stderr(&shown));
     let v: serde_json::Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(v["name"], "张三, 先生");
-    assert_eq!(v["phone"], "+8613812345678", "an operator's view is unmasked");
+    assert_eq!(
+        v["phone"], "+8613812345678",
+        "an operator's view is unmasked"
+    );
 }
 
 #[test]
@@ -74,14 +80,25 @@ fn a_missing_file_or_bad_config_is_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let o = herald(dir.path(), &["import", "clients", "nope.csv"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).starts_with("herald: error: nope.csv:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).starts_with("herald: error: nope.csv:"),
+        "{}",
+        stderr(&o)
+    );
 
-    std::fs::write(dir.path().join("herald.toml"), "timezone = \"Asia/Shanghai\"\ndatabse_url = \"x\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("herald.toml"),
+        "timezone = \"Asia/Shanghai\"\ndatabse_url = \"x\"\n",
+    )
+    .unwrap();
     let o = herald(dir.path(), &["init"]);
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.contains("herald.toml") && err.contains("databse_url"), "{err}");
+    assert!(
+        err.contains("herald.toml") && err.contains("databse_url"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -90,7 +107,11 @@ fn a_file_without_an_id_column_is_refused_before_anything_is_written() {
     std::fs::write(dir.path().join("c.csv"), "name,email\n张三,z@example.com\n").unwrap();
     let o = herald(dir.path(), &["import", "clients", "c.csv"]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("line 1: there is no 'id' column"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("line 1: there is no 'id' column"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -99,7 +120,19 @@ fn demo_data_is_reproducible_from_its_seed() {
     let gen = |out: &str, seed: &str| {
         let o = herald(
             dir.path(),
-            &["demo-data", "--clients", "200", "--out", out, "--seed", seed, "--history", "7", "--as-of", "2026-11-25"],
+            &[
+                "demo-data",
+                "--clients",
+                "200",
+                "--out",
+                out,
+                "--seed",
+                seed,
+                "--history",
+                "7",
+                "--as-of",
+                "2026-11-25",
+            ],
         );
         assert!(o.status.success(), "{}", stderr(&o));
         std::fs::read(dir.path().join(out)).unwrap()
@@ -108,16 +141,29 @@ fn demo_data_is_reproducible_from_its_seed() {
     assert_ne!(gen("a.csv", "7"), gen("c.csv", "8"));
     assert!(dir.path().join("a.events.jsonl").exists());
     let o = herald(dir.path(), &["import", "clients", "a.csv"]);
-    assert_eq!(o.status.code(), Some(0), "generated data imports cleanly: {}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "generated data imports cleanly: {}",
+        stdout(&o)
+    );
     let o = herald(dir.path(), &["import", "events", "a.events.jsonl"]);
-    assert_eq!(o.status.code(), Some(0), "generated history imports cleanly: {}", stdout(&o));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "generated history imports cleanly: {}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn the_demo_runs_anywhere_and_ends_with_a_summary() {
     let dir = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let o = herald(dir.path(), &["demo", "--clients", "300", "--dir", "d", "--json"]);
+        let o = herald(
+            dir.path(),
+            &["demo", "--clients", "300", "--dir", "d", "--json"],
+        );
         assert!(o.status.success(), "{}", stderr(&o));
         let out = stdout(&o);
         let json_start = out.rfind("\n{").expect("a JSON summary at the end");

@@ -313,7 +313,10 @@ async fn events_are_stored_once_and_only_for_known_clients(store: &dyn Store) {
         .unwrap();
     use EventOutcome::*;
     assert_eq!(out, vec![Stored, Stored, Duplicate, UnknownClient]);
-    let again = store.insert_events(std::slice::from_ref(&opened)).await.unwrap();
+    let again = store
+        .insert_events(std::slice::from_ref(&opened))
+        .await
+        .unwrap();
     assert_eq!(
         again,
         vec![Duplicate],

@@ -36,21 +36,22 @@ CREATE TABLE clients (
     updated_at              TIMESTAMPTZ NOT NULL
 );
 
-CREATE INDEX clients_branch ON clients (branch);
-
--- Append-only: every consent state a client has had, with its source.
+-- Append-only: every consent state a client has had, with its source. One
+-- row per change; a scope the change did not touch is NULL, so a new
+-- client's first states take one row, not three.
 CREATE TABLE consent_log (
     id          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     client_id   TEXT NOT NULL REFERENCES clients (id),
-    scope       TEXT NOT NULL CHECK (scope IN ('email', 'sms', 'personalised_marketing')),
-    granted     BOOLEAN NOT NULL,
     source      TEXT NOT NULL,
     at          TIMESTAMPTZ NOT NULL,
     actor       TEXT,
-    note        TEXT
+    note        TEXT,
+    email                   BOOLEAN,
+    sms                     BOOLEAN,
+    personalised_marketing  BOOLEAN
 );
 
-CREATE INDEX consent_log_client ON consent_log (client_id, scope, id);
+CREATE INDEX consent_log_client ON consent_log (client_id);
 
 CREATE TABLE events (
     id              BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

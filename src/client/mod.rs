@@ -66,7 +66,7 @@ impl Client {
         put(&opt_date(self.birthday));
         put(&opt_date(self.opened_on));
         put(&opt_date(self.last_trade_on));
-        put(&Value::Object(self.attributes.clone()).to_string());
+        put(&serde_json::to_string(&self.attributes).unwrap_or_default());
         let mut out = [0u8; 16];
         out.copy_from_slice(&h.finalize().as_bytes()[..16]);
         out
@@ -95,6 +95,8 @@ pub fn join_codes(codes: &[StockCode]) -> String {
 pub struct ClientRecord {
     pub client: Client,
     pub consents: [Option<bool>; 3],
+    /// [`Client::content_hash`], computed once where the row is parsed.
+    pub hash: [u8; 16],
 }
 
 impl ClientRecord {

@@ -205,9 +205,11 @@ impl RowBuilder {
             let id = self.id_for_report();
             return Err((id, self.errors));
         }
+        let hash = self.client.content_hash();
         Ok(ClientRecord {
             client: self.client,
             consents: self.consents,
+            hash,
         })
     }
 

@@ -54,6 +54,22 @@ pub const EXISTING_COLUMNS: &str =
      consent_sms, consent_sms_source, consent_sms_at, personalised_marketing, \
      personalised_marketing_source, personalised_marketing_at";
 
+/// [`EXISTING_COLUMNS`] qualified with the table alias `c`.
+pub fn prefixed_existing_columns() -> String {
+    EXISTING_COLUMNS
+        .split(", ")
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// When an incoming row `v` (hash `h`, stated consents `ce`, `cs`, `cp`,
+/// NULL where the file says nothing) differs from the stored row `c`.
+pub const DIFFERS: &str = "c.row_hash <> v.h \
+     OR (v.ce IS NOT NULL AND v.ce <> c.consent_email) \
+     OR (v.cs IS NOT NULL AND v.cs <> c.consent_sms) \
+     OR (v.cp IS NOT NULL AND v.cp <> c.personalised_marketing)";
+
 /// `SET col = excluded.col, ...` for an upsert: every column but the id and
 /// the creation time.
 pub fn upsert_assignments() -> String {
@@ -285,32 +301,74 @@ impl ClientColumns {
     }
 }
 
-/// One row of `consent_log`.
+/// One row of `consent_log`: a change to one or more of a client's consents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentLogEntry {
+    pub client_id: String,
+    pub source: ConsentSource,
+    pub at: DateTime<Utc>,
+    pub actor: Option<String>,
+    pub note: Option<String>,
+    /// The new state per scope; `None` where this change left it alone.
+    pub states: [Option<bool>; 3],
+}
+
+impl ConsentLogEntry {
+    pub fn from_change(c: &ConsentChange) -> Self {
+        let mut states = [None; 3];
+        states[c.scope.index()] = Some(c.granted);
+        Self {
+            client_id: c.client_id.to_string(),
+            source: c.source,
+            at: c.at,
+            actor: c.actor.clone(),
+            note: c.note.clone(),
+            states,
+        }
+    }
+}
+
+/// The columns [`ConsentLogColumns`] reads, oldest change first.
+pub const CONSENT_LOG_SELECT: &str =
+    "SELECT client_id, source, at, actor, note, email, sms, personalised_marketing \
+     FROM consent_log WHERE client_id = $1 ORDER BY id";
+
+/// One row of `consent_log` as both drivers read it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConsentLogColumns {
     pub client_id: String,
-    pub scope: String,
-    pub granted: bool,
     pub source: String,
     pub at: DateTime<Utc>,
     pub actor: Option<String>,
     pub note: Option<String>,
+    pub email: Option<bool>,
+    pub sms: Option<bool>,
+    pub personalised_marketing: Option<bool>,
 }
 
 impl ConsentLogColumns {
-    pub fn into_change(self) -> Result<ConsentChange, StoreError> {
+    /// One history entry per scope the change touched.
+    pub fn into_changes(self) -> Result<Vec<ConsentChange>, StoreError> {
         let bad = |e: crate::client::types::Invalid| {
             StoreError::Corrupt(format!("consent log of {}: {e}", self.client_id))
         };
-        Ok(ConsentChange {
-            client_id: ClientId::parse(&self.client_id).map_err(bad)?,
-            scope: ConsentScope::parse(&self.scope).map_err(bad)?,
-            granted: self.granted,
-            source: ConsentSource::parse(&self.source).map_err(bad)?,
-            at: self.at,
-            actor: self.actor,
-            note: self.note,
-        })
+        let client_id = ClientId::parse(&self.client_id).map_err(bad)?;
+        let source = ConsentSource::parse(&self.source).map_err(bad)?;
+        let states = [self.email, self.sms, self.personalised_marketing];
+        Ok(ConsentScope::ALL
+            .into_iter()
+            .filter_map(|scope| {
+                states[scope.index()].map(|granted| ConsentChange {
+                    client_id: client_id.clone(),
+                    scope,
+                    granted,
+                    source,
+                    at: self.at,
+                    actor: self.actor.clone(),
+                    note: self.note.clone(),
+                })
+            })
+            .collect())
     }
 }
 

@@ -6,6 +6,7 @@ mod columns;
 mod postgres;
 mod sqlite;
 mod upsert;
+mod writer;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -144,7 +145,7 @@ pub trait Store: Send + Sync {
     fn backend(&self) -> Backend;
 
     /// A writer for client rows. An `atomic` writer writes all batches in one
-    /// transaction; otherwise each batch is committed as it is written.
+    /// transaction; otherwise rows are committed every few thousand.
     async fn client_writer(&self, atomic: bool) -> Result<Box<dyn ClientWriter>, StoreError>;
 
     async fn client(&self, id: &ClientId) -> Result<Option<StoredClient>, StoreError>;

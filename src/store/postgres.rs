@@ -8,13 +8,15 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::columns::{
-    consent_column, upsert_assignments, ClientColumns, ConsentLogColumns, EventColumns,
-    ExistingColumns, CLIENT_COLUMNS, EVENT_SELECT, EXISTING_COLUMNS,
+    consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns,
+    ConsentLogColumns, ConsentLogEntry, EventColumns, ExistingColumns, CLIENT_COLUMNS,
+    CONSENT_LOG_SELECT, DIFFERS, EVENT_SELECT,
 };
 use super::upsert::{plan, Existing, RowWrite};
+use super::writer::{BatchWriter, PooledWriter};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
@@ -48,15 +50,7 @@ impl Store for PgStore {
     }
 
     async fn client_writer(&self, atomic: bool) -> Result<Box<dyn ClientWriter>, StoreError> {
-        let tx = if atomic {
-            Some(self.pool.begin().await?)
-        } else {
-            None
-        };
-        Ok(Box::new(PgClientWriter {
-            pool: self.pool.clone(),
-            tx,
-        }))
+        Ok(Box::new(PooledWriter::new(self.pool.clone(), atomic)))
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<StoredClient>, StoreError> {
@@ -95,22 +89,21 @@ impl Store for PgStore {
         if updated == 0 {
             return Ok(false);
         }
-        insert_consent_log(&mut tx, std::slice::from_ref(change)).await?;
+        insert_consent_log(&mut tx, &[ConsentLogEntry::from_change(change)]).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
-        let rows: Vec<ConsentLogColumns> = sqlx::query_as(
-            "SELECT client_id, scope, granted, source, at, actor, note FROM consent_log \
-             WHERE client_id = $1 ORDER BY id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(ConsentLogColumns::into_change)
-            .collect()
+        let rows: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut history = Vec::with_capacity(rows.len());
+        for row in rows {
+            history.extend(row.into_changes()?);
+        }
+        Ok(history)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
@@ -192,35 +185,14 @@ impl Store for PgStore {
     }
 }
 
-struct PgClientWriter {
-    pool: PgPool,
-    /// Held for an atomic import; `None` commits batch by batch.
-    tx: Option<Transaction<'static, Postgres>>,
-}
-
 #[async_trait]
-impl ClientWriter for PgClientWriter {
-    async fn write(
-        &mut self,
+impl BatchWriter for Postgres {
+    async fn write_batch(
+        conn: &mut PgConnection,
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        match &mut self.tx {
-            Some(tx) => write_batch(tx, batch, at).await,
-            None => {
-                let mut tx = self.pool.begin().await?;
-                let outcomes = write_batch(&mut tx, batch, at).await?;
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-        }
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        if let Some(tx) = self.tx {
-            tx.commit().await?;
-        }
-        Ok(())
+        write_batch(conn, batch, at).await
     }
 }
 
@@ -230,17 +202,33 @@ async fn write_batch(
     at: DateTime<Utc>,
 ) -> Result<Vec<RowOutcome>, StoreError> {
     let ids: Vec<&str> = batch.iter().map(|r| r.client.id.as_str()).collect();
+    // One aggregated row, so that a fresh import pulls no row per client.
+    let (missing,): (Option<Vec<String>>,) = sqlx::query_as(
+        "SELECT array_agg(DISTINCT v.id) FROM UNNEST($1::text[]) AS v(id) \
+         WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = v.id)",
+    )
+    .bind(&ids)
+    .fetch_one(&mut *conn)
+    .await?;
+    let new_ids: HashSet<String> = missing.unwrap_or_default().into_iter().collect();
+    let consent = |i: usize| batch.iter().map(|r| r.consents[i]).collect::<Vec<_>>();
     let rows: Vec<ExistingColumns> = sqlx::query_as(&format!(
-        "SELECT {EXISTING_COLUMNS} FROM clients WHERE id = ANY($1)"
+        "SELECT DISTINCT {} FROM UNNEST($1::text[], $2::bytea[], $3::bool[], $4::bool[], $5::bool[]) \
+           AS v(id, h, ce, cs, cp) JOIN clients c ON c.id = v.id WHERE {DIFFERS}",
+        prefixed_existing_columns()
     ))
     .bind(&ids)
+    .bind(batch.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+    .bind(consent(0))
+    .bind(consent(1))
+    .bind(consent(2))
     .fetch_all(&mut *conn)
     .await?;
     let existing: HashMap<String, Existing> = rows
         .into_iter()
         .map(ExistingColumns::into_existing)
         .collect::<Result<_, _>>()?;
-    let plan = plan(batch, existing, at);
+    let plan = plan(batch, existing, &new_ids, at);
     upsert_clients(conn, &plan.writes, at).await?;
     insert_consent_log(conn, &plan.log).await?;
     Ok(plan.outcomes)
@@ -385,27 +373,25 @@ async fn upsert_clients(
 
 async fn insert_consent_log(
     conn: &mut PgConnection,
-    log: &[ConsentChange],
+    log: &[ConsentLogEntry],
 ) -> Result<(), StoreError> {
     if log.is_empty() {
         return Ok(());
     }
+    let state = |i: usize| log.iter().map(|c| c.states[i]).collect::<Vec<_>>();
     sqlx::query(
-        "INSERT INTO consent_log (client_id, scope, granted, source, at, actor, note) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::text[], $5::timestamptz[], \
-                              $6::text[], $7::text[])",
+        "INSERT INTO consent_log (client_id, source, at, actor, note, email, sms, personalised_marketing) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
+                              $6::bool[], $7::bool[], $8::bool[])",
     )
-    .bind(
-        log.iter()
-            .map(|c| c.client_id.to_string())
-            .collect::<Vec<_>>(),
-    )
-    .bind(log.iter().map(|c| c.scope.as_str()).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.granted).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>())
     .bind(log.iter().map(|c| c.source.as_str()).collect::<Vec<_>>())
     .bind(log.iter().map(|c| c.at).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.actor.clone()).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.note.clone()).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.actor.as_deref()).collect::<Vec<_>>())
+    .bind(log.iter().map(|c| c.note.as_deref()).collect::<Vec<_>>())
+    .bind(state(0))
+    .bind(state(1))
+    .bind(state(2))
     .execute(&mut *conn)
     .await?;
     Ok(())

@@ -7,13 +7,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::columns::{
-    consent_column, upsert_assignments, ClientColumns, ConsentLogColumns, EventColumns,
-    ExistingColumns, CLIENT_COLUMNS, EVENT_SELECT, EXISTING_COLUMNS,
+    consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns,
+    ConsentLogColumns, ConsentLogEntry, EventColumns, ExistingColumns, CLIENT_COLUMNS,
+    CONSENT_LOG_SELECT, DIFFERS, EVENT_SELECT,
 };
 use super::upsert::{plan, RowWrite};
+use super::writer::{BatchWriter, PooledWriter};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
@@ -40,6 +42,8 @@ impl SqliteStore {
             // crash, only on power loss; FULL would halve import speed.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
+            // 64 MB of page cache: an import touches the whole id index.
+            .pragma("cache_size", "-65536")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -57,15 +61,7 @@ impl Store for SqliteStore {
     }
 
     async fn client_writer(&self, atomic: bool) -> Result<Box<dyn ClientWriter>, StoreError> {
-        let tx = if atomic {
-            Some(self.pool.begin().await?)
-        } else {
-            None
-        };
-        Ok(Box::new(SqliteClientWriter {
-            pool: self.pool.clone(),
-            tx,
-        }))
+        Ok(Box::new(PooledWriter::new(self.pool.clone(), atomic)))
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<StoredClient>, StoreError> {
@@ -104,22 +100,21 @@ impl Store for SqliteStore {
         if updated == 0 {
             return Ok(false);
         }
-        insert_consent_log(&mut tx, std::slice::from_ref(change)).await?;
+        insert_consent_log(&mut tx, &[ConsentLogEntry::from_change(change)]).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
-        let rows: Vec<ConsentLogColumns> = sqlx::query_as(
-            "SELECT client_id, scope, granted, source, at, actor, note FROM consent_log \
-             WHERE client_id = $1 ORDER BY id",
-        )
-        .bind(id.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(ConsentLogColumns::into_change)
-            .collect()
+        let rows: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut history = Vec::with_capacity(rows.len());
+        for row in rows {
+            history.extend(row.into_changes()?);
+        }
+        Ok(history)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
@@ -182,35 +177,14 @@ impl Store for SqliteStore {
     }
 }
 
-struct SqliteClientWriter {
-    pool: SqlitePool,
-    /// Held for an atomic import; `None` commits batch by batch.
-    tx: Option<Transaction<'static, Sqlite>>,
-}
-
 #[async_trait]
-impl ClientWriter for SqliteClientWriter {
-    async fn write(
-        &mut self,
+impl BatchWriter for Sqlite {
+    async fn write_batch(
+        conn: &mut SqliteConnection,
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        match &mut self.tx {
-            Some(tx) => write_batch(tx, batch, at).await,
-            None => {
-                let mut tx = self.pool.begin().await?;
-                let outcomes = write_batch(&mut tx, batch, at).await?;
-                tx.commit().await?;
-                Ok(outcomes)
-            }
-        }
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        if let Some(tx) = self.tx {
-            tx.commit().await?;
-        }
-        Ok(())
+        write_batch(conn, batch, at).await
     }
 }
 
@@ -219,36 +193,66 @@ async fn write_batch(
     batch: &[ClientRecord],
     at: DateTime<Utc>,
 ) -> Result<Vec<RowOutcome>, StoreError> {
-    let ids: HashSet<&str> = batch.iter().map(|r| r.client.id.as_str()).collect();
-    let existing = fetch_existing(conn, &ids).await?;
-    let plan = plan(batch, existing, at);
+    let mut existing = HashMap::new();
+    let mut new_ids = HashSet::new();
+    for chunk in batch.chunks(ROWS_PER_INSERT / 2) {
+        new_ids.extend(missing_ids(conn, chunk).await?);
+        existing.extend(differing_rows(conn, chunk).await?);
+    }
+    let plan = plan(batch, existing, &new_ids, at);
     upsert_clients(conn, &plan.writes, at).await?;
     insert_consent_log(conn, &plan.log).await?;
     Ok(plan.outcomes)
 }
 
-async fn fetch_existing(
+/// The ids of a chunk the store does not have, as one aggregated row so that
+/// a fresh import does not pull a row per client back from the database.
+async fn missing_ids(
     conn: &mut SqliteConnection,
-    ids: &HashSet<&str>,
+    chunk: &[ClientRecord],
+) -> Result<Vec<String>, StoreError> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(i, id) AS (");
+    qb.push_values(chunk.iter().enumerate(), |mut b, (i, r)| {
+        b.push_bind(i as i64).push_bind(r.client.id.as_str());
+    });
+    qb.push(") SELECT group_concat(v.i) FROM v WHERE NOT EXISTS (SELECT 1 FROM clients c WHERE c.id = v.id)");
+    let (positions,): (Option<String>,) = qb.build_query_as().fetch_one(&mut *conn).await?;
+    positions
+        .unwrap_or_default()
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<usize>()
+                .ok()
+                .and_then(|i| chunk.get(i))
+                .map(|r| r.client.id.to_string())
+                .ok_or_else(|| StoreError::Corrupt(format!("unexpected position {p}")))
+        })
+        .collect()
+}
+
+/// The stored state of the rows of a chunk that differ from the store, in
+/// profile or in a consent the file states. Rows that match are not read.
+async fn differing_rows(
+    conn: &mut SqliteConnection,
+    chunk: &[ClientRecord],
 ) -> Result<HashMap<String, super::upsert::Existing>, StoreError> {
-    let ids: Vec<&str> = ids.iter().copied().collect();
-    let mut found = HashMap::with_capacity(ids.len());
-    for chunk in ids.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {EXISTING_COLUMNS} FROM clients WHERE id IN ("
-        ));
-        let mut sep = qb.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
-        }
-        qb.push(")");
-        let rows: Vec<ExistingColumns> = qb.build_query_as().fetch_all(&mut *conn).await?;
-        for row in rows {
-            let (id, existing) = row.into_existing()?;
-            found.insert(id, existing);
-        }
-    }
-    Ok(found)
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, h, ce, cs, cp) AS (");
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.client.id.as_str())
+            .push_bind(r.hash.as_slice())
+            .push_bind(r.consents[0])
+            .push_bind(r.consents[1])
+            .push_bind(r.consents[2]);
+    });
+    qb.push(format!(
+        ") SELECT DISTINCT {} FROM v JOIN clients c ON c.id = v.id WHERE {DIFFERS}",
+        prefixed_existing_columns()
+    ));
+    let rows: Vec<ExistingColumns> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    rows.into_iter()
+        .map(ExistingColumns::into_existing)
+        .collect()
 }
 
 async fn existing_ids(
@@ -325,20 +329,21 @@ async fn upsert_clients(
 
 async fn insert_consent_log(
     conn: &mut SqliteConnection,
-    log: &[ConsentChange],
+    log: &[ConsentLogEntry],
 ) -> Result<(), StoreError> {
     for chunk in log.chunks(ROWS_PER_INSERT) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO consent_log (client_id, scope, granted, source, at, actor, note) ",
+            "INSERT INTO consent_log (client_id, source, at, actor, note, email, sms, personalised_marketing) ",
         );
         qb.push_values(chunk, |mut b, c| {
             b.push_bind(c.client_id.as_str())
-                .push_bind(c.scope.as_str())
-                .push_bind(c.granted)
                 .push_bind(c.source.as_str())
                 .push_bind(c.at)
                 .push_bind(c.actor.as_deref())
-                .push_bind(c.note.as_deref());
+                .push_bind(c.note.as_deref())
+                .push_bind(c.states[0])
+                .push_bind(c.states[1])
+                .push_bind(c.states[2]);
         });
         qb.build().execute(&mut *conn).await?;
     }

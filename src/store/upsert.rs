@@ -2,14 +2,14 @@
 //! backends fetch what they hold for the batch's ids, this module decides,
 //! and the backends write the result.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 
+use super::columns::ConsentLogEntry;
 use super::RowOutcome;
 use crate::client::consent::{
-    import_decision, ConsentChange, ConsentScope, ConsentSource, ConsentState, ConsentStates,
-    ImportConsent,
+    import_decision, ConsentScope, ConsentSource, ConsentState, ConsentStates, ImportConsent,
 };
 use crate::client::{Client, ClientRecord};
 
@@ -42,14 +42,18 @@ pub struct BatchPlan<'a> {
     /// One per changed client, in first-seen order.
     pub writes: Vec<RowWrite<'a>>,
     /// Consent history entries, in the order they happened.
-    pub log: Vec<ConsentChange>,
+    pub log: Vec<ConsentLogEntry>,
 }
 
-/// Plans a batch against what is stored. Rows are taken in order, so a
-/// later row for the same id sees the earlier one's result.
+/// Plans a batch against what is stored. The backend has already compared
+/// the batch with the store: `existing` holds the stored state of the rows
+/// that differ from it, `new_ids` the ids it does not have; every other row
+/// matches the store and is unchanged. Rows are taken in order, so a later
+/// row for the same id sees the earlier one's result.
 pub fn plan<'a>(
     batch: &'a [ClientRecord],
     mut existing: HashMap<String, Existing>,
+    new_ids: &HashSet<String>,
     at: DateTime<Utc>,
 ) -> BatchPlan<'a> {
     let mut plan = BatchPlan {
@@ -60,8 +64,15 @@ pub fn plan<'a>(
     let mut write_index: HashMap<&str, usize> = HashMap::new();
     for record in batch {
         let id = record.client.id.as_str();
-        let hash = record.client.content_hash();
+        let hash = record.hash;
         let current = existing.get(id);
+        if current.is_none() && !new_ids.contains(id) {
+            plan.outcomes.push(RowOutcome {
+                change: RowChange::Unchanged,
+                conflicts: Vec::new(),
+            });
+            continue;
+        }
         let (consents, conflicts, consent_changed) =
             decide_consents(record, current, at, &mut plan.log);
         let change = match current {
@@ -96,13 +107,14 @@ pub fn plan<'a>(
     plan
 }
 
-/// Applies the consent rule to each scope. Returns the resulting states, the
-/// scopes in conflict, and whether anything changed.
+/// Applies the consent rule to each scope, logging what changed as one
+/// entry. Returns the resulting states, the scopes in conflict, and whether
+/// anything changed.
 fn decide_consents(
     record: &ClientRecord,
     current: Option<&Existing>,
     at: DateTime<Utc>,
-    log: &mut Vec<ConsentChange>,
+    log: &mut Vec<ConsentLogEntry>,
 ) -> (ConsentStates, Vec<ConsentScope>, bool) {
     let import_state = |granted| ConsentState {
         granted,
@@ -111,7 +123,7 @@ fn decide_consents(
     };
     let mut states = current.map_or([import_state(false); 3], |c| c.consents);
     let mut conflicts = Vec::new();
-    let mut changed = false;
+    let mut logged = [None; 3];
     for scope in ConsentScope::ALL {
         let cur = current.map(|c| &c.consents[scope.index()]);
         match import_decision(scope, cur, record.claim(scope)) {
@@ -119,18 +131,20 @@ fn decide_consents(
             ImportConsent::Conflict => conflicts.push(scope),
             ImportConsent::Set(granted) => {
                 states[scope.index()] = import_state(granted);
-                changed = true;
-                log.push(ConsentChange {
-                    client_id: record.client.id.clone(),
-                    scope,
-                    granted,
-                    source: ConsentSource::Import,
-                    at,
-                    actor: None,
-                    note: None,
-                });
+                logged[scope.index()] = Some(granted);
             }
         }
+    }
+    let changed = logged.iter().any(Option::is_some);
+    if changed {
+        log.push(ConsentLogEntry {
+            client_id: record.client.id.to_string(),
+            source: ConsentSource::Import,
+            at,
+            actor: None,
+            note: None,
+            states: logged,
+        });
     }
     (states, conflicts, changed)
 }
@@ -152,13 +166,30 @@ mod tests {
         r
     }
 
+    fn new(ids: &[&str]) -> HashSet<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_row_the_store_reported_as_matching_is_unchanged() {
+        let r = record("3", "丙", Some(true));
+        let p = plan(
+            std::slice::from_ref(&r),
+            HashMap::new(),
+            &new(&[]),
+            Utc::now(),
+        );
+        assert_eq!(p.outcomes[0].change, RowChange::Unchanged);
+        assert!(p.writes.is_empty() && p.log.is_empty());
+    }
+
     #[test]
     fn a_repeated_id_in_one_batch_is_written_once_with_the_last_state() {
         let batch = vec![
             record("1", "甲", Some(true)),
             record("1", "乙", Some(false)),
         ];
-        let p = plan(&batch, HashMap::new(), Utc::now());
+        let p = plan(&batch, HashMap::new(), &new(&["1"]), Utc::now());
         let changes: Vec<RowChange> = p.outcomes.iter().map(|o| o.change).collect();
         assert_eq!(changes, vec![RowChange::Inserted, RowChange::Updated]);
         assert_eq!(p.writes.len(), 1);
@@ -169,7 +200,12 @@ mod tests {
     #[test]
     fn an_identical_row_is_unchanged_and_not_written() {
         let r = record("7", "丙", Some(true));
-        let first = plan(std::slice::from_ref(&r), HashMap::new(), Utc::now());
+        let first = plan(
+            std::slice::from_ref(&r),
+            HashMap::new(),
+            &new(&[r.client.id.as_str()]),
+            Utc::now(),
+        );
         let stored = Existing {
             hash: first.writes[0].hash.to_vec(),
             consents: first.writes[0].consents,
@@ -177,6 +213,7 @@ mod tests {
         let again = plan(
             std::slice::from_ref(&r),
             HashMap::from([("7".to_owned(), stored)]),
+            &new(&[]),
             Utc::now(),
         );
         assert_eq!(again.outcomes[0].change, RowChange::Unchanged);
@@ -186,7 +223,12 @@ mod tests {
     #[test]
     fn a_protected_opt_out_survives_and_is_reported() {
         let r = record("9", "丁", Some(true));
-        let first = plan(std::slice::from_ref(&r), HashMap::new(), Utc::now());
+        let first = plan(
+            std::slice::from_ref(&r),
+            HashMap::new(),
+            &new(&[r.client.id.as_str()]),
+            Utc::now(),
+        );
         let mut consents = first.writes[0].consents;
         consents[ConsentScope::Sms.index()] = ConsentState {
             granted: false,
@@ -200,6 +242,7 @@ mod tests {
         let again = plan(
             std::slice::from_ref(&r),
             HashMap::from([("9".to_owned(), stored)]),
+            &new(&[]),
             Utc::now(),
         );
         assert_eq!(again.outcomes[0].conflicts, vec![ConsentScope::Sms]);
