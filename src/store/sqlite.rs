@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
@@ -21,7 +21,7 @@ use super::{
 };
 use crate::client::consent::ConsentChange;
 use crate::client::types::ClientId;
-use crate::client::{ClientRecord, StoredClient};
+use crate::client::{join_codes, ClientRecord, StoredClient};
 use crate::event::{NewEvent, StoredEvent};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -195,9 +195,17 @@ async fn write_batch(
 ) -> Result<Vec<RowOutcome>, StoreError> {
     let mut existing = HashMap::new();
     let mut new_ids = HashSet::new();
-    for chunk in batch.chunks(ROWS_PER_INSERT / 2) {
-        new_ids.extend(missing_ids(conn, chunk).await?);
-        existing.extend(differing_rows(conn, chunk).await?);
+    for chunk in batch.chunks(ROWS_PER_INSERT) {
+        let missing = missing_ids(conn, chunk).await?;
+        // Only the rows the store has can differ from it.
+        let stored: Vec<&ClientRecord> = chunk
+            .iter()
+            .filter(|r| !missing.contains(r.client.id.as_str()))
+            .collect();
+        if !stored.is_empty() {
+            existing.extend(differing_rows(conn, &stored).await?);
+        }
+        new_ids.extend(missing);
     }
     let plan = plan(batch, existing, &new_ids, at);
     upsert_clients(conn, &plan.writes, at).await?;
@@ -210,7 +218,7 @@ async fn write_batch(
 async fn missing_ids(
     conn: &mut SqliteConnection,
     chunk: &[ClientRecord],
-) -> Result<Vec<String>, StoreError> {
+) -> Result<HashSet<String>, StoreError> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(i, id) AS (");
     qb.push_values(chunk.iter().enumerate(), |mut b, (i, r)| {
         b.push_bind(i as i64).push_bind(r.client.id.as_str());
@@ -235,7 +243,7 @@ async fn missing_ids(
 /// profile or in a consent the file states. Rows that match are not read.
 async fn differing_rows(
     conn: &mut SqliteConnection,
-    chunk: &[ClientRecord],
+    chunk: &[&ClientRecord],
 ) -> Result<HashMap<String, super::upsert::Existing>, StoreError> {
     let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new("WITH v(id, h, ce, cs, cp) AS (");
     qb.push_values(chunk, |mut b, r| {
@@ -275,56 +283,63 @@ async fn existing_ids(
     Ok(found)
 }
 
+/// Binds straight from the planned writes, formatting each date and time
+/// the way sqlx would, but once: this runs on the path every imported row
+/// takes.
 async fn upsert_clients(
     conn: &mut SqliteConnection,
     writes: &[RowWrite<'_>],
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let rows_per_statement = ROWS_PER_INSERT / 4;
     let head = format!("INSERT INTO clients ({}) ", CLIENT_COLUMNS.join(", "));
     let tail = format!(" ON CONFLICT (id) DO UPDATE SET {}", upsert_assignments());
-    for chunk in writes.chunks(rows_per_statement) {
-        let rows: Vec<ClientColumns> = chunk
-            .iter()
-            .map(|w| ClientColumns::from_write(w, at))
-            .collect();
+    let now = sqlite_time(at);
+    let time = |t: DateTime<Utc>| if t == at { now.clone() } else { sqlite_time(t) };
+    for chunk in writes.chunks(ROWS_PER_INSERT / 4) {
         let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(&head);
-        qb.push_values(rows, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(r.name)
-                .push_bind(r.email)
-                .push_bind(r.phone)
-                .push_bind(r.branch)
-                .push_bind(r.advisor)
-                .push_bind(r.investor_type)
-                .push_bind(r.risk_level)
-                .push_bind(r.risk_assessed_on)
-                .push_bind(r.lowest_risk_category)
-                .push_bind(r.assets_fen)
-                .push_bind(r.tags)
-                .push_bind(r.holdings)
-                .push_bind(r.watchlist)
-                .push_bind(r.birthday)
-                .push_bind(r.opened_on)
-                .push_bind(r.last_trade_on)
-                .push_bind(r.attributes)
-                .push_bind(r.consent_email)
-                .push_bind(r.consent_email_source)
-                .push_bind(r.consent_email_at)
-                .push_bind(r.consent_sms)
-                .push_bind(r.consent_sms_source)
-                .push_bind(r.consent_sms_at)
-                .push_bind(r.personalised_marketing)
-                .push_bind(r.personalised_marketing_source)
-                .push_bind(r.personalised_marketing_at)
-                .push_bind(r.row_hash)
-                .push_bind(r.created_at)
-                .push_bind(r.updated_at);
+        qb.push_values(chunk, |mut b, w| {
+            let c = w.client;
+            b.push_bind(c.id.as_str())
+                .push_bind(c.name.as_str())
+                .push_bind(c.email.as_ref().map(|e| e.as_str()))
+                .push_bind(c.phone.as_ref().map(|p| p.as_str()))
+                .push_bind(c.branch.as_deref())
+                .push_bind(c.advisor.as_deref())
+                .push_bind(c.investor_type.as_str())
+                .push_bind(c.risk_level.map(|l| i16::from(l.number())))
+                .push_bind(c.risk_assessed_on.map(sqlite_date))
+                .push_bind(c.lowest_risk_category)
+                .push_bind(c.assets.map(|a| a.fen()))
+                .push_bind(c.tags.join(";"))
+                .push_bind(join_codes(&c.holdings))
+                .push_bind(join_codes(&c.watchlist))
+                .push_bind(c.birthday.map(sqlite_date))
+                .push_bind(c.opened_on.map(sqlite_date))
+                .push_bind(c.last_trade_on.map(sqlite_date))
+                .push_bind(serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+            for state in &w.consents {
+                b.push_bind(state.granted)
+                    .push_bind(state.source.as_str())
+                    .push_bind(time(state.at));
+            }
+            b.push_bind(w.hash.as_slice())
+                .push_bind(now.clone())
+                .push_bind(now.clone());
         });
         qb.push(&tail);
         qb.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// A date as sqlx stores it in SQLite (`%F`).
+fn sqlite_date(d: NaiveDate) -> String {
+    format!("{:04}-{:02}-{:02}", d.year(), d.month(), d.day())
+}
+
+/// An instant as sqlx stores it in SQLite.
+fn sqlite_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
 async fn insert_consent_log(
