@@ -217,6 +217,19 @@ async fn an_opt_out_the_crm_sent_can_be_lifted_by_the_crm(store: &dyn Store) {
             .consent(ConsentScope::Email)
             .granted
     );
+    let email: Vec<(bool, DateTime<Utc>)> = store
+        .consent_history(&id("5"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.scope == ConsentScope::Email)
+        .map(|h| (h.granted, h.at))
+        .collect();
+    assert_eq!(
+        email,
+        vec![(false, at(1)), (true, at(2))],
+        "the first state is kept in the history"
+    );
 }
 
 async fn consent_history_lists_every_change_in_order(store: &dyn Store) {

@@ -9,7 +9,9 @@ use sqlx::types::Json;
 use super::upsert::RowWrite;
 use super::StoreError;
 use crate::channel::Channel;
-use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource, ConsentState};
+use crate::client::consent::{
+    ConsentChange, ConsentScope, ConsentSource, ConsentState, ConsentStates,
+};
 use crate::client::types::{ClientId, Cny, Email, InvestorType, Mobile, RiskLevel, StockCode};
 use crate::client::{join_codes, Client, StoredClient};
 use crate::event::{EventKind, NewEvent, StoredEvent};
@@ -301,75 +303,104 @@ impl ClientColumns {
     }
 }
 
-/// One row of `consent_log`: a change to one or more of a client's consents.
+/// One row of `consent_log`: a consent changed from `previous` to `state`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsentLogEntry {
     pub client_id: String,
-    pub source: ConsentSource,
-    pub at: DateTime<Utc>,
+    pub scope: ConsentScope,
+    pub state: ConsentState,
+    pub previous: ConsentState,
     pub actor: Option<String>,
     pub note: Option<String>,
-    /// The new state per scope; `None` where this change left it alone.
-    pub states: [Option<bool>; 3],
 }
 
 impl ConsentLogEntry {
-    pub fn from_change(c: &ConsentChange) -> Self {
-        let mut states = [None; 3];
-        states[c.scope.index()] = Some(c.granted);
+    pub fn new(change: &ConsentChange, previous: ConsentState) -> Self {
         Self {
-            client_id: c.client_id.to_string(),
-            source: c.source,
-            at: c.at,
-            actor: c.actor.clone(),
-            note: c.note.clone(),
-            states,
+            client_id: change.client_id.to_string(),
+            scope: change.scope,
+            state: ConsentState {
+                granted: change.granted,
+                source: change.source,
+                at: change.at,
+            },
+            previous,
+            actor: change.actor.clone(),
+            note: change.note.clone(),
         }
     }
 }
 
-/// The columns [`ConsentLogColumns`] reads, oldest change first.
-pub const CONSENT_LOG_SELECT: &str =
-    "SELECT client_id, source, at, actor, note, email, sms, personalised_marketing \
-     FROM consent_log WHERE client_id = $1 ORDER BY id";
+/// Inserts one [`ConsentLogEntry`]; binds in field order, previous last.
+pub const CONSENT_LOG_INSERT: &str = "INSERT INTO consent_log \
+     (client_id, scope, granted, source, at, actor, note, prev_granted, prev_source, prev_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
+
+/// A client's consent changes, oldest first.
+pub const CONSENT_LOG_SELECT: &str = "SELECT scope, granted, source, at, actor, note, \
+     prev_granted, prev_source, prev_at FROM consent_log WHERE client_id = $1 ORDER BY id";
+
+/// A client's current consent columns (with id and hash, as an import reads them).
+pub const CONSENT_STATE_SELECT: &str = "SELECT id, row_hash, consent_email, consent_email_source, \
+     consent_email_at, consent_sms, consent_sms_source, consent_sms_at, personalised_marketing, \
+     personalised_marketing_source, personalised_marketing_at FROM clients WHERE id = $1";
 
 /// One row of `consent_log` as both drivers read it.
 #[derive(Debug, sqlx::FromRow)]
 pub struct ConsentLogColumns {
-    pub client_id: String,
+    pub scope: String,
+    pub granted: bool,
     pub source: String,
     pub at: DateTime<Utc>,
     pub actor: Option<String>,
     pub note: Option<String>,
-    pub email: Option<bool>,
-    pub sms: Option<bool>,
-    pub personalised_marketing: Option<bool>,
+    pub prev_granted: bool,
+    pub prev_source: String,
+    pub prev_at: DateTime<Utc>,
 }
 
-impl ConsentLogColumns {
-    /// One history entry per scope the change touched.
-    pub fn into_changes(self) -> Result<Vec<ConsentChange>, StoreError> {
-        let bad = |e: crate::client::types::Invalid| {
-            StoreError::Corrupt(format!("consent log of {}: {e}", self.client_id))
-        };
-        let client_id = ClientId::parse(&self.client_id).map_err(bad)?;
-        let source = ConsentSource::parse(&self.source).map_err(bad)?;
-        let states = [self.email, self.sms, self.personalised_marketing];
-        Ok(ConsentScope::ALL
-            .into_iter()
-            .filter_map(|scope| {
-                states[scope.index()].map(|granted| ConsentChange {
-                    client_id: client_id.clone(),
-                    scope,
-                    granted,
-                    source,
-                    at: self.at,
-                    actor: self.actor.clone(),
-                    note: self.note.clone(),
-                })
-            })
-            .collect())
+/// A client's consent history, oldest first: for each scope its first
+/// state (the first change's previous state, or the current state when it
+/// never changed), then every change.
+pub fn consent_history(
+    id: &ClientId,
+    current: &ConsentStates,
+    log: Vec<ConsentLogColumns>,
+) -> Result<Vec<ConsentChange>, StoreError> {
+    let entry = |scope, s: ConsentState, actor, note| ConsentChange {
+        client_id: id.clone(),
+        scope,
+        granted: s.granted,
+        source: s.source,
+        at: s.at,
+        actor,
+        note,
+    };
+    let mut history = Vec::new();
+    let mut seen = [false; 3];
+    for row in log {
+        let scope = ConsentScope::parse(&row.scope).map_err(|e| StoreError::Corrupt(e.0))?;
+        if !seen[scope.index()] {
+            seen[scope.index()] = true;
+            history.push(entry(
+                scope,
+                state(row.prev_granted, &row.prev_source, row.prev_at)?,
+                None,
+                None,
+            ));
+        }
+        history.push(entry(
+            scope,
+            state(row.granted, &row.source, row.at)?,
+            row.actor,
+            row.note,
+        ));
     }
+    for scope in ConsentScope::ALL.into_iter().filter(|s| !seen[s.index()]) {
+        history.push(entry(scope, current[scope.index()], None, None));
+    }
+    history.sort_by_key(|c| c.at);
+    Ok(history)
 }
 
 /// One row of `events`.

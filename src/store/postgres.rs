@@ -11,9 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::columns::{
-    consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns,
+    consent_column, consent_history, prefixed_existing_columns, upsert_assignments, ClientColumns,
     ConsentLogColumns, ConsentLogEntry, EventColumns, ExistingColumns, CLIENT_COLUMNS,
-    CONSENT_LOG_SELECT, DIFFERS, EVENT_SELECT,
+    CONSENT_LOG_INSERT, CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DIFFERS, EVENT_SELECT,
 };
 use super::upsert::{plan, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -22,7 +22,7 @@ use super::{
 };
 use crate::client::consent::ConsentChange;
 use crate::client::types::ClientId;
-use crate::client::{ClientRecord, StoredClient};
+use crate::client::{join_codes, ClientRecord, StoredClient};
 use crate::event::{NewEvent, StoredEvent};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -73,37 +73,48 @@ impl Store for PgStore {
     }
 
     async fn record_consent(&self, change: &ConsentChange) -> Result<bool, StoreError> {
+        // FOR UPDATE: nobody changes the state we replace until we commit.
+        let mut tx = self.pool.begin().await?;
+        let select = CONSENT_STATE_SELECT.replace("WHERE id = $1", "WHERE id = $1 FOR UPDATE");
+        let row: Option<ExistingColumns> = sqlx::query_as(&select)
+            .bind(change.client_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let (_, existing) = row.into_existing()?;
+        let previous = existing.consents[change.scope.index()];
         let col = consent_column(change.scope);
         let sql = format!(
             "UPDATE clients SET {col} = $1, {col}_source = $2, {col}_at = $3, updated_at = $3 WHERE id = $4"
         );
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(change.granted)
             .bind(change.source.as_str())
             .bind(change.at)
             .bind(change.client_id.as_str())
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if updated == 0 {
-            return Ok(false);
-        }
-        insert_consent_log(&mut tx, &[ConsentLogEntry::from_change(change)]).await?;
+            .await?;
+        insert_consent_log(&mut tx, &[ConsentLogEntry::new(change, previous)]).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
-        let rows: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
+        let row: Option<ExistingColumns> = sqlx::query_as(CONSENT_STATE_SELECT)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let (_, current) = row.into_existing()?;
+        let log: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
             .bind(id.as_str())
             .fetch_all(&self.pool)
             .await?;
-        let mut history = Vec::with_capacity(rows.len());
-        for row in rows {
-            history.extend(row.into_changes()?);
-        }
-        Ok(history)
+        consent_history(id, &current.consents, log)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
@@ -229,9 +240,133 @@ async fn write_batch(
         .map(ExistingColumns::into_existing)
         .collect::<Result<_, _>>()?;
     let plan = plan(batch, existing, &new_ids, at);
-    upsert_clients(conn, &plan.writes, at).await?;
+    let (new, updated): (Vec<&RowWrite>, Vec<&RowWrite>) = plan
+        .writes
+        .iter()
+        .partition(|w| new_ids.contains(w.client.id.as_str()));
+    copy_new_clients(conn, &new, at).await?;
+    upsert_clients(conn, &updated, at).await?;
     insert_consent_log(conn, &plan.log).await?;
     Ok(plan.outcomes)
+}
+
+/// New clients go in with COPY, PostgreSQL's bulk path. They were checked
+/// missing in this transaction; a concurrent import of the same ids fails
+/// this batch on the primary key rather than writing anything twice.
+async fn copy_new_clients(
+    conn: &mut PgConnection,
+    writes: &[&RowWrite<'_>],
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let mut data = CopyCsv::with_capacity(writes.len() * 512);
+    for w in writes {
+        let c = w.client;
+        data.text(c.id.as_str())
+            .text(&c.name)
+            .opt(c.email.as_ref().map(|e| e.as_str()))
+            .opt(c.phone.as_ref().map(|p| p.as_str()))
+            .opt(c.branch.as_deref())
+            .opt(c.advisor.as_deref())
+            .text(c.investor_type.as_str())
+            .opt(c.risk_level.map(|l| l.number().to_string()).as_deref())
+            .opt(c.risk_assessed_on.map(|d| d.to_string()).as_deref())
+            .text(bool_text(c.lowest_risk_category))
+            .opt(c.assets.map(|a| a.fen().to_string()).as_deref())
+            .text(&c.tags.join(";"))
+            .text(&join_codes(&c.holdings))
+            .text(&join_codes(&c.watchlist))
+            .opt(c.birthday.map(|d| d.to_string()).as_deref())
+            .opt(c.opened_on.map(|d| d.to_string()).as_deref())
+            .opt(c.last_trade_on.map(|d| d.to_string()).as_deref())
+            .text(&serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+        for state in &w.consents {
+            data.text(bool_text(state.granted))
+                .text(state.source.as_str())
+                .text(&state.at.to_rfc3339());
+        }
+        data.text(&format!("\\x{}", hex(&w.hash)))
+            .text(&at.to_rfc3339())
+            .text(&at.to_rfc3339());
+        data.end_row();
+    }
+    let statement = format!(
+        "COPY clients ({}) FROM STDIN WITH (FORMAT csv)",
+        CLIENT_COLUMNS.join(", ")
+    );
+    let mut copy = conn.copy_in_raw(&statement).await?;
+    copy.send(data.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+fn bool_text(b: bool) -> &'static str {
+    if b {
+        "t"
+    } else {
+        "f"
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Rows for `COPY ... WITH (FORMAT csv)`: every value quoted, so that an
+/// empty string stays a string, and NULL written as nothing at all.
+struct CopyCsv {
+    buf: Vec<u8>,
+    at_row_start: bool,
+}
+
+impl CopyCsv {
+    fn with_capacity(n: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(n),
+            at_row_start: true,
+        }
+    }
+
+    fn separator(&mut self) {
+        if !self.at_row_start {
+            self.buf.push(b',');
+        }
+        self.at_row_start = false;
+    }
+
+    fn text(&mut self, s: &str) -> &mut Self {
+        self.separator();
+        self.buf.push(b'"');
+        for &b in s.as_bytes() {
+            if b == b'"' {
+                self.buf.push(b'"');
+            }
+            self.buf.push(b);
+        }
+        self.buf.push(b'"');
+        self
+    }
+
+    fn opt(&mut self, s: Option<&str>) -> &mut Self {
+        match s {
+            Some(s) => self.text(s),
+            None => {
+                self.separator();
+                self
+            }
+        }
+    }
+
+    fn end_row(&mut self) {
+        self.buf.push(b'\n');
+        self.at_row_start = true;
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
 }
 
 /// One array per column, for UNNEST.
@@ -302,7 +437,7 @@ impl ClientArrays {
 
 async fn upsert_clients(
     conn: &mut PgConnection,
-    writes: &[RowWrite<'_>],
+    writes: &[&RowWrite<'_>],
     at: DateTime<Utc>,
 ) -> Result<(), StoreError> {
     if writes.is_empty() {
@@ -371,28 +506,26 @@ async fn upsert_clients(
     Ok(())
 }
 
+/// Appends consent changes. They are rare (opt-outs, restores, the CRM
+/// changing its mind), so one statement each.
 async fn insert_consent_log(
     conn: &mut PgConnection,
     log: &[ConsentLogEntry],
 ) -> Result<(), StoreError> {
-    if log.is_empty() {
-        return Ok(());
+    for e in log {
+        sqlx::query(CONSENT_LOG_INSERT)
+            .bind(e.client_id.as_str())
+            .bind(e.scope.as_str())
+            .bind(e.state.granted)
+            .bind(e.state.source.as_str())
+            .bind(e.state.at)
+            .bind(e.actor.as_deref())
+            .bind(e.note.as_deref())
+            .bind(e.previous.granted)
+            .bind(e.previous.source.as_str())
+            .bind(e.previous.at)
+            .execute(&mut *conn)
+            .await?;
     }
-    let state = |i: usize| log.iter().map(|c| c.states[i]).collect::<Vec<_>>();
-    sqlx::query(
-        "INSERT INTO consent_log (client_id, source, at, actor, note, email, sms, personalised_marketing) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::text[], \
-                              $6::bool[], $7::bool[], $8::bool[])",
-    )
-    .bind(log.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.source.as_str()).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.at).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.actor.as_deref()).collect::<Vec<_>>())
-    .bind(log.iter().map(|c| c.note.as_deref()).collect::<Vec<_>>())
-    .bind(state(0))
-    .bind(state(1))
-    .bind(state(2))
-    .execute(&mut *conn)
-    .await?;
     Ok(())
 }

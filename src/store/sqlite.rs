@@ -10,9 +10,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::columns::{
-    consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns,
+    consent_column, consent_history, prefixed_existing_columns, upsert_assignments, ClientColumns,
     ConsentLogColumns, ConsentLogEntry, EventColumns, ExistingColumns, CLIENT_COLUMNS,
-    CONSENT_LOG_SELECT, DIFFERS, EVENT_SELECT,
+    CONSENT_LOG_INSERT, CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DIFFERS, EVENT_SELECT,
 };
 use super::upsert::{plan, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -84,37 +84,48 @@ impl Store for SqliteStore {
     }
 
     async fn record_consent(&self, change: &ConsentChange) -> Result<bool, StoreError> {
+        // IMMEDIATE: take the write lock before reading the state we replace.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let select = CONSENT_STATE_SELECT.to_owned();
+        let row: Option<ExistingColumns> = sqlx::query_as(&select)
+            .bind(change.client_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let (_, existing) = row.into_existing()?;
+        let previous = existing.consents[change.scope.index()];
         let col = consent_column(change.scope);
         let sql = format!(
             "UPDATE clients SET {col} = $1, {col}_source = $2, {col}_at = $3, updated_at = $3 WHERE id = $4"
         );
-        let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(&sql)
+        sqlx::query(&sql)
             .bind(change.granted)
             .bind(change.source.as_str())
             .bind(change.at)
             .bind(change.client_id.as_str())
             .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if updated == 0 {
-            return Ok(false);
-        }
-        insert_consent_log(&mut tx, &[ConsentLogEntry::from_change(change)]).await?;
+            .await?;
+        insert_consent_log(&mut tx, &[ConsentLogEntry::new(change, previous)]).await?;
         tx.commit().await?;
         Ok(true)
     }
 
     async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
-        let rows: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
+        let row: Option<ExistingColumns> = sqlx::query_as(CONSENT_STATE_SELECT)
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else {
+            return Ok(Vec::new());
+        };
+        let (_, current) = row.into_existing()?;
+        let log: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
             .bind(id.as_str())
             .fetch_all(&self.pool)
             .await?;
-        let mut history = Vec::with_capacity(rows.len());
-        for row in rows {
-            history.extend(row.into_changes()?);
-        }
-        Ok(history)
+        consent_history(id, &current.consents, log)
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
@@ -342,25 +353,26 @@ fn sqlite_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::AutoSi, false)
 }
 
+/// Appends consent changes. They are rare (opt-outs, restores, the CRM
+/// changing its mind), so one statement each.
 async fn insert_consent_log(
     conn: &mut SqliteConnection,
     log: &[ConsentLogEntry],
 ) -> Result<(), StoreError> {
-    for chunk in log.chunks(ROWS_PER_INSERT) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO consent_log (client_id, source, at, actor, note, email, sms, personalised_marketing) ",
-        );
-        qb.push_values(chunk, |mut b, c| {
-            b.push_bind(c.client_id.as_str())
-                .push_bind(c.source.as_str())
-                .push_bind(c.at)
-                .push_bind(c.actor.as_deref())
-                .push_bind(c.note.as_deref())
-                .push_bind(c.states[0])
-                .push_bind(c.states[1])
-                .push_bind(c.states[2]);
-        });
-        qb.build().execute(&mut *conn).await?;
+    for e in log {
+        sqlx::query(CONSENT_LOG_INSERT)
+            .bind(e.client_id.as_str())
+            .bind(e.scope.as_str())
+            .bind(e.state.granted)
+            .bind(e.state.source.as_str())
+            .bind(e.state.at)
+            .bind(e.actor.as_deref())
+            .bind(e.note.as_deref())
+            .bind(e.previous.granted)
+            .bind(e.previous.source.as_str())
+            .bind(e.previous.at)
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -107,9 +107,10 @@ pub fn plan<'a>(
     plan
 }
 
-/// Applies the consent rule to each scope, logging what changed as one
-/// entry. Returns the resulting states, the scopes in conflict, and whether
-/// anything changed.
+/// Applies the consent rule to each scope, logging each change to a stored
+/// client with the state it replaces (a new client's first states are on
+/// its row). Returns the resulting states, the scopes in conflict, and
+/// whether anything changed.
 fn decide_consents(
     record: &ClientRecord,
     current: Option<&Existing>,
@@ -123,28 +124,28 @@ fn decide_consents(
     };
     let mut states = current.map_or([import_state(false); 3], |c| c.consents);
     let mut conflicts = Vec::new();
-    let mut logged = [None; 3];
+    let mut changed = false;
     for scope in ConsentScope::ALL {
         let cur = current.map(|c| &c.consents[scope.index()]);
         match import_decision(scope, cur, record.claim(scope)) {
             ImportConsent::Keep => {}
             ImportConsent::Conflict => conflicts.push(scope),
             ImportConsent::Set(granted) => {
-                states[scope.index()] = import_state(granted);
-                logged[scope.index()] = Some(granted);
+                let new = import_state(granted);
+                if let Some(previous) = cur {
+                    log.push(ConsentLogEntry {
+                        client_id: record.client.id.to_string(),
+                        scope,
+                        state: new,
+                        previous: *previous,
+                        actor: None,
+                        note: None,
+                    });
+                }
+                states[scope.index()] = new;
+                changed = true;
             }
         }
-    }
-    let changed = logged.iter().any(Option::is_some);
-    if changed {
-        log.push(ConsentLogEntry {
-            client_id: record.client.id.to_string(),
-            source: ConsentSource::Import,
-            at,
-            actor: None,
-            note: None,
-            states: logged,
-        });
     }
     (states, conflicts, changed)
 }
