@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 /// Rows are handed to the store in batches of this many.
-pub const BATCH_ROWS: usize = 1000;
+pub const BATCH_ROWS: usize = 4000;
 
 /// At most this many rejected rows are kept for the report; the rest are
 /// only counted, so that a file of garbage cannot exhaust memory.

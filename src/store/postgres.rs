@@ -222,19 +222,28 @@ async fn write_batch(
     .fetch_one(&mut *conn)
     .await?;
     let new_ids: HashSet<String> = missing.unwrap_or_default().into_iter().collect();
-    let consent = |i: usize| batch.iter().map(|r| r.consents[i]).collect::<Vec<_>>();
-    let rows: Vec<ExistingColumns> = sqlx::query_as(&format!(
-        "SELECT DISTINCT {} FROM UNNEST($1::text[], $2::bytea[], $3::bool[], $4::bool[], $5::bool[]) \
-           AS v(id, h, ce, cs, cp) JOIN clients c ON c.id = v.id WHERE {DIFFERS}",
-        prefixed_existing_columns()
-    ))
-    .bind(&ids)
-    .bind(batch.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
-    .bind(consent(0))
-    .bind(consent(1))
-    .bind(consent(2))
-    .fetch_all(&mut *conn)
-    .await?;
+    // Only the rows the store has can differ from it.
+    let stored: Vec<&ClientRecord> = batch
+        .iter()
+        .filter(|r| !new_ids.contains(r.client.id.as_str()))
+        .collect();
+    let rows: Vec<ExistingColumns> = if stored.is_empty() {
+        Vec::new()
+    } else {
+        let consent = |i: usize| stored.iter().map(|r| r.consents[i]).collect::<Vec<_>>();
+        sqlx::query_as(&format!(
+            "SELECT DISTINCT {} FROM UNNEST($1::text[], $2::bytea[], $3::bool[], $4::bool[], $5::bool[]) \
+               AS v(id, h, ce, cs, cp) JOIN clients c ON c.id = v.id WHERE {DIFFERS}",
+            prefixed_existing_columns()
+        ))
+        .bind(stored.iter().map(|r| r.client.id.as_str()).collect::<Vec<_>>())
+        .bind(stored.iter().map(|r| r.hash.to_vec()).collect::<Vec<_>>())
+        .bind(consent(0))
+        .bind(consent(1))
+        .bind(consent(2))
+        .fetch_all(&mut *conn)
+        .await?
+    };
     let existing: HashMap<String, Existing> = rows
         .into_iter()
         .map(ExistingColumns::into_existing)
@@ -261,6 +270,7 @@ async fn copy_new_clients(
     if writes.is_empty() {
         return Ok(());
     }
+    let now = at.to_rfc3339();
     let mut data = CopyCsv::with_capacity(writes.len() * 512);
     for w in writes {
         let c = w.client;
@@ -283,13 +293,16 @@ async fn copy_new_clients(
             .opt(c.last_trade_on.map(|d| d.to_string()).as_deref())
             .text(&serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
         for state in &w.consents {
+            let when = if state.at == at {
+                now.clone()
+            } else {
+                state.at.to_rfc3339()
+            };
             data.text(bool_text(state.granted))
                 .text(state.source.as_str())
-                .text(&state.at.to_rfc3339());
+                .text(&when);
         }
-        data.text(&format!("\\x{}", hex(&w.hash)))
-            .text(&at.to_rfc3339())
-            .text(&at.to_rfc3339());
+        data.text(&hex(&w.hash)).text(&now).text(&now);
         data.end_row();
     }
     let statement = format!(
@@ -310,8 +323,16 @@ fn bool_text(b: bool) -> &'static str {
     }
 }
 
+/// bytea's hex input form, `\x0a1b...`.
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 + bytes.len() * 2);
+    out.push_str("\\x");
+    for &b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 /// Rows for `COPY ... WITH (FORMAT csv)`: every value quoted, so that an
