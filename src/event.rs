@@ -129,3 +129,15 @@ pub struct StoredEvent {
     pub event: NewEvent,
     pub recorded_at: DateTime<Utc>,
 }
+
+/// The latest event of one kind for one client, per channel and campaign
+/// kind: what "did X within N days" reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Engagement {
+    pub client_id: ClientId,
+    pub kind: EventKind,
+    pub channel: Option<Channel>,
+    pub campaign_kind: Option<String>,
+    pub last_at: DateTime<Utc>,
+    pub count: i64,
+}

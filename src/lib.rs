@@ -9,5 +9,6 @@ pub mod config;
 pub mod demo;
 pub mod event;
 pub mod import;
+pub mod segment;
 pub mod store;
 pub mod time;

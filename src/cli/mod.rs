@@ -4,6 +4,7 @@
 
 mod clients;
 pub(crate) mod import;
+mod segment;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,11 @@ pub enum Command {
     /// Look at clients
     #[command(subcommand)]
     Clients(clients::ClientsCommand),
+    /// Count and sample the clients a segment rule selects
+    Segment(segment::SegmentArgs),
+    /// Work with segment rules
+    #[command(subcommand)]
+    Rule(segment::RuleCommand),
     /// Write realistic synthetic clients (and event history) for demos and benchmarks
     DemoData(crate::demo::DemoDataArgs),
     /// Show what herald does, end to end, in a folder of its own; needs no server
@@ -94,6 +100,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::DemoData(args) => crate::demo::write_demo_data(&args).map(|()| ExitCode::SUCCESS),
+        Command::Rule(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            segment::rule(cmd, &config).await
+        }
         command => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             let store = open_store(&config).await?;
@@ -101,6 +111,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Init => init(&*store, &config).await,
                 Command::Import(cmd) => import::run(cmd, &*store, &config).await,
                 Command::Clients(cmd) => clients::run(cmd, &*store, &config).await,
+                Command::Segment(args) => segment::segment(args, &*store, &config).await,
+                Command::Rule(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };
             store.close().await;

@@ -14,7 +14,7 @@ use crate::client::consent::{
 };
 use crate::client::types::{ClientId, Cny, Email, InvestorType, Mobile, RiskLevel, StockCode};
 use crate::client::{join_codes, Client, StoredClient};
-use crate::event::{EventKind, NewEvent, StoredEvent};
+use crate::event::{Engagement, EventKind, NewEvent, StoredEvent};
 
 /// Every column of `clients`, in the order [`ClientColumns`] binds them.
 pub const CLIENT_COLUMNS: [&str; 30] = [
@@ -450,6 +450,54 @@ impl EventColumns {
                 details: self.details.0,
             },
             recorded_at: self.recorded_at,
+        })
+    }
+}
+
+/// A page of clients in id order; `$1` is the id to start after (NULL from
+/// the start), `$2` the page size.
+pub fn clients_page_select() -> String {
+    format!(
+        "SELECT {} FROM clients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        CLIENT_COLUMNS.join(", ")
+    )
+}
+
+/// The latest event per client, kind, channel and campaign kind, for ids
+/// from `$1` to `$2`.
+pub const ENGAGEMENT_SELECT: &str = "SELECT client_id, kind, channel, campaign_kind, \
+     MAX(occurred_at) AS last_at, COUNT(*) AS count FROM events \
+     WHERE client_id >= $1 AND client_id <= $2 \
+     GROUP BY client_id, kind, channel, campaign_kind";
+
+/// One row of [`ENGAGEMENT_SELECT`].
+#[derive(Debug, sqlx::FromRow)]
+pub struct EngagementColumns {
+    pub client_id: String,
+    pub kind: String,
+    pub channel: Option<String>,
+    pub campaign_kind: Option<String>,
+    pub last_at: DateTime<Utc>,
+    pub count: i64,
+}
+
+impl EngagementColumns {
+    pub fn into_engagement(self) -> Result<Engagement, StoreError> {
+        let bad = |e: crate::client::types::Invalid| {
+            StoreError::Corrupt(format!("events of {}: {e}", self.client_id))
+        };
+        Ok(Engagement {
+            client_id: ClientId::parse(&self.client_id).map_err(bad)?,
+            kind: EventKind::parse(&self.kind).map_err(bad)?,
+            channel: self
+                .channel
+                .as_deref()
+                .map(Channel::parse)
+                .transpose()
+                .map_err(bad)?,
+            campaign_kind: self.campaign_kind,
+            last_at: self.last_at,
+            count: self.count,
         })
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use crate::client::consent::{ConsentChange, ConsentScope};
 use crate::client::types::ClientId;
 use crate::client::{ClientRecord, StoredClient};
-use crate::event::{NewEvent, StoredEvent};
+use crate::event::{Engagement, NewEvent, StoredEvent};
 
 pub use upsert::RowChange;
 
@@ -169,6 +169,22 @@ pub trait Store: Send + Sync {
         id: &ClientId,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// Clients in id order, after `after` (from the start if `None`), at most
+    /// `limit`: for reading every client without holding them all.
+    async fn clients_page(
+        &self,
+        after: Option<&ClientId>,
+        limit: u32,
+    ) -> Result<Vec<StoredClient>, StoreError>;
+
+    /// For the clients with ids from `first` to `last` (inclusive, in id
+    /// order), the latest event of each kind per channel and campaign kind.
+    async fn engagement(
+        &self,
+        first: &ClientId,
+        last: &ClientId,
+    ) -> Result<Vec<Engagement>, StoreError>;
 
     /// Closes the connections, flushing what the backend buffers.
     async fn close(&self);

@@ -10,9 +10,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 
 use super::columns::{
-    consent_column, consent_history, prefixed_existing_columns, upsert_assignments, ClientColumns,
-    ConsentLogColumns, ConsentLogEntry, EventColumns, ExistingColumns, CLIENT_COLUMNS,
-    CONSENT_LOG_INSERT, CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DIFFERS, EVENT_SELECT,
+    clients_page_select, consent_column, consent_history, prefixed_existing_columns,
+    upsert_assignments, ClientColumns, ConsentLogColumns, ConsentLogEntry, EngagementColumns,
+    EventColumns, ExistingColumns, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_LOG_SELECT,
+    CONSENT_STATE_SELECT, DIFFERS, ENGAGEMENT_SELECT, EVENT_SELECT,
 };
 use super::upsert::{plan, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -22,7 +23,7 @@ use super::{
 use crate::client::consent::ConsentChange;
 use crate::client::types::ClientId;
 use crate::client::{join_codes, ClientRecord, StoredClient};
-use crate::event::{NewEvent, StoredEvent};
+use crate::event::{Engagement, NewEvent, StoredEvent};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -181,6 +182,34 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.into_iter().map(EventColumns::into_event).collect()
+    }
+
+    async fn clients_page(
+        &self,
+        after: Option<&ClientId>,
+        limit: u32,
+    ) -> Result<Vec<StoredClient>, StoreError> {
+        let rows: Vec<ClientColumns> = sqlx::query_as(&clients_page_select())
+            .bind(after.map(ClientId::as_str))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter().map(ClientColumns::into_client).collect()
+    }
+
+    async fn engagement(
+        &self,
+        first: &ClientId,
+        last: &ClientId,
+    ) -> Result<Vec<Engagement>, StoreError> {
+        let rows: Vec<EngagementColumns> = sqlx::query_as(ENGAGEMENT_SELECT)
+            .bind(first.as_str())
+            .bind(last.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.into_iter()
+            .map(EngagementColumns::into_engagement)
+            .collect()
     }
 
     async fn close(&self) {

@@ -1,0 +1,202 @@
+//! `herald segment RULE` and `herald rule test RULE`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use chrono::NaiveDate;
+use clap::{Args, Subcommand};
+use rhai::Map;
+use serde::Serialize;
+
+use super::{print_json, thousands};
+use crate::config::Config;
+use crate::segment::eval::ClientError;
+use crate::segment::rule::resolve;
+use crate::segment::{engine::engine, evaluate, rule_tests, Population, Rule, Today};
+use crate::store::Store;
+
+#[derive(Debug, Args)]
+pub struct SegmentArgs {
+    /// The rule: a name under rules/ (e.g. bulletin_audience) or a path
+    pub rule: String,
+    /// A context value the rule reads as ctx.KEY (repeatable), e.g. --context stock=600519
+    #[arg(long = "context", value_name = "KEY=VALUE", value_parser = parse_context)]
+    pub context: Vec<(String, String)>,
+    /// Evaluate as if today were this date (YYYY-MM-DD), to reproduce a selection
+    #[arg(long, value_name = "DATE", value_parser = parse_date)]
+    pub as_of: Option<NaiveDate>,
+    /// How many matching clients to list
+    #[arg(long, default_value_t = 10)]
+    pub sample: usize,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RuleCommand {
+    /// Run the example clients in RULE.test.toml beside the rule and show which pass
+    Test {
+        /// The rule: a name under rules/ or a path
+        rule: String,
+        /// Print the results as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_context(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
+    if k.trim().is_empty() {
+        return Err(format!("'{s}' has no key"));
+    }
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    crate::time::parse_date(s).map_err(|e| e.0)
+}
+
+#[derive(Serialize)]
+struct SampleClient {
+    id: String,
+    name: String,
+    branch: Option<String>,
+    risk_level: String,
+}
+
+#[derive(Serialize)]
+struct SegmentReport {
+    rule: String,
+    matched: usize,
+    total: usize,
+    errors: usize,
+    sample: Vec<SampleClient>,
+    error_details: Vec<ClientError>,
+    elapsed_ms: u64,
+    load_ms: u64,
+    eval_ms: u64,
+}
+
+pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> Result<ExitCode> {
+    let started = Instant::now();
+    let today = Today {
+        date: args.as_of.unwrap_or_else(|| config.firm_time().today()),
+        assessment_valid_days: config.risk_assessment_valid_days,
+    };
+    let ctx: Map = args
+        .context
+        .iter()
+        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+        .collect();
+    let keys: HashSet<String> = args.context.iter().map(|(k, _)| k.clone()).collect();
+    let engine = engine(today);
+    let path = resolve(&args.rule, &config.base_dir.join("rules"));
+    let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
+
+    let population = Population::load(store, config.timezone)
+        .await
+        .context("cannot read the clients")?;
+    let loaded = Instant::now();
+    let outcome = evaluate(&engine, &rule, &ctx, today, &population.clients)?;
+    let report = SegmentReport {
+        rule: path.display().to_string(),
+        matched: outcome.matched.len(),
+        total: outcome.total,
+        errors: outcome.error_count,
+        sample: outcome
+            .matched
+            .iter()
+            .take(args.sample)
+            .map(|&i| {
+                let p = &population.clients[i].0;
+                SampleClient {
+                    id: p.id.to_string(),
+                    name: p.name.to_string(),
+                    branch: p.branch.as_ref().map(|b| b.to_string()),
+                    risk_level: if p.risk_level == 0 {
+                        String::new()
+                    } else {
+                        format!("C{}", p.risk_level)
+                    },
+                }
+            })
+            .collect(),
+        error_details: outcome.errors,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        load_ms: (loaded - started).as_millis() as u64,
+        eval_ms: loaded.elapsed().as_millis() as u64,
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        print_report(&report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(r: &SegmentReport) {
+    println!(
+        "{}: {} of {} clients match ({:.1} %), {} errors, {:.2} s (reading clients {:.2} s, evaluating {:.2} s)",
+        r.rule,
+        thousands(r.matched as u64),
+        thousands(r.total as u64),
+        if r.total == 0 { 0.0 } else { r.matched as f64 * 100.0 / r.total as f64 },
+        r.errors,
+        r.elapsed_ms as f64 / 1000.0,
+        r.load_ms as f64 / 1000.0,
+        r.eval_ms as f64 / 1000.0,
+    );
+    for s in &r.sample {
+        println!(
+            "  {}  {}  {}  {}",
+            s.id,
+            s.name,
+            s.branch.as_deref().unwrap_or("-"),
+            s.risk_level
+        );
+    }
+    for e in &r.error_details {
+        println!("  error: client {}: {}", e.client, e.message);
+    }
+}
+
+pub async fn rule(cmd: RuleCommand, config: &Config) -> Result<ExitCode> {
+    let RuleCommand::Test { rule, json } = cmd;
+    let path: PathBuf = resolve(&rule, &config.base_dir.join("rules"));
+    let results = rule_tests::run(
+        &path,
+        config.timezone,
+        config.firm_time().today(),
+        config.risk_assessment_valid_days,
+    )
+    .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let failed = results.iter().filter(|r| !r.passed()).count();
+    if json {
+        print_json(&results)?;
+    } else {
+        for r in &results {
+            let status = if r.passed() { "ok  " } else { "FAIL" };
+            let detail = match &r.got {
+                Ok(g) if *g != r.expected => format!(" (expected {}, got {g})", r.expected),
+                Ok(_) => String::new(),
+                Err(e) => format!(" (error: {e})"),
+            };
+            println!("{status} {}{detail}", r.name);
+        }
+        println!("{} passed, {} failed", results.len() - failed, failed);
+    }
+    if failed > 0 {
+        anyhow::bail!(
+            "{}: {failed} of {} cases failed",
+            rule_tests::tests_path(&path).display(),
+            results.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,56 @@
+//! The Rhai engine rules run in: the vocabulary, and a sandbox. A rule can
+//! read only what it is given: no files, no network, no modules, no `eval`,
+//! and limits on operations, depth and sizes so it cannot loop forever or
+//! exhaust memory.
+
+use std::collections::HashSet;
+
+use rhai::{Dynamic, Engine, Map, Scope};
+
+use super::vocabulary::{self, Date, Today};
+
+/// Operations one evaluation may take. A plain rule needs a few dozen; a loop
+/// that never ends hits this in milliseconds.
+pub const MAX_OPERATIONS: u64 = 200_000;
+
+/// Builds the engine for one run.
+pub fn engine(today: Today) -> Engine {
+    let mut engine = Engine::new();
+    engine
+        .set_max_operations(MAX_OPERATIONS)
+        .set_max_call_levels(32)
+        .set_max_expr_depths(64, 32)
+        .set_max_string_size(10_000)
+        .set_max_array_size(10_000)
+        .set_max_map_size(1_000)
+        .set_strict_variables(true)
+        .disable_symbol("eval");
+    // Rules run once per client: printing would flood the log with client data.
+    engine.on_print(|_| {});
+    engine.on_debug(|_, _, _| {});
+    vocabulary::register(&mut engine, today);
+    engine
+}
+
+/// The variables every rule sees, in the order evaluation pushes them.
+pub fn run_scope(ctx: &Map, today: Today) -> Scope<'static> {
+    let mut scope = Scope::new();
+    scope.push_constant("ctx", ctx.clone());
+    scope.push_constant("today", Date(today.date));
+    scope
+}
+
+/// The same names, for compiling with strict variables. Pushed as plain
+/// variables: as constants, the optimiser would fold these placeholder
+/// values into the compiled rule.
+pub fn compile_scope(context_keys: &HashSet<String>) -> Scope<'static> {
+    let ctx: Map = context_keys
+        .iter()
+        .map(|k| (k.as_str().into(), Dynamic::UNIT))
+        .collect();
+    let mut scope = Scope::new();
+    scope.push("ctx", ctx);
+    scope.push("today", Dynamic::UNIT);
+    scope.push("client", Dynamic::UNIT);
+    scope
+}

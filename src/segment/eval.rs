@@ -1,0 +1,185 @@
+//! Evaluating a rule over every client, in parallel on all cores, with
+//! per-client errors counted and a limit past which the whole run fails.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use rayon::prelude::*;
+use rhai::{Dynamic, Engine, Map};
+use serde::Serialize;
+
+use super::profile::{ClientView, Profile};
+use super::rule::Rule;
+use super::vocabulary::Today;
+use crate::store::{Store, StoreError};
+
+/// Clients read from the store per page.
+const PAGE: u32 = 10_000;
+
+/// Every client, as rules see them.
+pub struct Population {
+    pub clients: Vec<ClientView>,
+}
+
+impl Population {
+    /// Reads every client and their engagement from the store.
+    pub async fn load(store: &dyn Store, tz: chrono_tz::Tz) -> Result<Population, StoreError> {
+        let mut clients = Vec::new();
+        let mut after = None;
+        loop {
+            let page = store.clients_page(after.as_ref(), PAGE).await?;
+            let (Some(first), Some(last)) = (page.first(), page.last()) else {
+                break;
+            };
+            let engagement = store.engagement(&first.client.id, &last.client.id).await?;
+            let mut by_client: std::collections::HashMap<&str, Vec<crate::event::Engagement>> =
+                std::collections::HashMap::new();
+            for e in &engagement {
+                by_client
+                    .entry(e.client_id.as_str())
+                    .or_default()
+                    .push(e.clone());
+            }
+            clients.extend(
+                page.par_iter()
+                    .map(|c| {
+                        let touches = by_client
+                            .get(c.client.id.as_str())
+                            .map_or(&[][..], |v| v.as_slice());
+                        ClientView(Arc::new(Profile::new(c, touches, tz)))
+                    })
+                    .collect::<Vec<_>>(),
+            );
+            after = Some(last.client.id.clone());
+            if page.len() < PAGE as usize {
+                break;
+            }
+        }
+        Ok(Population { clients })
+    }
+}
+
+/// A client the rule could not be evaluated for; it is excluded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ClientError {
+    pub client: String,
+    pub message: String,
+}
+
+/// What a rule selected.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub total: usize,
+    /// Indexes into the population, in id order.
+    pub matched: Vec<usize>,
+    pub error_count: usize,
+    /// The first errors, for the report.
+    pub errors: Vec<ClientError>,
+}
+
+/// Errors kept for the report.
+const ERRORS_KEPT: usize = 20;
+
+/// The run fails once this many clients have errors: 1 % of them, at least
+/// 10 and at most 1,000.
+pub fn error_limit(total: usize) -> usize {
+    (total / 100).clamp(10, 1_000)
+}
+
+/// The whole evaluation failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{rule}: the rule failed for {count} clients, past the limit of {limit}; first: client {first_client}: {first_message}")]
+pub struct TooManyErrors {
+    pub rule: String,
+    pub count: usize,
+    pub limit: usize,
+    pub first_client: String,
+    pub first_message: String,
+}
+
+/// The verdict for one client.
+pub fn verdict(
+    engine: &Engine,
+    rule: &Rule,
+    scope: &mut rhai::Scope,
+    client: &ClientView,
+) -> Result<bool, String> {
+    let base = scope.len();
+    scope.push_constant("client", client.clone());
+    let result = engine.eval_ast_with_scope::<Dynamic>(scope, &rule.ast);
+    scope.rewind(base);
+    match result {
+        Ok(v) => v.as_bool().map_err(|t| {
+            format!(
+                "{}: the rule gave {t} ({v}), not true or false",
+                rule.path.display()
+            )
+        }),
+        Err(e) => Err(format!("{}: {}", rule.path.display(), e)),
+    }
+}
+
+/// Evaluates `rule` for every client of `population`.
+pub fn evaluate(
+    engine: &Engine,
+    rule: &Rule,
+    ctx: &Map,
+    today: Today,
+    population: &[ClientView],
+) -> Result<Outcome, TooManyErrors> {
+    let limit = error_limit(population.len());
+    let failures = AtomicUsize::new(0);
+    let chunks: Vec<(Vec<usize>, Vec<ClientError>)> = population
+        .par_chunks(2048)
+        .enumerate()
+        .map(|(chunk_no, chunk)| {
+            let mut scope = super::engine::run_scope(ctx, today);
+            let mut matched = Vec::new();
+            let mut errors = Vec::new();
+            for (i, client) in chunk.iter().enumerate() {
+                if failures.load(Ordering::Relaxed) > limit {
+                    break;
+                }
+                match verdict(engine, rule, &mut scope, client) {
+                    Ok(true) => matched.push(chunk_no * 2048 + i),
+                    Ok(false) => {}
+                    Err(message) => {
+                        failures.fetch_add(1, Ordering::Relaxed);
+                        errors.push(ClientError {
+                            client: client.0.id.to_string(),
+                            message,
+                        });
+                    }
+                }
+            }
+            (matched, errors)
+        })
+        .collect();
+    let mut outcome = Outcome {
+        total: population.len(),
+        ..Default::default()
+    };
+    for (matched, errors) in chunks {
+        outcome.matched.extend(matched);
+        outcome.error_count += errors.len();
+        outcome.errors.extend(
+            errors
+                .into_iter()
+                .take(ERRORS_KEPT.saturating_sub(outcome.errors.len())),
+        );
+    }
+    if outcome.error_count > limit {
+        let first = outcome.errors.first().cloned().unwrap_or(ClientError {
+            client: "?".into(),
+            message: "?".into(),
+        });
+        return Err(TooManyErrors {
+            rule: rule.path.display().to_string(),
+            count: outcome.error_count,
+            limit,
+            first_client: first.client,
+            first_message: first.message,
+        });
+    }
+    Ok(outcome)
+}

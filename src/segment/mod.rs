@@ -1,0 +1,14 @@
+//! Segment rules: Rhai scripts marketing staff write to choose who receives
+//! a campaign. A rule is compiled once, checked for unknown names before it
+//! runs, and evaluated per client in parallel inside a sandbox.
+
+pub mod engine;
+pub mod eval;
+pub mod profile;
+pub mod rule;
+pub mod rule_tests;
+pub mod vocabulary;
+
+pub use eval::{evaluate, Outcome, Population};
+pub use rule::{Rule, RuleError};
+pub use vocabulary::Today;

@@ -1,0 +1,216 @@
+//! A rule file: compiled once, checked for names Rhai would only find
+//! missing at run time, and its errors shown as `file:line:col` with a caret.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use rhai::{ASTNode, Engine, Expr, Position, AST};
+
+use super::vocabulary::{CLIENT_METHODS, CLIENT_PROPERTIES};
+
+/// A problem with a rule, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.render())]
+pub struct RuleError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+    /// The offending source line, for the caret display.
+    pub source_line: String,
+}
+
+impl RuleError {
+    fn at(file: &str, source: &str, pos: Position, message: String) -> Self {
+        let line = pos.line().unwrap_or(0);
+        let column = pos.position().unwrap_or(0);
+        let source_line = source
+            .lines()
+            .nth(line.saturating_sub(1))
+            .unwrap_or("")
+            .to_owned();
+        Self {
+            file: file.to_owned(),
+            line,
+            column,
+            message,
+            source_line,
+        }
+    }
+
+    /// `rules/x.rhai:3:12: message`, then the line and a caret under the column.
+    pub fn render(&self) -> String {
+        if self.line == 0 {
+            return format!("{}: {}", self.file, self.message);
+        }
+        let caret = " ".repeat(self.column.saturating_sub(1));
+        format!(
+            "{}:{}:{}: {}\n    {}\n    {caret}^",
+            self.file, self.line, self.column, self.message, self.source_line
+        )
+    }
+
+    /// The first line alone, for one-line error reports.
+    pub fn headline(&self) -> String {
+        format!(
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// A compiled, checked rule.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub name: String,
+    pub path: PathBuf,
+    pub source: String,
+    pub ast: AST,
+}
+
+/// Finds a rule by name in `rules_dir` (`rules/NAME.rhai`) or takes a path.
+pub fn resolve(rule: &str, rules_dir: &Path) -> PathBuf {
+    let as_path = Path::new(rule);
+    if as_path.extension().is_some() || as_path.components().count() > 1 {
+        as_path.to_path_buf()
+    } else {
+        rules_dir.join(format!("{rule}.rhai"))
+    }
+}
+
+impl Rule {
+    /// Reads and compiles a rule, checking every name it uses against the
+    /// vocabulary and the context it will be given.
+    pub fn load(
+        path: &Path,
+        engine: &Engine,
+        context_keys: &HashSet<String>,
+    ) -> Result<Rule, RuleError> {
+        let file = path.display().to_string();
+        let source = std::fs::read_to_string(path).map_err(|e| RuleError {
+            file: file.clone(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read: {e}"),
+            source_line: String::new(),
+        })?;
+        Self::compile(&file, source, engine, context_keys)
+    }
+
+    /// Compiles rule text that came from `file`.
+    pub fn compile(
+        file: &str,
+        source: String,
+        engine: &Engine,
+        context_keys: &HashSet<String>,
+    ) -> Result<Rule, RuleError> {
+        let ast = engine
+            .compile_with_scope(&super::engine::compile_scope(context_keys), &source)
+            .map_err(|e| RuleError::at(file, &source, e.1, e.0.to_string()))?;
+        check_names(&ast, engine, context_keys)
+            .map_err(|(pos, msg)| RuleError::at(file, &source, pos, msg))?;
+        let name = Path::new(file)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or(file)
+            .to_owned();
+        Ok(Rule {
+            name,
+            path: PathBuf::from(file),
+            source,
+            ast,
+        })
+    }
+
+    /// Where a run-time error happened, as `file:line:col`.
+    pub fn locate(&self, pos: Position) -> String {
+        match (pos.line(), pos.position()) {
+            (Some(l), Some(c)) => format!("{}:{l}:{c}", self.path.display()),
+            _ => self.path.display().to_string(),
+        }
+    }
+}
+
+/// Rhai resolves properties, methods and functions only when it runs, so a
+/// typo would surface once per client. Walk the rule instead.
+fn check_names(
+    ast: &AST,
+    engine: &Engine,
+    context_keys: &HashSet<String>,
+) -> Result<(), (Position, String)> {
+    let functions = known_functions(engine, ast);
+    let mut problem = None;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let Some(ASTNode::Expr(expr)) = path.last() else {
+            return true;
+        };
+        problem = check_expr(expr, &functions, context_keys);
+        problem.is_none()
+    });
+    problem.map_or(Ok(()), Err)
+}
+
+fn check_expr(
+    expr: &Expr,
+    functions: &HashSet<String>,
+    context_keys: &HashSet<String>,
+) -> Option<(Position, String)> {
+    match expr {
+        Expr::Dot(bin, _, _) => {
+            let Expr::Variable(var, _, _) = &bin.lhs else {
+                return None;
+            };
+            let first = match &bin.rhs {
+                Expr::Dot(inner, _, _) => &inner.lhs,
+                other => other,
+            };
+            match (var.1.as_str(), first) {
+                ("client", Expr::Property(p, pos)) if !CLIENT_PROPERTIES.contains(&p.2.as_str()) => {
+                    Some((*pos, format!("client has no field '{}'{}", p.2, suggest(&p.2, CLIENT_PROPERTIES))))
+                }
+                ("client", Expr::MethodCall(call, pos)) if !CLIENT_METHODS.contains(&call.name.as_str()) => Some((
+                    *pos,
+                    format!("client has no method '{}'{}", call.name, suggest(&call.name, CLIENT_METHODS)),
+                )),
+                ("ctx", Expr::Property(p, pos)) if !context_keys.contains(p.2.as_str()) => Some((
+                    *pos,
+                    format!(
+                        "ctx.{} is not given (give it with --context {}=VALUE or in the campaign's context)",
+                        p.2, p.2
+                    ),
+                )),
+                _ => None,
+            }
+        }
+        Expr::FnCall(call, pos)
+            if call.op_token.is_none() && !functions.contains(call.name.as_str()) =>
+        {
+            Some((*pos, format!("unknown function '{}'", call.name)))
+        }
+        _ => None,
+    }
+}
+
+/// Every function the engine has, and those the rule defines itself.
+fn known_functions(engine: &Engine, ast: &AST) -> HashSet<String> {
+    let mut names: HashSet<String> = engine
+        .gen_fn_signatures(true)
+        .into_iter()
+        .filter_map(|sig| sig.split('(').next().map(|n| n.trim().to_owned()))
+        .map(|n| n.rsplit(' ').next().unwrap_or(&n).to_owned())
+        .collect();
+    names.extend(ast.iter_functions().map(|f| f.name.to_owned()));
+    // Language keywords that parse as calls.
+    names.extend(["type_of", "is_def_var", "is_def_fn", "print", "debug"].map(String::from));
+    names
+}
+
+/// ", did you mean 'x'?" for a near miss.
+fn suggest(name: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .map(|k| (strsim::levenshtein(name, k), k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map_or(String::new(), |(_, k)| format!("; did you mean '{k}'?"))
+}

@@ -1,0 +1,351 @@
+//! What a rule can say: `client` with its fields and helpers, dates, risk
+//! levels, and the rule that a missing value compares false. Documented for
+//! staff in `rules/README.md`; keep the two in step.
+
+use chrono::{Datelike, NaiveDate};
+use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, INT};
+
+use super::profile::ClientView;
+use crate::channel::Channel;
+use crate::client::consent::ConsentScope;
+use crate::client::types::RiskLevel;
+use crate::event::EventKind;
+
+/// A plain date in a rule (`today`, `client.birthday`, `date("2026-01-01")`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Date(pub NaiveDate);
+
+/// A client's risk level in a rule: compares with `"C3"` or another level.
+/// 0 means never assessed, which is below C1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Level(pub u8);
+
+/// The properties of `client` a rule may read.
+pub const CLIENT_PROPERTIES: &[&str] = &[
+    "id",
+    "name",
+    "email",
+    "phone",
+    "branch",
+    "advisor",
+    "investor_type",
+    "risk_level",
+    "risk_assessed_on",
+    "lowest_risk_category",
+    "assets",
+    "tags",
+    "holdings",
+    "watchlist",
+    "birthday",
+    "opened_on",
+    "last_trade_on",
+    "consent_email",
+    "consent_sms",
+    "personalised_marketing",
+    "attrs",
+];
+
+/// The methods of `client` a rule may call.
+pub const CLIENT_METHODS: &[&str] = &[
+    "holds",
+    "watches",
+    "has_tag",
+    "is_professional",
+    "is_assessed",
+    "assessment_valid",
+    "has_email",
+    "has_phone",
+    "age",
+    "birthday_within",
+    "unsubscribed",
+    "did",
+    "opened_within",
+    "clicked_within",
+    "replied_within",
+    "bounced_within",
+    "attended_within",
+];
+
+/// What a run fixes for every client: the date and the assessment validity.
+#[derive(Debug, Clone, Copy)]
+pub struct Today {
+    pub date: NaiveDate,
+    pub assessment_valid_days: u32,
+}
+
+type Fallible<T> = Result<T, Box<EvalAltResult>>;
+
+fn fail<T>(msg: String) -> Fallible<T> {
+    Err(msg.into())
+}
+
+/// Registers the whole vocabulary on `engine`.
+pub fn register(engine: &mut Engine, today: Today) {
+    register_dates(engine, today);
+    register_levels(engine);
+    register_missing(engine);
+    register_client_fields(engine);
+    register_client_helpers(engine, today);
+}
+
+fn opt_date(d: Option<NaiveDate>) -> Dynamic {
+    d.map_or(Dynamic::UNIT, |d| Dynamic::from(Date(d)))
+}
+
+fn opt_text(s: &Option<ImmutableString>) -> Dynamic {
+    s.clone().map_or(Dynamic::UNIT, Dynamic::from)
+}
+
+fn register_dates(engine: &mut Engine, today: Today) {
+    engine
+        .register_type_with_name::<Date>("Date")
+        .register_fn("date", |s: &str| -> Fallible<Date> {
+            crate::time::parse_date(s).map(Date).or_else(|e| fail(e.0))
+        })
+        .register_fn("to_string", |d: &mut Date| d.0.to_string())
+        .register_fn("to_debug", |d: &mut Date| d.0.to_string())
+        .register_get("year", |d: &mut Date| INT::from(d.0.year()))
+        .register_get("month", |d: &mut Date| INT::from(d.0.month()))
+        .register_get("day", |d: &mut Date| INT::from(d.0.day()))
+        .register_fn("days_since", move |d: Date| (today.date - d.0).num_days())
+        .register_fn("days_since", |_: ()| ())
+        .register_fn("days_until", move |d: Date| (d.0 - today.date).num_days())
+        .register_fn("days_until", |_: ()| ())
+        .register_fn("==", |a: Date, b: Date| a == b)
+        .register_fn("!=", |a: Date, b: Date| a != b)
+        .register_fn("<", |a: Date, b: Date| a < b)
+        .register_fn("<=", |a: Date, b: Date| a <= b)
+        .register_fn(">", |a: Date, b: Date| a > b)
+        .register_fn(">=", |a: Date, b: Date| a >= b);
+}
+
+fn parse_level(s: &str) -> Fallible<Level> {
+    RiskLevel::parse(s)
+        .map(|l| Level(l.number()))
+        .or_else(|e| fail(e.0))
+}
+
+fn register_levels(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<Level>("RiskLevel")
+        .register_fn("to_string", |l: &mut Level| level_text(*l))
+        .register_fn("to_debug", |l: &mut Level| level_text(*l));
+    macro_rules! compare {
+        ($($op:tt),*) => {$(
+            engine.register_fn(stringify!($op), |a: Level, b: Level| a $op b);
+            engine.register_fn(stringify!($op), |a: Level, b: &str| -> Fallible<bool> { Ok(a $op parse_level(b)?) });
+            engine.register_fn(stringify!($op), |a: &str, b: Level| -> Fallible<bool> { Ok(parse_level(a)? $op b) });
+        )*};
+    }
+    compare!(==, !=, <, <=, >, >=);
+}
+
+fn level_text(l: Level) -> String {
+    if l.0 == 0 {
+        String::new()
+    } else {
+        format!("C{}", l.0)
+    }
+}
+
+/// A missing value (`()`) compared by order with a number or date is false,
+/// as in SQL: `days_since(client.last_trade_on) > 30` is false for a client
+/// who never traded.
+fn register_missing(engine: &mut Engine) {
+    macro_rules! never {
+        ($t:ty, $($op:tt),*) => {$(
+            engine.register_fn(stringify!($op), |_: (), _: $t| false);
+            engine.register_fn(stringify!($op), |_: $t, _: ()| false);
+        )*};
+    }
+    never!(INT, <, <=, >, >=);
+    never!(f64, <, <=, >, >=);
+    never!(Date, <, <=, >, >=);
+}
+
+fn register_client_fields(engine: &mut Engine) {
+    engine
+        .register_type_with_name::<ClientView>("Client")
+        .register_get("id", |c: &mut ClientView| c.0.id.clone())
+        .register_get("name", |c: &mut ClientView| c.0.name.clone())
+        .register_get("email", |c: &mut ClientView| opt_text(&c.0.email))
+        .register_get("phone", |c: &mut ClientView| opt_text(&c.0.phone))
+        .register_get("branch", |c: &mut ClientView| opt_text(&c.0.branch))
+        .register_get("advisor", |c: &mut ClientView| opt_text(&c.0.advisor))
+        .register_get("investor_type", |c: &mut ClientView| {
+            c.0.investor_type.as_str()
+        })
+        .register_get("risk_level", |c: &mut ClientView| Level(c.0.risk_level))
+        .register_get("risk_assessed_on", |c: &mut ClientView| {
+            opt_date(c.0.risk_assessed_on)
+        })
+        .register_get("lowest_risk_category", |c: &mut ClientView| {
+            c.0.lowest_risk_category
+        })
+        .register_get("assets", |c: &mut ClientView| c.0.assets)
+        .register_get("tags", |c: &mut ClientView| to_array(&c.0.tags))
+        .register_get("holdings", |c: &mut ClientView| to_array(&c.0.holdings))
+        .register_get("watchlist", |c: &mut ClientView| to_array(&c.0.watchlist))
+        .register_get("birthday", |c: &mut ClientView| opt_date(c.0.birthday))
+        .register_get("opened_on", |c: &mut ClientView| opt_date(c.0.opened_on))
+        .register_get("last_trade_on", |c: &mut ClientView| {
+            opt_date(c.0.last_trade_on)
+        })
+        .register_get("consent_email", |c: &mut ClientView| {
+            c.0.consents[ConsentScope::Email.index()]
+        })
+        .register_get("consent_sms", |c: &mut ClientView| {
+            c.0.consents[ConsentScope::Sms.index()]
+        })
+        .register_get("personalised_marketing", |c: &mut ClientView| {
+            c.0.consents[ConsentScope::PersonalisedMarketing.index()]
+        })
+        .register_get("attrs", |c: &mut ClientView| -> Map { c.0.attrs.clone() })
+        .register_fn("to_string", |c: &mut ClientView| c.0.id.to_string())
+        .register_fn("to_debug", |c: &mut ClientView| {
+            format!("client {}", c.0.id)
+        });
+}
+
+fn to_array(items: &[ImmutableString]) -> Array {
+    items.iter().cloned().map(Dynamic::from).collect()
+}
+
+fn register_client_helpers(engine: &mut Engine, today: Today) {
+    engine
+        .register_fn("holds", |c: &mut ClientView, code: &str| {
+            c.0.holdings.iter().any(|h| h == code)
+        })
+        .register_fn("watches", |c: &mut ClientView, code: &str| {
+            c.0.watchlist.iter().any(|h| h == code)
+        })
+        .register_fn("has_tag", |c: &mut ClientView, tag: &str| {
+            c.0.tags.iter().any(|t| t == tag)
+        })
+        .register_fn("is_professional", |c: &mut ClientView| {
+            c.0.investor_type.is_professional()
+        })
+        .register_fn("is_assessed", |c: &mut ClientView| c.0.risk_level > 0)
+        .register_fn("assessment_valid", move |c: &mut ClientView| {
+            c.0.risk_level > 0
+                && c.0.risk_assessed_on.is_some_and(|on| {
+                    on <= today.date
+                        && (today.date - on).num_days() < i64::from(today.assessment_valid_days)
+                })
+        })
+        .register_fn("has_email", |c: &mut ClientView| c.0.email.is_some())
+        .register_fn("has_phone", |c: &mut ClientView| c.0.phone.is_some())
+        .register_fn("age", move |c: &mut ClientView| {
+            c.0.birthday.map_or(Dynamic::UNIT, |b| {
+                Dynamic::from(INT::from(age_on(b, today.date)))
+            })
+        })
+        .register_fn("birthday_within", move |c: &mut ClientView, days: INT| {
+            c.0.birthday
+                .is_some_and(|b| days_to_birthday(b, today.date) <= days)
+        })
+        .register_fn("unsubscribed", |c: &mut ClientView| {
+            c.0.opted_out.iter().any(|o| *o)
+        })
+        .register_fn(
+            "unsubscribed",
+            |c: &mut ClientView, channel: &str| -> Fallible<bool> {
+                let ch = Channel::parse(channel).or_else(|e| fail(e.0))?;
+                Ok(c.0.opted_out[ConsentScope::from(ch).index()])
+            },
+        );
+    engine
+        .register_fn("did", move |c: &mut ClientView, kind: &str, days: INT| {
+            did(c, kind, days, None, today)
+        })
+        .register_fn(
+            "did",
+            move |c: &mut ClientView, kind: &str, days: INT, filter: &str| {
+                did(c, kind, days, Some(filter), today)
+            },
+        );
+    macro_rules! within {
+        ($($name:literal => $kind:literal),*) => {$(
+            engine.register_fn($name, move |c: &mut ClientView, days: INT| did(c, $kind, days, None, today));
+            engine.register_fn($name, move |c: &mut ClientView, days: INT, filter: &str| did(c, $kind, days, Some(filter), today));
+        )*};
+    }
+    within!(
+        "opened_within" => "opened",
+        "clicked_within" => "clicked",
+        "replied_within" => "replied",
+        "bounced_within" => "bounced",
+        "attended_within" => "attended"
+    );
+}
+
+/// Whether the client had an event of `kind` on one of the last `days` days
+/// (today included), optionally only on a channel (`email`, `sms`) or for a
+/// campaign kind (`market_bulletin`, ...).
+fn did(
+    c: &ClientView,
+    kind: &str,
+    days: INT,
+    filter: Option<&str>,
+    today: Today,
+) -> Fallible<bool> {
+    let kind = EventKind::parse(kind).or_else(|e| fail(e.0))?;
+    let since = today.date - chrono::Duration::days(days.max(0) - 1);
+    let channel = filter.and_then(|f| Channel::parse(f).ok());
+    Ok(c.0.touches.iter().any(|t| {
+        t.kind == kind
+            && t.last_on >= since
+            && match (filter, channel) {
+                (None, _) => true,
+                (Some(_), Some(ch)) => t.channel == Some(ch),
+                (Some(f), None) => t.campaign_kind.as_deref() == Some(f),
+            }
+    }))
+}
+
+fn age_on(birthday: NaiveDate, today: NaiveDate) -> i32 {
+    let mut age = today.year() - birthday.year();
+    if (today.month(), today.day()) < (birthday.month(), birthday.day()) {
+        age -= 1;
+    }
+    age
+}
+
+/// Days from today to the next birthday (0 on the day). 29 February counts
+/// as 1 March in other years.
+fn days_to_birthday(birthday: NaiveDate, today: NaiveDate) -> INT {
+    let in_year = |y: i32| {
+        NaiveDate::from_ymd_opt(y, birthday.month(), birthday.day())
+            .or_else(|| NaiveDate::from_ymd_opt(y, 3, 1))
+            .expect("1 March exists")
+    };
+    let this_year = in_year(today.year());
+    let next = if this_year >= today {
+        this_year
+    } else {
+        in_year(today.year() + 1)
+    };
+    (next - today).num_days()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn ages_turn_on_the_birthday() {
+        assert_eq!(age_on(d("1980-11-25"), d("2026-11-24")), 45);
+        assert_eq!(age_on(d("1980-11-25"), d("2026-11-25")), 46);
+    }
+
+    #[test]
+    fn birthdays_wrap_into_next_year() {
+        assert_eq!(days_to_birthday(d("1990-11-25"), d("2026-11-25")), 0);
+        assert_eq!(days_to_birthday(d("1990-01-02"), d("2026-12-30")), 3);
+        assert_eq!(days_to_birthday(d("1992-02-29"), d("2026-02-27")), 2);
+    }
+}
