@@ -174,3 +174,33 @@ fn the_demo_runs_anywhere_and_ends_with_a_summary() {
     }
     assert!(dir.path().join("d/herald.toml").exists());
 }
+
+#[test]
+fn the_shipped_rules_pass_their_own_tests() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for rule in ["research_followers", "bulletin_audience", "seminar_drive"] {
+        let o = herald(repo, &["rule", "test", rule]);
+        assert!(o.status.success(), "{rule}: {}{}", stdout(&o), stderr(&o));
+        assert!(stdout(&o).contains(" passed, 0 failed"), "{}", stdout(&o));
+    }
+}
+
+#[test]
+fn a_rule_with_a_typo_is_refused_with_file_line_and_caret() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(
+        dir.path().join("rules/vip.rhai"),
+        "client.has_tag(\"vip\") &&\n  client.risk_levle >= \"C3\"\n",
+    )
+    .unwrap();
+    let o = herald(dir.path(), &["segment", "vip"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("rules/vip.rhai:2:10: client has no field 'risk_levle'"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean 'risk_level'"), "{err}");
+    assert!(err.contains('^'), "{err}");
+}

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rhai::{ASTNode, Engine, Expr, Position, AST};
+use rhai::{ASTNode, Engine, Expr, FnCallExpr, Position, Stmt, AST};
 
 use super::vocabulary::{CLIENT_METHODS, CLIENT_PROPERTIES};
 
@@ -141,10 +141,12 @@ fn check_names(
     let functions = known_functions(engine, ast);
     let mut problem = None;
     ast.walk(&mut |path: &[ASTNode]| {
-        let Some(ASTNode::Expr(expr)) = path.last() else {
-            return true;
+        problem = match path.last() {
+            Some(ASTNode::Expr(expr)) => check_expr(expr, &functions, context_keys),
+            // A call standing alone as a statement is a statement, not an expression.
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => check_call(call, *pos, &functions),
+            _ => None,
         };
-        problem = check_expr(expr, &functions, context_keys);
         problem.is_none()
     });
     problem.map_or(Ok(()), Err)
@@ -182,13 +184,18 @@ fn check_expr(
                 _ => None,
             }
         }
-        Expr::FnCall(call, pos)
-            if call.op_token.is_none() && !functions.contains(call.name.as_str()) =>
-        {
-            Some((*pos, format!("unknown function '{}'", call.name)))
-        }
+        Expr::FnCall(call, pos) => check_call(call, *pos, functions),
         _ => None,
     }
+}
+
+fn check_call(
+    call: &FnCallExpr,
+    pos: Position,
+    functions: &HashSet<String>,
+) -> Option<(Position, String)> {
+    (call.op_token.is_none() && !functions.contains(call.name.as_str()))
+        .then(|| (pos, format!("unknown function '{}'", call.name)))
 }
 
 /// Every function the engine has, and those the rule defines itself.

@@ -1,0 +1,246 @@
+//! Segment rules against generated clients: counts compared with an
+//! independent computation from the same files, on SQLite and PostgreSQL;
+//! and the sandbox.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use chrono::NaiveDate;
+use herald::client::synthetic::{write_clients_csv, write_history_jsonl, SyntheticOptions};
+use herald::import::clients::{import_clients, ClientImportOptions};
+use herald::import::events::import_events;
+use herald::segment::{engine::engine, evaluate, Population, Rule, Today};
+use herald::store::Store;
+use herald::time::FirmTime;
+use rhai::Map;
+
+const TODAY: &str = "2026-11-25";
+
+fn today() -> Today {
+    Today {
+        date: NaiveDate::parse_from_str(TODAY, "%Y-%m-%d").unwrap(),
+        assessment_valid_days: 730,
+    }
+}
+
+/// Generates clients and history into `dir` and imports both.
+async fn load(store: &dyn Store, dir: &Path) -> Population {
+    let opts = SyntheticOptions {
+        clients: 3000,
+        seed: 11,
+        history_days: 30,
+        today: today().date,
+    };
+    write_clients_csv(&opts, std::fs::File::create(dir.join("c.csv")).unwrap()).unwrap();
+    write_history_jsonl(&opts, std::fs::File::create(dir.join("e.jsonl")).unwrap()).unwrap();
+    let time = FirmTime::new(chrono_tz::Asia::Shanghai);
+    let quiet = ClientImportOptions {
+        strict: true,
+        quiet: true,
+    };
+    assert_eq!(
+        import_clients(store, &dir.join("c.csv"), quiet, &time)
+            .await
+            .unwrap()
+            .rejected,
+        0
+    );
+    assert_eq!(
+        import_events(store, &dir.join("e.jsonl"), true, &time)
+            .await
+            .unwrap()
+            .rejected,
+        0
+    );
+    Population::load(store, chrono_tz::Asia::Shanghai)
+        .await
+        .unwrap()
+}
+
+/// The client file as plain maps of column to text.
+fn csv_rows(path: &Path) -> Vec<HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let headers = r.headers().unwrap().clone();
+    r.records()
+        .map(|rec| {
+            headers
+                .iter()
+                .zip(rec.unwrap().iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect()
+        })
+        .collect()
+}
+
+/// Local dates of each (client, event type), from the history file.
+fn event_dates(path: &Path) -> HashMap<(String, String), Vec<NaiveDate>> {
+    let mut out: HashMap<(String, String), Vec<NaiveDate>> = HashMap::new();
+    for line in std::fs::read_to_string(path).unwrap().lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let time = v["time"].as_str().unwrap();
+        assert!(
+            time.ends_with("+08:00"),
+            "the generator writes Shanghai times"
+        );
+        let date = NaiveDate::parse_from_str(&time[..10], "%Y-%m-%d").unwrap();
+        let key = (
+            v["client"].as_str().unwrap().to_owned(),
+            v["type"].as_str().unwrap().to_owned(),
+        );
+        out.entry(key).or_default().push(date);
+    }
+    out
+}
+
+fn count(store_pop: &Population, source: &str, ctx: &Map) -> usize {
+    let t = today();
+    let engine = engine(t);
+    let keys: HashSet<String> = ctx.keys().map(|k| k.to_string()).collect();
+    let rule = Rule::compile("test.rhai", source.into(), &engine, &keys).unwrap();
+    let outcome = evaluate(&engine, &rule, ctx, t, &store_pop.clients).unwrap();
+    assert_eq!(outcome.error_count, 0, "{:?}", outcome.errors);
+    outcome.matched.len()
+}
+
+async fn rule_counts_match_an_independent_computation(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let pop = load(store, dir.path()).await;
+    let rows = csv_rows(&dir.path().join("c.csv"));
+    let events = event_dates(&dir.path().join("e.jsonl"));
+    assert_eq!(pop.clients.len(), rows.len());
+    let none = Map::new();
+    let t = today().date;
+
+    let expected = rows
+        .iter()
+        .filter(|r| {
+            ["C3", "C4", "C5"].contains(&r["risk_level"].as_str())
+                && r["assets"].parse::<f64>().unwrap_or(0.0) >= 1_000_000.0
+                && r["consent_sms"] == "true"
+        })
+        .count();
+    let got = count(
+        &pop,
+        r#"client.risk_level >= "C3" && client.assets >= 1_000_000 && client.consent_sms"#,
+        &none,
+    );
+    assert_eq!(got, expected, "three-clause rule");
+    assert!(expected > 0);
+
+    let listed =
+        |r: &HashMap<String, String>, col: &str, code: &str| r[col].split(';').any(|c| c == code);
+    let expected = rows
+        .iter()
+        .filter(|r| listed(r, "holdings", "600519") || listed(r, "watchlist", "600519"))
+        .count();
+    let mut ctx = Map::new();
+    ctx.insert("stock".into(), "600519".into());
+    assert_eq!(
+        count(
+            &pop,
+            "client.holds(ctx.stock) || client.watches(ctx.stock)",
+            &ctx
+        ),
+        expected,
+        "list rule"
+    );
+
+    let within = |id: &str, kind: &str, days: i64| {
+        events
+            .get(&(id.to_owned(), kind.to_owned()))
+            .is_some_and(|ds| ds.iter().any(|d| (t - *d).num_days() < days))
+    };
+    let expected = rows
+        .iter()
+        .filter(|r| within(&r["id"], "clicked", 30) && !within(&r["id"], "unsubscribed", 365))
+        .count();
+    let got = count(
+        &pop,
+        r#"client.clicked_within(30) && !client.did("unsubscribed", 365)"#,
+        &none,
+    );
+    assert_eq!(got, expected, "engagement rule");
+    assert!(expected > 0);
+
+    let expected = rows
+        .iter()
+        .filter(|r| {
+            NaiveDate::parse_from_str(&r["last_trade_on"], "%Y-%m-%d")
+                .is_ok_and(|d| (t - d).num_days() > 30)
+        })
+        .count();
+    assert_eq!(
+        count(&pop, "days_since(client.last_trade_on) > 30", &none),
+        expected,
+        "a missing date compares false"
+    );
+    let never_traded = rows
+        .iter()
+        .filter(|r| r["last_trade_on"].is_empty())
+        .count();
+    assert!(never_traded > 0);
+    assert_eq!(
+        count(&pop, "client.last_trade_on == ()", &none),
+        never_traded
+    );
+}
+
+async fn a_runaway_rule_is_stopped_and_changes_nothing(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let pop = load(store, dir.path()).await;
+    let before = store.count_clients().await.unwrap();
+    let t = today();
+    let engine = engine(t);
+    let rule = Rule::compile("forever.rhai", "loop { }".into(), &engine, &HashSet::new()).unwrap();
+    let err = evaluate(&engine, &rule, &Map::new(), t, &pop.clients).unwrap_err();
+    assert!(err.to_string().contains("Too many operations"), "{err}");
+    assert_eq!(store.count_clients().await.unwrap(), before);
+}
+
+on_both_backends!(
+    rule_counts_match_an_independent_computation,
+    a_runaway_rule_is_stopped_and_changes_nothing
+);
+
+#[test]
+fn a_syntax_error_names_line_and_column() {
+    let engine = engine(today());
+    let err = Rule::compile(
+        "rules/x.rhai",
+        "client.assets > 1 &&\n  client.holds(\"600519\" ||\n".into(),
+        &engine,
+        &HashSet::new(),
+    )
+    .unwrap_err();
+    assert_eq!(err.file, "rules/x.rhai");
+    assert!(err.line >= 2, "{err}");
+    assert!(err.render().contains('^'));
+}
+
+#[test]
+fn unknown_names_are_found_before_running() {
+    let engine = engine(today());
+    let check =
+        |src: &str| Rule::compile("r.rhai", src.into(), &engine, &HashSet::new()).unwrap_err();
+    let e = check("client.asets > 1");
+    assert_eq!((e.line, e.column), (1, 8));
+    assert!(e.message.contains("did you mean 'assets'"), "{}", e.message);
+    assert!(check("client.hold(\"600519\")")
+        .message
+        .contains("no method 'hold'"));
+    assert!(check("frobnicate(1)")
+        .message
+        .contains("unknown function 'frobnicate'"));
+    assert!(check("client.holds(ctx.stock)")
+        .message
+        .contains("ctx.stock is not given"));
+    assert!(
+        check("import \"x\" as y; true").line >= 1,
+        "modules are not available"
+    );
+    assert!(check("let x = undefined_var; x")
+        .message
+        .contains("undefined_var"));
+}
