@@ -112,6 +112,11 @@ impl Config {
         })
     }
 
+    /// Where herald keeps files it can rebuild (the segment snapshot).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.base_dir.join(".herald-cache")
+    }
+
     /// The firm's clock.
     pub fn firm_time(&self) -> FirmTime {
         FirmTime::new(self.timezone)

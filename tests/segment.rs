@@ -201,7 +201,8 @@ async fn a_runaway_rule_is_stopped_and_changes_nothing(store: &dyn Store) {
 
 on_both_backends!(
     rule_counts_match_an_independent_computation,
-    a_runaway_rule_is_stopped_and_changes_nothing
+    a_runaway_rule_is_stopped_and_changes_nothing,
+    the_snapshot_gives_the_same_results_as_the_store,
 );
 
 #[test]
@@ -243,4 +244,78 @@ fn unknown_names_are_found_before_running() {
     assert!(check("let x = undefined_var; x")
         .message
         .contains("undefined_var"));
+}
+
+/// What a rule gives over a population: matches and errors, by client id.
+fn results(pop: &Population, source: &str) -> (Vec<String>, Vec<(String, String)>, Option<String>) {
+    let t = today();
+    let engine = engine(t);
+    let rule = Rule::compile("r.rhai", source.into(), &engine, &HashSet::new()).unwrap();
+    match evaluate(&engine, &rule, &Map::new(), t, &pop.clients) {
+        Ok(o) => (
+            o.matched
+                .iter()
+                .map(|&i| pop.clients[i].0.id.clone())
+                .collect(),
+            o.errors
+                .into_iter()
+                .map(|e| (e.client, e.message))
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+    }
+}
+
+async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
+    use herald::segment::snapshot::{self, Source};
+    let dir = tempfile::tempdir().unwrap();
+    let plain = load(store, dir.path()).await;
+    let file = dir.path().join("cache/segment.bin");
+    let tz = chrono_tz::Asia::Shanghai;
+    let (built, source) = snapshot::population(store, tz, &file).await.unwrap();
+    assert_eq!(source, Source::Store);
+    let (cached, source) = snapshot::population(store, tz, &file).await.unwrap();
+    assert_eq!(
+        source,
+        Source::Snapshot,
+        "an unchanged store reuses the snapshot"
+    );
+    for rule in [
+        r#"client.risk_level >= "C3" && client.assets >= 1_000_000 && client.consent_sms"#,
+        r#"client.holds("600519") || client.watches("600519.SH")"#,
+        r#"client.clicked_within(30, "email") && !client.unsubscribed()"#,
+        r#"client.opened_within(7, "market_bulletin") || client.replied_within(30)"#,
+        "days_since(client.last_trade_on) > 90 || client.age() >= 60 || client.email == ()",
+        r#"client.attrs.city == "上海" && client.birthday_within(30)"#,
+        // Errors for every client without an email: the run fails, the same way.
+        "client.email.len() > 20",
+    ] {
+        let expected = results(&plain, rule);
+        assert_eq!(results(&built, rule), expected, "{rule}");
+        assert_eq!(results(&cached, rule), expected, "{rule}");
+    }
+
+    // A change in the store makes the snapshot stale.
+    let first = herald::client::types::ClientId::parse(&plain.clients[0].0.id).unwrap();
+    store
+        .record_consent(&herald::client::consent::ConsentChange {
+            client_id: first.clone(),
+            scope: herald::client::consent::ConsentScope::Email,
+            granted: false,
+            source: herald::client::consent::ConsentSource::UnsubscribeLink,
+            at: chrono::Utc::now(),
+            actor: None,
+            note: None,
+        })
+        .await
+        .unwrap();
+    let (fresh, source) = snapshot::population(store, tz, &file).await.unwrap();
+    assert_eq!(
+        source,
+        Source::Store,
+        "a changed store rebuilds the snapshot"
+    );
+    let (ids, _, _) = results(&fresh, r#"client.unsubscribed("email")"#);
+    assert_eq!(ids, vec![first.to_string()]);
 }

@@ -15,7 +15,7 @@ use super::{print_json, thousands};
 use crate::config::Config;
 use crate::segment::eval::ClientError;
 use crate::segment::rule::resolve;
-use crate::segment::{engine::engine, evaluate, rule_tests, Population, Rule, Today};
+use crate::segment::{engine::engine, evaluate, rule_tests, snapshot, Rule, Today};
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -79,6 +79,8 @@ struct SegmentReport {
     sample: Vec<SampleClient>,
     error_details: Vec<ClientError>,
     elapsed_ms: u64,
+    /// Whether the clients came from the snapshot or the store.
+    source: snapshot::Source,
     load_ms: u64,
     eval_ms: u64,
 }
@@ -99,7 +101,8 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
     let path = resolve(&args.rule, &config.base_dir.join("rules"));
     let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
 
-    let population = Population::load(store, config.timezone)
+    let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
+    let (population, source) = snapshot::population(store, config.timezone, &snapshot_file)
         .await
         .context("cannot read the clients")?;
     let loaded = Instant::now();
@@ -116,9 +119,9 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
             .map(|&i| {
                 let p = &population.clients[i].0;
                 SampleClient {
-                    id: p.id.to_string(),
-                    name: p.name.to_string(),
-                    branch: p.branch.as_ref().map(|b| b.to_string()),
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    branch: p.branch.clone(),
                     risk_level: if p.risk_level == 0 {
                         String::new()
                     } else {
@@ -129,6 +132,7 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
             .collect(),
         error_details: outcome.errors,
         elapsed_ms: started.elapsed().as_millis() as u64,
+        source,
         load_ms: (loaded - started).as_millis() as u64,
         eval_ms: loaded.elapsed().as_millis() as u64,
     };
@@ -142,13 +146,17 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
 
 fn print_report(r: &SegmentReport) {
     println!(
-        "{}: {} of {} clients match ({:.1} %), {} errors, {:.2} s (reading clients {:.2} s, evaluating {:.2} s)",
+        "{}: {} of {} clients match ({:.1} %), {} errors, {:.2} s (reading clients from the {} {:.2} s, evaluating {:.2} s)",
         r.rule,
         thousands(r.matched as u64),
         thousands(r.total as u64),
         if r.total == 0 { 0.0 } else { r.matched as f64 * 100.0 / r.total as f64 },
         r.errors,
         r.elapsed_ms as f64 / 1000.0,
+        match r.source {
+            snapshot::Source::Snapshot => "snapshot",
+            snapshot::Source::Store => "database",
+        },
         r.load_ms as f64 / 1000.0,
         r.eval_ms as f64 / 1000.0,
     );

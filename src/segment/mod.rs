@@ -7,6 +7,7 @@ pub mod eval;
 pub mod profile;
 pub mod rule;
 pub mod rule_tests;
+pub mod snapshot;
 pub mod vocabulary;
 
 pub use eval::{evaluate, Outcome, Population};

@@ -1,11 +1,12 @@
 //! The compact view of a client that rules read: every field a rule can
-//! name, with text shared rather than copied, built once per evaluation.
+//! name, in plain types so that a whole population can be cached on disk
+//! and read back quickly (see `snapshot`).
 
 use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
-use rhai::{Dynamic, ImmutableString, Map};
+use serde::{Deserialize, Serialize};
 
 use crate::channel::Channel;
 use crate::client::consent::ConsentScope;
@@ -14,42 +15,49 @@ use crate::client::StoredClient;
 use crate::event::{Engagement, EventKind};
 
 /// The latest event of one kind, per channel and campaign kind.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Touch {
     pub kind: EventKind,
     pub channel: Option<Channel>,
-    pub campaign_kind: Option<ImmutableString>,
+    pub campaign_kind: Option<String>,
     /// The firm's local date of the latest such event.
+    #[serde(with = "day")]
     pub last_on: NaiveDate,
 }
 
 /// One client as a rule sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
-    pub id: ImmutableString,
-    pub name: ImmutableString,
-    pub email: Option<ImmutableString>,
-    pub phone: Option<ImmutableString>,
-    pub branch: Option<ImmutableString>,
-    pub advisor: Option<ImmutableString>,
+    pub id: String,
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub branch: Option<String>,
+    pub advisor: Option<String>,
     pub investor_type: InvestorType,
     /// 1..=5, or 0 when never assessed.
     pub risk_level: u8,
+    #[serde(with = "opt_day")]
     pub risk_assessed_on: Option<NaiveDate>,
     pub lowest_risk_category: bool,
     /// CNY, 0 when unknown.
     pub assets: f64,
-    pub tags: Vec<ImmutableString>,
-    pub holdings: Vec<ImmutableString>,
-    pub watchlist: Vec<ImmutableString>,
+    pub tags: Vec<String>,
+    pub holdings: Vec<String>,
+    pub watchlist: Vec<String>,
+    #[serde(with = "opt_day")]
     pub birthday: Option<NaiveDate>,
+    #[serde(with = "opt_day")]
     pub opened_on: Option<NaiveDate>,
+    #[serde(with = "opt_day")]
     pub last_trade_on: Option<NaiveDate>,
     /// Consent per [`ConsentScope`].
     pub consents: [bool; 3],
     /// Refusals herald recorded (unsubscribe, SMS reply, operator).
     pub opted_out: [bool; 3],
-    pub attrs: Map,
+    /// Free-form attributes as a JSON object; parsed only when a rule reads
+    /// `client.attrs`.
+    pub attrs_json: String,
     pub touches: Vec<Touch>,
 }
 
@@ -62,42 +70,36 @@ impl Profile {
     /// event times into the firm's local dates.
     pub fn new(stored: &StoredClient, engagement: &[Engagement], tz: Tz) -> Self {
         let c = &stored.client;
-        let text = |s: &str| ImmutableString::from(s);
-        let codes =
-            |v: &[crate::client::types::StockCode]| v.iter().map(|s| text(s.as_str())).collect();
-        let consents = ConsentScope::ALL.map(|s| stored.consent(s).granted);
-        let opted_out = ConsentScope::ALL.map(|s| stored.consent(s).is_protected_opt_out());
+        let codes = |v: &[crate::client::types::StockCode]| {
+            v.iter().map(|s| s.as_str().to_owned()).collect()
+        };
         Self {
-            id: text(c.id.as_str()),
-            name: text(&c.name),
-            email: c.email.as_ref().map(|e| text(e.as_str())),
-            phone: c.phone.as_ref().map(|p| text(p.as_str())),
-            branch: c.branch.as_deref().map(text),
-            advisor: c.advisor.as_deref().map(text),
+            id: c.id.to_string(),
+            name: c.name.clone(),
+            email: c.email.as_ref().map(|e| e.as_str().to_owned()),
+            phone: c.phone.as_ref().map(|p| p.as_str().to_owned()),
+            branch: c.branch.clone(),
+            advisor: c.advisor.clone(),
             investor_type: c.investor_type,
             risk_level: c.risk_level.map_or(0, |l| l.number()),
             risk_assessed_on: c.risk_assessed_on,
             lowest_risk_category: c.lowest_risk_category,
             assets: c.assets.map_or(0.0, |a| a.yuan()),
-            tags: c.tags.iter().map(|t| text(t)).collect(),
+            tags: c.tags.clone(),
             holdings: codes(&c.holdings),
             watchlist: codes(&c.watchlist),
             birthday: c.birthday,
             opened_on: c.opened_on,
             last_trade_on: c.last_trade_on,
-            consents,
-            opted_out,
-            attrs: c
-                .attributes
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
-                .collect(),
+            consents: ConsentScope::ALL.map(|s| stored.consent(s).granted),
+            opted_out: ConsentScope::ALL.map(|s| stored.consent(s).is_protected_opt_out()),
+            attrs_json: serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()),
             touches: engagement
                 .iter()
                 .map(|e| Touch {
                     kind: e.kind,
                     channel: e.channel,
-                    campaign_kind: e.campaign_kind.as_deref().map(text),
+                    campaign_kind: e.campaign_kind.clone(),
                     last_on: e.last_at.with_timezone(&tz).date_naive(),
                 })
                 .collect(),
@@ -105,24 +107,36 @@ impl Profile {
     }
 }
 
-/// Attributes come from client files: text, numbers, booleans, lists.
-fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
-    use serde_json::Value;
-    match v {
-        Value::Null => Dynamic::UNIT,
-        Value::Bool(b) => (*b).into(),
-        Value::Number(n) => n
-            .as_i64()
-            .map(Dynamic::from)
-            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0).into()),
-        Value::String(s) => s.as_str().into(),
-        Value::Array(items) => items.iter().map(json_to_dynamic).collect::<Vec<_>>().into(),
-        Value::Object(m) => {
-            let map: Map = m
-                .iter()
-                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
-                .collect();
-            map.into()
-        }
+/// Dates as day numbers: compact, and quick to read back.
+mod day {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &NaiveDate, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(d.num_days_from_ce())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+        let n = i32::deserialize(d)?;
+        NaiveDate::from_num_days_from_ce_opt(n)
+            .ok_or_else(|| serde::de::Error::custom("day out of range"))
+    }
+}
+
+mod opt_day {
+    use chrono::{Datelike, NaiveDate};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<NaiveDate>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i32(d.map_or(i32::MIN, |d| d.num_days_from_ce()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+        let n = i32::deserialize(d)?;
+        Ok(if n == i32::MIN {
+            None
+        } else {
+            NaiveDate::from_num_days_from_ce_opt(n)
+        })
     }
 }

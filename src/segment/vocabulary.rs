@@ -8,7 +8,7 @@ use rhai::{Array, Dynamic, Engine, EvalAltResult, ImmutableString, Map, INT};
 use super::profile::ClientView;
 use crate::channel::Channel;
 use crate::client::consent::ConsentScope;
-use crate::client::types::RiskLevel;
+use crate::client::types::{RiskLevel, StockCode};
 use crate::event::EventKind;
 
 /// A plain date in a rule (`today`, `client.birthday`, `date("2026-01-01")`).
@@ -92,8 +92,9 @@ fn opt_date(d: Option<NaiveDate>) -> Dynamic {
     d.map_or(Dynamic::UNIT, |d| Dynamic::from(Date(d)))
 }
 
-fn opt_text(s: &Option<ImmutableString>) -> Dynamic {
-    s.clone().map_or(Dynamic::UNIT, Dynamic::from)
+fn opt_text(s: &Option<String>) -> Dynamic {
+    s.as_deref()
+        .map_or(Dynamic::UNIT, |s| Dynamic::from(ImmutableString::from(s)))
 }
 
 fn register_dates(engine: &mut Engine, today: Today) {
@@ -166,8 +167,12 @@ fn register_missing(engine: &mut Engine) {
 fn register_client_fields(engine: &mut Engine) {
     engine
         .register_type_with_name::<ClientView>("Client")
-        .register_get("id", |c: &mut ClientView| c.0.id.clone())
-        .register_get("name", |c: &mut ClientView| c.0.name.clone())
+        .register_get("id", |c: &mut ClientView| {
+            ImmutableString::from(c.0.id.as_str())
+        })
+        .register_get("name", |c: &mut ClientView| {
+            ImmutableString::from(c.0.name.as_str())
+        })
         .register_get("email", |c: &mut ClientView| opt_text(&c.0.email))
         .register_get("phone", |c: &mut ClientView| opt_text(&c.0.phone))
         .register_get("branch", |c: &mut ClientView| opt_text(&c.0.branch))
@@ -200,24 +205,56 @@ fn register_client_fields(engine: &mut Engine) {
         .register_get("personalised_marketing", |c: &mut ClientView| {
             c.0.consents[ConsentScope::PersonalisedMarketing.index()]
         })
-        .register_get("attrs", |c: &mut ClientView| -> Map { c.0.attrs.clone() })
+        .register_get("attrs", |c: &mut ClientView| -> Fallible<Map> {
+            let value: serde_json::Value =
+                serde_json::from_str(&c.0.attrs_json).or_else(|e| fail(e.to_string()))?;
+            Ok(match json_to_dynamic(&value).try_cast::<Map>() {
+                Some(map) => map,
+                None => Map::new(),
+            })
+        })
         .register_fn("to_string", |c: &mut ClientView| c.0.id.to_string())
         .register_fn("to_debug", |c: &mut ClientView| {
             format!("client {}", c.0.id)
         });
 }
 
-fn to_array(items: &[ImmutableString]) -> Array {
-    items.iter().cloned().map(Dynamic::from).collect()
+fn to_array(items: &[String]) -> Array {
+    items
+        .iter()
+        .map(|s| Dynamic::from(ImmutableString::from(s.as_str())))
+        .collect()
+}
+
+/// Attributes come from client files: text, numbers, booleans, lists.
+fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
+    use serde_json::Value;
+    match v {
+        Value::Null => Dynamic::UNIT,
+        Value::Bool(b) => (*b).into(),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Dynamic::from)
+            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0).into()),
+        Value::String(s) => s.as_str().into(),
+        Value::Array(items) => items.iter().map(json_to_dynamic).collect::<Vec<_>>().into(),
+        Value::Object(m) => {
+            let map: Map = m
+                .iter()
+                .map(|(k, v)| (k.as_str().into(), json_to_dynamic(v)))
+                .collect();
+            map.into()
+        }
+    }
 }
 
 fn register_client_helpers(engine: &mut Engine, today: Today) {
     engine
         .register_fn("holds", |c: &mut ClientView, code: &str| {
-            c.0.holdings.iter().any(|h| h == code)
+            listed(&c.0.holdings, code)
         })
         .register_fn("watches", |c: &mut ClientView, code: &str| {
-            c.0.watchlist.iter().any(|h| h == code)
+            listed(&c.0.watchlist, code)
         })
         .register_fn("has_tag", |c: &mut ClientView, tag: &str| {
             c.0.tags.iter().any(|t| t == tag)
@@ -242,7 +279,7 @@ fn register_client_helpers(engine: &mut Engine, today: Today) {
         })
         .register_fn("birthday_within", move |c: &mut ClientView, days: INT| {
             c.0.birthday
-                .is_some_and(|b| days_to_birthday(b, today.date) <= days)
+                .is_some_and(|b| days_to_birthday(b, today.date) < days)
         })
         .register_fn("unsubscribed", |c: &mut ClientView| {
             c.0.opted_out.iter().any(|o| *o)
@@ -279,6 +316,15 @@ fn register_client_helpers(engine: &mut Engine, today: Today) {
     );
 }
 
+/// Whether `code` is in a list of stock codes; `600519.SH` and `SH600519`
+/// are read as `600519`, as an import reads them.
+fn listed(codes: &[String], code: &str) -> bool {
+    if code.bytes().all(|b| b.is_ascii_digit()) {
+        return codes.iter().any(|c| c == code);
+    }
+    StockCode::parse(code).is_ok_and(|code| codes.iter().any(|c| c == code.as_str()))
+}
+
 /// Whether the client had an event of `kind` on one of the last `days` days
 /// (today included), optionally only on a channel (`email`, `sms`) or for a
 /// campaign kind (`market_bulletin`, ...).
@@ -311,8 +357,9 @@ fn age_on(birthday: NaiveDate, today: NaiveDate) -> i32 {
     age
 }
 
-/// Days from today to the next birthday (0 on the day). 29 February counts
-/// as 1 March in other years.
+/// Days from today to the next birthday (0 on the day), so that
+/// `birthday_within(7)` means today and the six days after, like the other
+/// `within` helpers. 29 February counts as 1 March in other years.
 fn days_to_birthday(birthday: NaiveDate, today: NaiveDate) -> INT {
     let in_year = |y: i32| {
         NaiveDate::from_ymd_opt(y, birthday.month(), birthday.day())

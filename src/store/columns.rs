@@ -501,3 +501,9 @@ impl EngagementColumns {
         })
     }
 }
+
+/// Marks the data changed, inside the changing transaction.
+pub const BUMP_DATA_VERSION: &str = "UPDATE meta SET value = value + 1 WHERE key = 'data_version'";
+
+/// The current data version.
+pub const DATA_VERSION_SELECT: &str = "SELECT value FROM meta WHERE key = 'data_version'";

@@ -186,6 +186,10 @@ pub trait Store: Send + Sync {
         last: &ClientId,
     ) -> Result<Vec<Engagement>, StoreError>;
 
+    /// A number that changes whenever clients, consents or events change:
+    /// what a cache of them is checked against.
+    async fn data_version(&self) -> Result<i64, StoreError>;
+
     /// Closes the connections, flushing what the backend buffers.
     async fn close(&self);
 }

@@ -13,8 +13,9 @@ use sqlx::{PgConnection, PgPool, Postgres};
 use super::columns::{
     clients_page_select, consent_column, consent_history, prefixed_existing_columns,
     upsert_assignments, ClientColumns, ConsentLogColumns, ConsentLogEntry, EngagementColumns,
-    EventColumns, ExistingColumns, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_LOG_SELECT,
-    CONSENT_STATE_SELECT, DIFFERS, ENGAGEMENT_SELECT, EVENT_SELECT,
+    EventColumns, ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT,
+    CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DATA_VERSION_SELECT, DIFFERS, ENGAGEMENT_SELECT,
+    EVENT_SELECT,
 };
 use super::upsert::{plan, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -98,6 +99,7 @@ impl Store for PgStore {
             .execute(&mut *tx)
             .await?;
         insert_consent_log(&mut tx, &[ConsentLogEntry::new(change, previous)]).await?;
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -167,6 +169,9 @@ impl Store for PgStore {
         .bind(Utc::now())
         .fetch_all(&mut *tx)
         .await?;
+        if !stored.is_empty() {
+            sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(event_outcomes(
             events,
@@ -219,6 +224,13 @@ impl Store for PgStore {
         rows.into_iter()
             .map(EngagementColumns::into_engagement)
             .collect()
+    }
+
+    async fn data_version(&self) -> Result<i64, StoreError> {
+        let (v,): (i64,) = sqlx::query_as(DATA_VERSION_SELECT)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
     }
 
     async fn close(&self) {
@@ -286,6 +298,9 @@ async fn write_batch(
     copy_new_clients(conn, &new, at).await?;
     upsert_clients(conn, &updated, at).await?;
     insert_consent_log(conn, &plan.log).await?;
+    if !plan.writes.is_empty() {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
+    }
     Ok(plan.outcomes)
 }
 

@@ -12,8 +12,9 @@ use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
 use super::columns::{
     clients_page_select, consent_column, consent_history, prefixed_existing_columns,
     upsert_assignments, ClientColumns, ConsentLogColumns, ConsentLogEntry, EngagementColumns,
-    EventColumns, ExistingColumns, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_LOG_SELECT,
-    CONSENT_STATE_SELECT, DIFFERS, ENGAGEMENT_SELECT, EVENT_SELECT,
+    EventColumns, ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT,
+    CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DATA_VERSION_SELECT, DIFFERS, ENGAGEMENT_SELECT,
+    EVENT_SELECT,
 };
 use super::upsert::{plan, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -109,6 +110,7 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?;
         insert_consent_log(&mut tx, &[ConsentLogEntry::new(change, previous)]).await?;
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -164,6 +166,9 @@ impl Store for SqliteStore {
             let rows: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
             stored.extend(rows.into_iter().map(|(k,)| k));
         }
+        if !stored.is_empty() {
+            sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(event_outcomes(events, &keys, &known, stored))
     }
@@ -212,6 +217,13 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn data_version(&self) -> Result<i64, StoreError> {
+        let (v,): (i64,) = sqlx::query_as(DATA_VERSION_SELECT)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(v)
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
@@ -250,6 +262,9 @@ async fn write_batch(
     let plan = plan(batch, existing, &new_ids, at);
     upsert_clients(conn, &plan.writes, at).await?;
     insert_consent_log(conn, &plan.log).await?;
+    if !plan.writes.is_empty() {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
+    }
     Ok(plan.outcomes)
 }
 
