@@ -263,7 +263,13 @@ fn results(pop: &Population, source: &str) -> (Vec<String>, Vec<(String, String)
                 .collect(),
             None,
         ),
-        Err(e) => (Vec::new(), Vec::new(), Some(e.to_string())),
+        // Which client's error stops a parallel run first varies from run
+        // to run; that the run fails, and why, does not.
+        Err(e) => (
+            Vec::new(),
+            Vec::new(),
+            Some(e.first_message.rsplit(": ").next().unwrap_or("").to_owned()),
+        ),
     }
 }
 

@@ -208,10 +208,9 @@ fn register_client_fields(engine: &mut Engine) {
         .register_get("attrs", |c: &mut ClientView| -> Fallible<Map> {
             let value: serde_json::Value =
                 serde_json::from_str(&c.0.attrs_json).or_else(|e| fail(e.to_string()))?;
-            Ok(match json_to_dynamic(&value).try_cast::<Map>() {
-                Some(map) => map,
-                None => Map::new(),
-            })
+            Ok(json_to_dynamic(&value)
+                .try_cast::<Map>()
+                .unwrap_or_default())
         })
         .register_fn("to_string", |c: &mut ClientView| c.0.id.to_string())
         .register_fn("to_debug", |c: &mut ClientView| {
