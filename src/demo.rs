@@ -23,6 +23,9 @@ use crate::time::FirmTime;
 /// The example setup, built into the binary.
 static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");
 
+/// The shipped segment rules and their guide.
+static RULES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
+
 /// The demo always generates the same clients.
 const DEMO_SEED: u64 = 20_261_125;
 
@@ -190,6 +193,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         },
         sms.map_or("-".into(), |s| s.source.to_string())
     );
+    step("6. 客群规则 / segment rules (rules/*.rhai)");
+    let segments = run_segments(&*store, &config, dir).await?;
     let total = store.count_clients().await?;
     store.close().await;
 
@@ -200,6 +205,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         events: events.imported,
         reimport_unchanged: again.unchanged,
         reimport_conflicts: again.conflicts,
+        segments,
     };
     step("完成 / done");
     if args.json {
@@ -217,8 +223,58 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             "  next: cd {} && herald clients show {opted_out}",
             summary.folder
         );
+        println!(
+            "        cd {} && herald segment seminar_drive --context branch=上海浦东新区世纪大道证券营业部",
+            summary.folder
+        );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The three shipped rules, with the context each needs.
+const DEMO_RULES: [(&str, &str, &str); 3] = [
+    ("research_followers", "stock", "600519"),
+    ("bulletin_audience", "", ""),
+    ("seminar_drive", "branch", "上海浦东新区世纪大道证券营业部"),
+];
+
+/// Evaluates the shipped rules, as `herald segment` would.
+async fn run_segments(
+    store: &dyn crate::store::Store,
+    config: &Config,
+    dir: &Path,
+) -> Result<Vec<(String, usize)>> {
+    use crate::segment::{engine::engine, evaluate, snapshot, Rule, Today};
+    let today = Today {
+        date: config.firm_time().today(),
+        assessment_valid_days: config.risk_assessment_valid_days,
+    };
+    let file = snapshot::path(&dir.join(".herald-cache"), &config.database_url);
+    let (population, _) = snapshot::population(store, config.timezone, &file).await?;
+    let engine = engine(today);
+    let mut counts = Vec::new();
+    for (name, key, value) in DEMO_RULES {
+        let mut ctx = rhai::Map::new();
+        if !key.is_empty() {
+            ctx.insert(key.into(), value.into());
+        }
+        let keys = ctx.keys().map(|k| k.to_string()).collect();
+        let path = dir.join("rules").join(format!("{name}.rhai"));
+        let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
+        let outcome = evaluate(&engine, &rule, &ctx, today, &population.clients)?;
+        let context = if key.is_empty() {
+            String::new()
+        } else {
+            format!(" --context {key}={value}")
+        };
+        println!(
+            "  herald segment {name}{context}: {} of {}",
+            thousands(outcome.matched.len() as u64),
+            thousands(outcome.total as u64)
+        );
+        counts.push((name.to_owned(), outcome.matched.len()));
+    }
+    Ok(counts)
 }
 
 /// The demo's ids are sequential from 1; find one who accepts SMS.
@@ -242,6 +298,8 @@ struct DemoSummary {
     events: u64,
     reimport_unchanged: u64,
     reimport_conflicts: u64,
+    /// Rule name and how many clients it selects.
+    segments: Vec<(String, usize)>,
 }
 
 fn step(title: &str) {
@@ -252,10 +310,12 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
-/// Writes the built-in example files, leaving files the user changed alone.
+/// Writes the built-in example files and rules, leaving files the user
+/// changed alone.
 fn write_examples(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    extract(&EXAMPLES, dir)
+    extract(&EXAMPLES, dir)?;
+    extract(&RULES, &dir.join("rules"))
 }
 
 fn extract(from: &Dir<'_>, to: &Path) -> Result<()> {
