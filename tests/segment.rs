@@ -244,6 +244,20 @@ fn unknown_names_are_found_before_running() {
     assert!(check("let x = undefined_var; x")
         .message
         .contains("undefined_var"));
+    assert!(check(r#"client.risk_level >= "C9""#)
+        .message
+        .contains("'C9' is not a risk level"));
+    assert!(check(r#""C0" < client.risk_level"#)
+        .message
+        .contains("'C0' is not a risk level"));
+    assert!(check(r#"client.did("opend", 7)"#)
+        .message
+        .contains("'opend' is not an event type"));
+    assert!(check(r#"client.unsubscribed("wechat")"#)
+        .message
+        .contains("'wechat' is not a channel"));
+    let fine = r#"client.risk_level >= "C3" && client.did("opened", 7)"#;
+    assert!(Rule::compile("r.rhai", fine.into(), &engine, &HashSet::new()).is_ok());
 }
 
 /// What a rule gives over a population: matches and errors, by client id.

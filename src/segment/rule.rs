@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use rhai::{ASTNode, Engine, Expr, FnCallExpr, Position, Stmt, AST};
 
 use super::vocabulary::{CLIENT_METHODS, CLIENT_PROPERTIES};
+use crate::channel::Channel;
+use crate::client::types::RiskLevel;
+use crate::event::EventKind;
 
 /// A problem with a rule, located in its file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -144,6 +147,9 @@ fn check_names(
         problem = match path.last() {
             Some(ASTNode::Expr(expr)) => check_expr(expr, &functions, context_keys),
             // A call standing alone as a statement is a statement, not an expression.
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) if call.op_token.is_some() => {
+                check_level_literal(call, *pos)
+            }
             Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => check_call(call, *pos, &functions),
             _ => None,
         };
@@ -174,6 +180,7 @@ fn check_expr(
                     *pos,
                     format!("client has no method '{}'{}", call.name, suggest(&call.name, CLIENT_METHODS)),
                 )),
+                ("client", Expr::MethodCall(call, pos)) => check_method_literals(call, *pos),
                 ("ctx", Expr::Property(p, pos)) if !context_keys.contains(p.2.as_str()) => Some((
                     *pos,
                     format!(
@@ -184,7 +191,39 @@ fn check_expr(
                 _ => None,
             }
         }
+        Expr::FnCall(call, pos) if call.op_token.is_some() => check_level_literal(call, *pos),
         Expr::FnCall(call, pos) => check_call(call, *pos, functions),
+        _ => None,
+    }
+}
+
+/// `client.did("opend", 7)` or `client.unsubscribed("wechat")` would fail for
+/// every client; say so before running.
+fn check_method_literals(call: &FnCallExpr, pos: Position) -> Option<(Position, String)> {
+    let Some(Expr::StringConstant(text, _)) = call.args.first() else {
+        return None;
+    };
+    let checked = match call.name.as_str() {
+        "did" => EventKind::parse(text).err(),
+        "unsubscribed" => Channel::parse(text).err(),
+        _ => None,
+    };
+    checked.map(|e| (pos, format!("client.{}: {}", call.name, e.0)))
+}
+
+/// `client.risk_level >= "C9"` would fail for every client.
+fn check_level_literal(call: &FnCallExpr, pos: Position) -> Option<(Position, String)> {
+    let is_level = |e: &Expr| match e {
+        Expr::Dot(bin, _, _) => {
+            matches!(&bin.lhs, Expr::Variable(v, _, _) if v.1 == "client")
+                && matches!(&bin.rhs, Expr::Property(p, _) if p.2 == "risk_level")
+        }
+        _ => false,
+    };
+    match call.args.as_slice() {
+        [a, Expr::StringConstant(text, _)] | [Expr::StringConstant(text, _), a] if is_level(a) => {
+            RiskLevel::parse(text).err().map(|e| (pos, e.0))
+        }
         _ => None,
     }
 }
