@@ -250,7 +250,13 @@ async fn run_segments(
         assessment_valid_days: config.risk_assessment_valid_days,
     };
     let file = snapshot::path(&dir.join(".herald-cache"), &config.database_url);
-    let (population, _) = snapshot::population(store, config.timezone, &file).await?;
+    let (population, _) = snapshot::population(
+        store,
+        config.timezone,
+        &file,
+        crate::segment::fields::Fields::ALL,
+    )
+    .await?;
     let engine = engine(today);
     let mut counts = Vec::new();
     for (name, key, value) in DEMO_RULES {

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use herald::client::synthetic::{write_clients_csv, write_history_jsonl, SyntheticOptions};
 use herald::import::clients::{import_clients, ClientImportOptions};
 use herald::import::events::import_events;
+use herald::segment::fields::Fields;
 use herald::segment::{engine::engine, evaluate, Population, Rule, Today};
 use herald::store::Store;
 use herald::time::FirmTime;
@@ -293,9 +294,13 @@ async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
     let plain = load(store, dir.path()).await;
     let file = dir.path().join("cache/segment.bin");
     let tz = chrono_tz::Asia::Shanghai;
-    let (built, source) = snapshot::population(store, tz, &file).await.unwrap();
+    let (built, source) = snapshot::population(store, tz, &file, Fields::ALL)
+        .await
+        .unwrap();
     assert_eq!(source, Source::Store);
-    let (cached, source) = snapshot::population(store, tz, &file).await.unwrap();
+    let (cached, source) = snapshot::population(store, tz, &file, Fields::ALL)
+        .await
+        .unwrap();
     assert_eq!(
         source,
         Source::Snapshot,
@@ -314,6 +319,19 @@ async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
         let expected = results(&plain, rule);
         assert_eq!(results(&built, rule), expected, "{rule}");
         assert_eq!(results(&cached, rule), expected, "{rule}");
+        // Only the parts the rule reads, as herald segment loads them.
+        let engine = engine(today());
+        let fields = Fields::read_by(
+            &Rule::compile("r.rhai", rule.into(), &engine, &HashSet::new())
+                .unwrap()
+                .ast,
+        );
+        assert_ne!(fields, Fields::ALL, "{rule}");
+        let (partial, source) = snapshot::population(store, tz, &file, fields)
+            .await
+            .unwrap();
+        assert_eq!(source, Source::Snapshot);
+        assert_eq!(results(&partial, rule), expected, "{rule} with {fields:?}");
     }
 
     // A change in the store makes the snapshot stale.
@@ -330,7 +348,9 @@ async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
         })
         .await
         .unwrap();
-    let (fresh, source) = snapshot::population(store, tz, &file).await.unwrap();
+    let (fresh, source) = snapshot::population(store, tz, &file, Fields::ALL)
+        .await
+        .unwrap();
     assert_eq!(
         source,
         Source::Store,

@@ -82,8 +82,17 @@ pub fn main() -> ExitCode {
 
 fn fail(e: &anyhow::Error) -> ExitCode {
     // One line: the chain of contexts, outermost first.
-    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-    eprintln!("herald: error: {}", chain.join(": "));
+    // Some causes already repeat their source's text; say each thing once.
+    let mut line = String::new();
+    for cause in e.chain().map(|c| c.to_string()) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    eprintln!("herald: error: {line}");
     ExitCode::FAILURE
 }
 

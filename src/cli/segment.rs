@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::{print_json, thousands};
 use crate::config::Config;
 use crate::segment::eval::ClientError;
+use crate::segment::fields::Fields;
 use crate::segment::rule::resolve;
 use crate::segment::{engine::engine, evaluate, rule_tests, snapshot, Rule, Today};
 use crate::store::Store;
@@ -102,7 +103,8 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
     let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
 
     let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
-    let (population, source) = snapshot::population(store, config.timezone, &snapshot_file)
+    let fields = Fields::read_by(&rule.ast);
+    let (population, source) = snapshot::population(store, config.timezone, &snapshot_file, fields)
         .await
         .context("cannot read the clients")?;
     let loaded = Instant::now();
@@ -112,24 +114,7 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
         matched: outcome.matched.len(),
         total: outcome.total,
         errors: outcome.error_count,
-        sample: outcome
-            .matched
-            .iter()
-            .take(args.sample)
-            .map(|&i| {
-                let p = &population.clients[i].0;
-                SampleClient {
-                    id: p.id.clone(),
-                    name: p.name.clone(),
-                    branch: p.branch.clone(),
-                    risk_level: if p.risk_level == 0 {
-                        String::new()
-                    } else {
-                        format!("C{}", p.risk_level)
-                    },
-                }
-            })
-            .collect(),
+        sample: sample(store, &population, &outcome.matched, args.sample).await?,
         error_details: outcome.errors,
         elapsed_ms: started.elapsed().as_millis() as u64,
         source,
@@ -142,6 +127,29 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
         print_report(&report);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The first `n` matches, with the details people recognise them by, read
+/// from the store (the population holds only what the rule needed).
+async fn sample(
+    store: &dyn Store,
+    population: &crate::segment::Population,
+    matched: &[usize],
+    n: usize,
+) -> Result<Vec<SampleClient>> {
+    let mut out = Vec::new();
+    for &i in matched.iter().take(n) {
+        let id = crate::client::types::ClientId::parse(&population.clients[i].0.id)?;
+        if let Some(c) = store.client(&id).await? {
+            out.push(SampleClient {
+                id: id.to_string(),
+                name: c.client.name,
+                branch: c.client.branch,
+                risk_level: c.client.risk_level.map_or(String::new(), |l| l.to_string()),
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn print_report(r: &SegmentReport) {

@@ -4,6 +4,7 @@
 
 pub mod engine;
 pub mod eval;
+pub mod fields;
 pub mod profile;
 pub mod rule;
 pub mod rule_tests;

@@ -26,7 +26,7 @@ pub struct Touch {
 }
 
 /// One client as a rule sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub id: String,
     pub name: String,
@@ -108,7 +108,7 @@ impl Profile {
 }
 
 /// Dates as day numbers: compact, and quick to read back.
-mod day {
+pub(crate) mod day {
     use chrono::{Datelike, NaiveDate};
     use serde::{Deserialize, Deserializer, Serializer};
 
@@ -123,7 +123,7 @@ mod day {
     }
 }
 
-mod opt_day {
+pub(crate) mod opt_day {
     use chrono::{Datelike, NaiveDate};
     use serde::{Deserialize, Deserializer, Serializer};
 
