@@ -270,7 +270,7 @@ fn results(pop: &Population, source: &str) -> (Vec<String>, Vec<(String, String)
         Ok(o) => (
             o.matched
                 .iter()
-                .map(|&i| pop.clients[i].0.id.clone())
+                .map(|&i| pop.clients[i].id().to_owned())
                 .collect(),
             o.errors
                 .into_iter()
@@ -335,7 +335,7 @@ async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
     }
 
     // A change in the store makes the snapshot stale.
-    let first = herald::client::types::ClientId::parse(&plain.clients[0].0.id).unwrap();
+    let first = herald::client::types::ClientId::parse(plain.clients[0].id()).unwrap();
     store
         .record_consent(&herald::client::consent::ConsentChange {
             client_id: first.clone(),

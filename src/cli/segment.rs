@@ -139,7 +139,7 @@ async fn sample(
 ) -> Result<Vec<SampleClient>> {
     let mut out = Vec::new();
     for &i in matched.iter().take(n) {
-        let id = crate::client::types::ClientId::parse(&population.clients[i].0.id)?;
+        let id = crate::client::types::ClientId::parse(population.clients[i].id())?;
         if let Some(c) = store.client(&id).await? {
             out.push(SampleClient {
                 id: id.to_string(),

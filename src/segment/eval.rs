@@ -8,9 +8,12 @@ use rayon::prelude::*;
 use rhai::{Dynamic, Engine, Map};
 use serde::Serialize;
 
-use super::profile::{ClientView, Profile};
+use std::collections::HashMap;
+
+use super::profile::{ClientView, Columns};
 use super::rule::Rule;
 use super::vocabulary::Today;
+use crate::event::Engagement;
 use crate::store::{Store, StoreError};
 
 /// Clients read from the store per page.
@@ -18,13 +21,23 @@ const PAGE: u32 = 10_000;
 
 /// Every client, as rules see them.
 pub struct Population {
+    pub columns: Arc<Columns>,
+    /// One view per client, in id order.
     pub clients: Vec<ClientView>,
 }
 
 impl Population {
+    pub fn new(columns: Columns) -> Self {
+        let columns = Arc::new(columns);
+        let clients = (0..columns.len())
+            .map(|i| ClientView::new(columns.clone(), i))
+            .collect();
+        Population { columns, clients }
+    }
+
     /// Reads every client and their engagement from the store.
     pub async fn load(store: &dyn Store, tz: chrono_tz::Tz) -> Result<Population, StoreError> {
-        let mut clients = Vec::new();
+        let mut columns = Columns::default();
         let mut after = None;
         loop {
             let page = store.clients_page(after.as_ref(), PAGE).await?;
@@ -32,30 +45,25 @@ impl Population {
                 break;
             };
             let engagement = store.engagement(&first.client.id, &last.client.id).await?;
-            let mut by_client: std::collections::HashMap<&str, Vec<crate::event::Engagement>> =
-                std::collections::HashMap::new();
+            let mut by_client: HashMap<&str, Vec<Engagement>> = HashMap::new();
             for e in &engagement {
                 by_client
                     .entry(e.client_id.as_str())
                     .or_default()
                     .push(e.clone());
             }
-            clients.extend(
-                page.par_iter()
-                    .map(|c| {
-                        let touches = by_client
-                            .get(c.client.id.as_str())
-                            .map_or(&[][..], |v| v.as_slice());
-                        ClientView(Arc::new(Profile::new(c, touches, tz)))
-                    })
-                    .collect::<Vec<_>>(),
-            );
+            for c in &page {
+                let touches = by_client
+                    .get(c.client.id.as_str())
+                    .map_or(&[][..], |v| v.as_slice());
+                columns.push(c, touches, tz);
+            }
             after = Some(last.client.id.clone());
             if page.len() < PAGE as usize {
                 break;
             }
         }
-        Ok(Population { clients })
+        Ok(Population::new(columns))
     }
 }
 
@@ -146,7 +154,7 @@ pub fn evaluate(
                     Err(message) => {
                         failures.fetch_add(1, Ordering::Relaxed);
                         errors.push(ClientError {
-                            client: client.0.id.to_string(),
+                            client: client.id().to_owned(),
                             message,
                         });
                     }

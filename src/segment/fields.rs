@@ -4,7 +4,7 @@
 
 use rhai::{ASTNode, Expr, AST};
 
-/// The parts of a [`super::profile::Profile`] that load together. The id is
+/// The parts of a client ([`super::profile::Columns`]) that load together. The id is
 /// always loaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fields(u8);

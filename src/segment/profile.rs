@@ -1,6 +1,6 @@
-//! The compact view of a client that rules read: every field a rule can
-//! name, in plain types so that a whole population can be cached on disk
-//! and read back quickly (see `snapshot`).
+//! The compact view of clients that rules read, stored by column: one
+//! vector per part of a client, so that a population loads only the parts a
+//! rule reads and a client in a rule is an index, not an allocation.
 
 use std::sync::Arc;
 
@@ -25,15 +25,19 @@ pub struct Touch {
     pub last_on: NaiveDate,
 }
 
-/// One client as a rule sees it.
+/// name, email, phone, branch, advisor.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Profile {
-    pub id: String,
+pub struct Contact {
     pub name: String,
     pub email: Option<String>,
     pub phone: Option<String>,
     pub branch: Option<String>,
     pub advisor: Option<String>,
+}
+
+/// What suitability reads.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Suitability {
     pub investor_type: InvestorType,
     /// 1..=5, or 0 when never assessed.
     pub risk_level: u8,
@@ -42,59 +46,92 @@ pub struct Profile {
     pub lowest_risk_category: bool,
     /// CNY, 0 when unknown.
     pub assets: f64,
+}
+
+/// Tags and stock codes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lists {
     pub tags: Vec<String>,
     pub holdings: Vec<String>,
     pub watchlist: Vec<String>,
+}
+
+/// The client's own dates.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dates {
     #[serde(with = "opt_day")]
     pub birthday: Option<NaiveDate>,
     #[serde(with = "opt_day")]
     pub opened_on: Option<NaiveDate>,
     #[serde(with = "opt_day")]
     pub last_trade_on: Option<NaiveDate>,
-    /// Consent per [`ConsentScope`].
-    pub consents: [bool; 3],
-    /// Refusals herald recorded (unsubscribe, SMS reply, operator).
-    pub opted_out: [bool; 3],
-    /// Free-form attributes as a JSON object; parsed only when a rule reads
-    /// `client.attrs`.
-    pub attrs_json: String,
-    pub touches: Vec<Touch>,
 }
 
-/// A client in a rule's scope: cheap to clone, as Rhai requires.
-#[derive(Debug, Clone)]
-pub struct ClientView(pub Arc<Profile>);
+/// Consent per [`ConsentScope`], and the refusals herald recorded
+/// (unsubscribe, SMS reply, operator).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Consents {
+    pub granted: [bool; 3],
+    pub opted_out: [bool; 3],
+}
 
-impl Profile {
-    /// Builds the view of a stored client and its engagement; `tz` turns
-    /// event times into the firm's local dates.
-    pub fn new(stored: &StoredClient, engagement: &[Engagement], tz: Tz) -> Self {
+/// Every client of a population, one vector per part. A part the rule does
+/// not read is left empty.
+#[derive(Debug, Default)]
+pub struct Columns {
+    pub ids: Vec<String>,
+    pub contact: Vec<Contact>,
+    pub suitability: Vec<Suitability>,
+    pub lists: Vec<Lists>,
+    pub dates: Vec<Dates>,
+    pub consents: Vec<Consents>,
+    /// Free-form attributes as JSON objects; parsed only when a rule reads
+    /// `client.attrs`.
+    pub attrs: Vec<String>,
+    pub touches: Vec<Vec<Touch>>,
+}
+
+impl Columns {
+    /// Appends a client read from the store, with its engagement; `tz`
+    /// turns event times into the firm's local dates.
+    pub fn push(&mut self, stored: &StoredClient, engagement: &[Engagement], tz: Tz) {
         let c = &stored.client;
         let codes = |v: &[crate::client::types::StockCode]| {
             v.iter().map(|s| s.as_str().to_owned()).collect()
         };
-        Self {
-            id: c.id.to_string(),
+        self.ids.push(c.id.to_string());
+        self.contact.push(Contact {
             name: c.name.clone(),
             email: c.email.as_ref().map(|e| e.as_str().to_owned()),
             phone: c.phone.as_ref().map(|p| p.as_str().to_owned()),
             branch: c.branch.clone(),
             advisor: c.advisor.clone(),
+        });
+        self.suitability.push(Suitability {
             investor_type: c.investor_type,
             risk_level: c.risk_level.map_or(0, |l| l.number()),
             risk_assessed_on: c.risk_assessed_on,
             lowest_risk_category: c.lowest_risk_category,
             assets: c.assets.map_or(0.0, |a| a.yuan()),
+        });
+        self.lists.push(Lists {
             tags: c.tags.clone(),
             holdings: codes(&c.holdings),
             watchlist: codes(&c.watchlist),
+        });
+        self.dates.push(Dates {
             birthday: c.birthday,
             opened_on: c.opened_on,
             last_trade_on: c.last_trade_on,
-            consents: ConsentScope::ALL.map(|s| stored.consent(s).granted),
+        });
+        self.consents.push(Consents {
+            granted: ConsentScope::ALL.map(|s| stored.consent(s).granted),
             opted_out: ConsentScope::ALL.map(|s| stored.consent(s).is_protected_opt_out()),
-            attrs_json: serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()),
-            touches: engagement
+        });
+        self.attrs
+            .push(serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+        self.touches.push(
+            engagement
                 .iter()
                 .map(|e| Touch {
                     kind: e.kind,
@@ -103,7 +140,101 @@ impl Profile {
                     last_on: e.last_at.with_timezone(&tz).date_naive(),
                 })
                 .collect(),
-        }
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}
+
+static NO_CONTACT: Contact = Contact {
+    name: String::new(),
+    email: None,
+    phone: None,
+    branch: None,
+    advisor: None,
+};
+static NO_SUITABILITY: Suitability = Suitability {
+    investor_type: InvestorType::Ordinary,
+    risk_level: 0,
+    risk_assessed_on: None,
+    lowest_risk_category: false,
+    assets: 0.0,
+};
+static NO_LISTS: Lists = Lists {
+    tags: Vec::new(),
+    holdings: Vec::new(),
+    watchlist: Vec::new(),
+};
+static NO_DATES: Dates = Dates {
+    birthday: None,
+    opened_on: None,
+    last_trade_on: None,
+};
+static NO_CONSENTS: Consents = Consents {
+    granted: [false; 3],
+    opted_out: [false; 3],
+};
+static NO_TOUCHES: Vec<Touch> = Vec::new();
+
+/// A client in a rule's scope: its population and its place in it. Cheap
+/// to clone, as Rhai requires. A part that was not loaded reads as empty;
+/// [`super::fields::Fields`] makes sure a rule's parts are loaded.
+#[derive(Debug, Clone)]
+pub struct ClientView {
+    columns: Arc<Columns>,
+    index: usize,
+}
+
+impl ClientView {
+    pub fn new(columns: Arc<Columns>, index: usize) -> Self {
+        Self { columns, index }
+    }
+
+    pub fn id(&self) -> &str {
+        self.columns.ids.get(self.index).map_or("", String::as_str)
+    }
+
+    pub fn contact(&self) -> &Contact {
+        self.columns.contact.get(self.index).unwrap_or(&NO_CONTACT)
+    }
+
+    pub fn suitability(&self) -> &Suitability {
+        self.columns
+            .suitability
+            .get(self.index)
+            .unwrap_or(&NO_SUITABILITY)
+    }
+
+    pub fn lists(&self) -> &Lists {
+        self.columns.lists.get(self.index).unwrap_or(&NO_LISTS)
+    }
+
+    pub fn dates(&self) -> &Dates {
+        self.columns.dates.get(self.index).unwrap_or(&NO_DATES)
+    }
+
+    pub fn consents(&self) -> &Consents {
+        self.columns
+            .consents
+            .get(self.index)
+            .unwrap_or(&NO_CONSENTS)
+    }
+
+    pub fn attrs_json(&self) -> &str {
+        self.columns
+            .attrs
+            .get(self.index)
+            .map_or("{}", String::as_str)
+    }
+
+    pub fn touches(&self) -> &[Touch] {
+        self.columns.touches.get(self.index).unwrap_or(&NO_TOUCHES)
     }
 }
 

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{engine, run_scope};
 use super::eval::verdict;
-use super::profile::{ClientView, Profile};
+use super::profile::{ClientView, Columns};
 use super::rule::{Rule, RuleError};
 use super::vocabulary::Today;
 use crate::channel::Channel;
@@ -197,5 +197,7 @@ fn case_client(case: &Case, today: NaiveDate, tz: Tz) -> Result<ClientView, Stri
         created_at: at,
         updated_at: at,
     };
-    Ok(ClientView(Arc::new(Profile::new(&stored, &engagement, tz))))
+    let mut columns = Columns::default();
+    columns.push(&stored, &engagement, tz);
+    Ok(ClientView::new(Arc::new(columns), 0))
 }

@@ -167,54 +167,64 @@ fn register_missing(engine: &mut Engine) {
 fn register_client_fields(engine: &mut Engine) {
     engine
         .register_type_with_name::<ClientView>("Client")
-        .register_get("id", |c: &mut ClientView| {
-            ImmutableString::from(c.0.id.as_str())
-        })
+        .register_get("id", |c: &mut ClientView| ImmutableString::from(c.id()))
         .register_get("name", |c: &mut ClientView| {
-            ImmutableString::from(c.0.name.as_str())
+            ImmutableString::from(c.contact().name.as_str())
         })
-        .register_get("email", |c: &mut ClientView| opt_text(&c.0.email))
-        .register_get("phone", |c: &mut ClientView| opt_text(&c.0.phone))
-        .register_get("branch", |c: &mut ClientView| opt_text(&c.0.branch))
-        .register_get("advisor", |c: &mut ClientView| opt_text(&c.0.advisor))
+        .register_get("email", |c: &mut ClientView| opt_text(&c.contact().email))
+        .register_get("phone", |c: &mut ClientView| opt_text(&c.contact().phone))
+        .register_get("branch", |c: &mut ClientView| opt_text(&c.contact().branch))
+        .register_get("advisor", |c: &mut ClientView| {
+            opt_text(&c.contact().advisor)
+        })
         .register_get("investor_type", |c: &mut ClientView| {
-            c.0.investor_type.as_str()
+            c.suitability().investor_type.as_str()
         })
-        .register_get("risk_level", |c: &mut ClientView| Level(c.0.risk_level))
+        .register_get("risk_level", |c: &mut ClientView| {
+            Level(c.suitability().risk_level)
+        })
         .register_get("risk_assessed_on", |c: &mut ClientView| {
-            opt_date(c.0.risk_assessed_on)
+            opt_date(c.suitability().risk_assessed_on)
         })
         .register_get("lowest_risk_category", |c: &mut ClientView| {
-            c.0.lowest_risk_category
+            c.suitability().lowest_risk_category
         })
-        .register_get("assets", |c: &mut ClientView| c.0.assets)
-        .register_get("tags", |c: &mut ClientView| to_array(&c.0.tags))
-        .register_get("holdings", |c: &mut ClientView| to_array(&c.0.holdings))
-        .register_get("watchlist", |c: &mut ClientView| to_array(&c.0.watchlist))
-        .register_get("birthday", |c: &mut ClientView| opt_date(c.0.birthday))
-        .register_get("opened_on", |c: &mut ClientView| opt_date(c.0.opened_on))
+        .register_get("assets", |c: &mut ClientView| c.suitability().assets)
+        .register_get("tags", |c: &mut ClientView| to_array(&c.lists().tags))
+        .register_get("holdings", |c: &mut ClientView| {
+            to_array(&c.lists().holdings)
+        })
+        .register_get("watchlist", |c: &mut ClientView| {
+            to_array(&c.lists().watchlist)
+        })
+        .register_get("birthday", |c: &mut ClientView| {
+            opt_date(c.dates().birthday)
+        })
+        .register_get("opened_on", |c: &mut ClientView| {
+            opt_date(c.dates().opened_on)
+        })
         .register_get("last_trade_on", |c: &mut ClientView| {
-            opt_date(c.0.last_trade_on)
+            opt_date(c.dates().last_trade_on)
         })
         .register_get("consent_email", |c: &mut ClientView| {
-            c.0.consents[ConsentScope::Email.index()]
+            c.consents().granted[ConsentScope::Email.index()]
         })
         .register_get("consent_sms", |c: &mut ClientView| {
-            c.0.consents[ConsentScope::Sms.index()]
+            c.consents().granted[ConsentScope::Sms.index()]
         })
         .register_get("personalised_marketing", |c: &mut ClientView| {
-            c.0.consents[ConsentScope::PersonalisedMarketing.index()]
+            c.consents().granted[ConsentScope::PersonalisedMarketing.index()]
         })
         .register_get("attrs", |c: &mut ClientView| -> Fallible<Map> {
             let value: serde_json::Value =
-                serde_json::from_str(&c.0.attrs_json).or_else(|e| fail(e.to_string()))?;
+                serde_json::from_str(c.attrs_json()).or_else(|e| fail(e.to_string()))?;
             Ok(json_to_dynamic(&value)
                 .try_cast::<Map>()
                 .unwrap_or_default())
         })
-        .register_fn("to_string", |c: &mut ClientView| c.0.id.to_string())
+        .register_fn("to_string", |c: &mut ClientView| c.id().to_string())
         .register_fn("to_debug", |c: &mut ClientView| {
-            format!("client {}", c.0.id)
+            format!("client {}", c.id())
         });
 }
 
@@ -250,44 +260,51 @@ fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
 fn register_client_helpers(engine: &mut Engine, today: Today) {
     engine
         .register_fn("holds", |c: &mut ClientView, code: &str| {
-            listed(&c.0.holdings, code)
+            listed(&c.lists().holdings, code)
         })
         .register_fn("watches", |c: &mut ClientView, code: &str| {
-            listed(&c.0.watchlist, code)
+            listed(&c.lists().watchlist, code)
         })
         .register_fn("has_tag", |c: &mut ClientView, tag: &str| {
-            c.0.tags.iter().any(|t| t == tag)
+            c.lists().tags.iter().any(|t| t == tag)
         })
         .register_fn("is_professional", |c: &mut ClientView| {
-            c.0.investor_type.is_professional()
+            c.suitability().investor_type.is_professional()
         })
-        .register_fn("is_assessed", |c: &mut ClientView| c.0.risk_level > 0)
+        .register_fn("is_assessed", |c: &mut ClientView| {
+            c.suitability().risk_level > 0
+        })
         .register_fn("assessment_valid", move |c: &mut ClientView| {
-            c.0.risk_level > 0
-                && c.0.risk_assessed_on.is_some_and(|on| {
+            c.suitability().risk_level > 0
+                && c.suitability().risk_assessed_on.is_some_and(|on| {
                     on <= today.date
                         && (today.date - on).num_days() < i64::from(today.assessment_valid_days)
                 })
         })
-        .register_fn("has_email", |c: &mut ClientView| c.0.email.is_some())
-        .register_fn("has_phone", |c: &mut ClientView| c.0.phone.is_some())
+        .register_fn("has_email", |c: &mut ClientView| {
+            c.contact().email.is_some()
+        })
+        .register_fn("has_phone", |c: &mut ClientView| {
+            c.contact().phone.is_some()
+        })
         .register_fn("age", move |c: &mut ClientView| {
-            c.0.birthday.map_or(Dynamic::UNIT, |b| {
+            c.dates().birthday.map_or(Dynamic::UNIT, |b| {
                 Dynamic::from(INT::from(age_on(b, today.date)))
             })
         })
         .register_fn("birthday_within", move |c: &mut ClientView, days: INT| {
-            c.0.birthday
+            c.dates()
+                .birthday
                 .is_some_and(|b| days_to_birthday(b, today.date) < days)
         })
         .register_fn("unsubscribed", |c: &mut ClientView| {
-            c.0.opted_out.iter().any(|o| *o)
+            c.consents().opted_out.iter().any(|o| *o)
         })
         .register_fn(
             "unsubscribed",
             |c: &mut ClientView, channel: &str| -> Fallible<bool> {
                 let ch = Channel::parse(channel).or_else(|e| fail(e.0))?;
-                Ok(c.0.opted_out[ConsentScope::from(ch).index()])
+                Ok(c.consents().opted_out[ConsentScope::from(ch).index()])
             },
         );
     engine
@@ -337,7 +354,7 @@ fn did(
     let kind = EventKind::parse(kind).or_else(|e| fail(e.0))?;
     let since = today.date - chrono::Duration::days(days.max(0) - 1);
     let channel = filter.and_then(|f| Channel::parse(f).ok());
-    Ok(c.0.touches.iter().any(|t| {
+    Ok(c.touches().iter().any(|t| {
         t.kind == kind
             && t.last_on >= since
             && match (filter, channel) {
