@@ -8,8 +8,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
-    for_each_json_object, open, progress, skip_bom, BatchSender, Format, ImportError, Rejection,
-    Rejections,
+    open, parse_jsonl, progress, skip_bom, BatchSender, Format, ImportError, Rejection, Rejections,
 };
 use crate::client::consent::ConsentScope;
 use crate::client::row::{check_header, Column, RowBuilder};
@@ -69,7 +68,7 @@ pub async fn import_clients(
         let sender = BatchSender::new(tx);
         match format {
             Format::Csv => parse_csv(reader, sender),
-            Format::Jsonl => parse_jsonl(reader, sender),
+            Format::Jsonl => parse_jsonl(reader, sender, json_row),
         }
     });
 
@@ -252,27 +251,6 @@ fn csv_row(
     }
 }
 
-fn parse_jsonl<R: std::io::Read>(reader: R, mut out: BatchSender<ClientRecord>) {
-    let reader = std::io::BufReader::new(skip_bom(reader));
-    let mut stopped = false;
-    let result = for_each_json_object(reader, |line, parsed, bytes| {
-        let go_on = match parsed
-            .map_err(|r| vec![r])
-            .and_then(|map| json_row(map, line))
-        {
-            Ok(r) => out.item(line, r, bytes),
-            Err(rejections) => out.reject(rejections, bytes),
-        };
-        stopped = !go_on;
-        go_on
-    });
-    match result {
-        Ok(bytes) if !stopped => out.finish(bytes),
-        Ok(_) => {}
-        Err(e) => out.fail(format!("cannot read on: {e}")),
-    }
-}
-
 fn json_row(
     map: serde_json::Map<String, Value>,
     line: u64,
@@ -337,7 +315,7 @@ pub(crate) fn parse_text(format: Format, text: &str) -> (Vec<(u64, ClientRecord)
         let sender = BatchSender::new(tx);
         match format {
             Format::Csv => parse_csv(std::io::Cursor::new(bytes), sender),
-            Format::Jsonl => parse_jsonl(std::io::Cursor::new(bytes), sender),
+            Format::Jsonl => parse_jsonl(std::io::Cursor::new(bytes), sender, json_row),
         }
     })
     .join()

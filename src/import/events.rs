@@ -11,9 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{
-    for_each_json_object, open, progress, skip_bom, BatchSender, ImportError, Rejection, Rejections,
-};
+use super::{open, parse_jsonl, progress, BatchSender, ImportError, Rejection, Rejections};
 use crate::channel::Channel;
 use crate::client::types::ClientId;
 use crate::event::{EventKind, NewEvent};
@@ -49,7 +47,11 @@ pub async fn import_events(
     let bar = progress(size, quiet);
     let (tx, mut rx) = mpsc::channel(4);
     let time = *time;
-    let parser = tokio::task::spawn_blocking(move || parse(reader, BatchSender::new(tx), &time));
+    let parser = tokio::task::spawn_blocking(move || {
+        parse_jsonl(reader, BatchSender::new(tx), |map, line| {
+            event(map, line, &time)
+        })
+    });
 
     let mut summary = EventImportSummary {
         file: name.clone(),
@@ -89,27 +91,6 @@ pub async fn import_events(
     summary.rejected = summary.rejections.rows;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)
-}
-
-fn parse<R: std::io::Read>(reader: R, mut out: BatchSender<NewEvent>, time: &FirmTime) {
-    let reader = std::io::BufReader::new(skip_bom(reader));
-    let mut stopped = false;
-    let result = for_each_json_object(reader, |line, parsed, bytes| {
-        let go_on = match parsed
-            .map_err(|r| vec![r])
-            .and_then(|map| event(map, line, time))
-        {
-            Ok(e) => out.item(line, e, bytes),
-            Err(rejections) => out.reject(rejections, bytes),
-        };
-        stopped = !go_on;
-        go_on
-    });
-    match result {
-        Ok(bytes) if !stopped => out.finish(bytes),
-        Ok(_) => {}
-        Err(e) => out.fail(format!("cannot read on: {e}")),
-    }
 }
 
 /// Validates one line into an event, reporting every bad field.

@@ -277,6 +277,30 @@ pub fn for_each_json_object<R: std::io::BufRead>(
     }
 }
 
+/// Streams a JSON-lines file into batches: each object goes through `row`,
+/// which validates it into an item or the rejections of its fields.
+pub fn parse_jsonl<R: Read, T>(
+    reader: R,
+    mut out: BatchSender<T>,
+    mut row: impl FnMut(serde_json::Map<String, serde_json::Value>, u64) -> Result<T, Vec<Rejection>>,
+) {
+    let reader = std::io::BufReader::new(skip_bom(reader));
+    let mut stopped = false;
+    let result = for_each_json_object(reader, |line, parsed, bytes| {
+        let go_on = match parsed.map_err(|r| vec![r]).and_then(|map| row(map, line)) {
+            Ok(item) => out.item(line, item, bytes),
+            Err(rejections) => out.reject(rejections, bytes),
+        };
+        stopped = !go_on;
+        go_on
+    });
+    match result {
+        Ok(bytes) if !stopped => out.finish(bytes),
+        Ok(_) => {}
+        Err(e) => out.fail(format!("cannot read on: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
