@@ -109,6 +109,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Demo(args) => crate::demo::run(args).await,
         Command::DemoData(args) => crate::demo::write_demo_data(&args).map(|()| ExitCode::SUCCESS),
+        Command::Segment(args) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            segment::segment(args, &config).await
+        }
         Command::Rule(cmd) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             segment::rule(cmd, &config).await
@@ -120,8 +124,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Init => init(&*store, &config).await,
                 Command::Import(cmd) => import::run(cmd, &*store, &config).await,
                 Command::Clients(cmd) => clients::run(cmd, &*store, &config).await,
-                Command::Segment(args) => segment::segment(args, &*store, &config).await,
-                Command::Rule(_) => unreachable!("handled above"),
+                Command::Segment(_) | Command::Rule(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };
             store.close().await;

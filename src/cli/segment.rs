@@ -86,7 +86,8 @@ struct SegmentReport {
     eval_ms: u64,
 }
 
-pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> Result<ExitCode> {
+/// Compiles the rule first, so that a wrong rule touches no database.
+pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
     let started = Instant::now();
     let today = Today {
         date: args.as_of.unwrap_or_else(|| config.firm_time().today()),
@@ -102,13 +103,30 @@ pub async fn segment(args: SegmentArgs, store: &dyn Store, config: &Config) -> R
     let path = resolve(&args.rule, &config.base_dir.join("rules"));
     let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
 
+    let store = super::open_store(config).await?;
+    let result = select(&args, &rule, &*store, config, today, &ctx, started).await;
+    store.close().await;
+    result
+}
+
+async fn select(
+    args: &SegmentArgs,
+    rule: &Rule,
+    store: &dyn Store,
+    config: &Config,
+    today: Today,
+    ctx: &Map,
+    started: Instant,
+) -> Result<ExitCode> {
+    let path = &rule.path;
+    let engine = engine(today);
     let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
     let fields = Fields::read_by(&rule.ast);
     let (population, source) = snapshot::population(store, config.timezone, &snapshot_file, fields)
         .await
         .context("cannot read the clients")?;
     let loaded = Instant::now();
-    let outcome = evaluate(&engine, &rule, &ctx, today, &population.clients)?;
+    let outcome = evaluate(&engine, rule, ctx, today, &population.clients)?;
     let report = SegmentReport {
         rule: path.display().to_string(),
         matched: outcome.matched.len(),
