@@ -139,5 +139,4 @@ pub struct Engagement {
     pub channel: Option<Channel>,
     pub campaign_kind: Option<String>,
     pub last_at: DateTime<Utc>,
-    pub count: i64,
 }

@@ -32,6 +32,14 @@ fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// Each reported bad field as (line, field).
+fn lines_and_fields(r: &herald::import::Rejections) -> Vec<(u64, &str)> {
+    r.details
+        .iter()
+        .map(|r| (r.line, r.field.as_str()))
+        .collect()
+}
+
 const LENIENT: ClientImportOptions = ClientImportOptions {
     strict: false,
     quiet: true,
@@ -49,12 +57,7 @@ async fn a_mixed_file_imports_exactly_the_good_rows(store: &dyn Store) {
         .unwrap();
     assert_eq!((s.rows, s.imported, s.rejected), (8, 2, 6));
     assert!(s.committed);
-    let bad: Vec<(u64, &str)> = s
-        .rejections
-        .details
-        .iter()
-        .map(|r| (r.line, r.field.as_str()))
-        .collect();
+    let bad = lines_and_fields(&s.rejections);
     assert_eq!(
         bad,
         vec![
@@ -172,12 +175,7 @@ async fn jsonl_clients_and_event_history_import(store: &dyn Store) {
     );
     let s = import_events(store, &events, true, &time()).await.unwrap();
     assert_eq!((s.imported, s.rejected), (1, 2));
-    let bad: Vec<(u64, &str)> = s
-        .rejections
-        .details
-        .iter()
-        .map(|r| (r.line, r.field.as_str()))
-        .collect();
+    let bad = lines_and_fields(&s.rejections);
     assert!(
         bad.contains(&(2, "client")) && bad.contains(&(3, "time")),
         "{bad:?}"

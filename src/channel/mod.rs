@@ -25,12 +25,18 @@ impl Channel {
         }
     }
 
+    /// Case-insensitive; allocates nothing, as rules call it per client.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        match raw.trim().to_ascii_lowercase().as_str() {
-            "email" => Ok(Self::Email),
-            "sms" => Ok(Self::Sms),
-            other => Err(Invalid(format!("'{other}' is not a channel (email, sms)"))),
-        }
+        let s = raw.trim();
+        Self::ALL
+            .into_iter()
+            .find(|c| c.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                Invalid(format!(
+                    "'{}' is not a channel (email, sms)",
+                    s.to_ascii_lowercase()
+                ))
+            })
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use chrono::NaiveDate;
 use clap::{Args, Subcommand};
-use rhai::Map;
+use rhai::{Engine, Map};
 use serde::Serialize;
 
 use super::{print_json, thousands};
@@ -87,8 +87,15 @@ struct SegmentReport {
 }
 
 /// Compiles the rule first, so that a wrong rule touches no database.
-pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
-    let started = Instant::now();
+/// A compiled rule and what it runs with.
+struct Prepared {
+    engine: Engine,
+    rule: Rule,
+    today: Today,
+    ctx: Map,
+}
+
+fn prepare(args: &SegmentArgs, config: &Config) -> Result<Prepared> {
     let today = Today {
         date: args.as_of.unwrap_or_else(|| config.firm_time().today()),
         assessment_valid_days: config.risk_assessment_valid_days,
@@ -102,33 +109,40 @@ pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
     let engine = engine(today);
     let path = resolve(&args.rule, &config.base_dir.join("rules"));
     let rule = Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
+    Ok(Prepared {
+        engine,
+        rule,
+        today,
+        ctx,
+    })
+}
 
+/// Compiles the rule first, so that a wrong rule touches no database.
+pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
+    let started = Instant::now();
+    let prepared = prepare(&args, config)?;
     let store = super::open_store(config).await?;
-    let result = select(&args, &rule, &*store, config, today, &ctx, started).await;
+    let result = select(&args, &prepared, &*store, config, started).await;
     store.close().await;
     result
 }
 
 async fn select(
     args: &SegmentArgs,
-    rule: &Rule,
+    p: &Prepared,
     store: &dyn Store,
     config: &Config,
-    today: Today,
-    ctx: &Map,
     started: Instant,
 ) -> Result<ExitCode> {
-    let path = &rule.path;
-    let engine = engine(today);
     let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
-    let fields = Fields::read_by(&rule.ast);
+    let fields = Fields::read_by(&p.rule.ast);
     let (population, source) = snapshot::population(store, config.timezone, &snapshot_file, fields)
         .await
         .context("cannot read the clients")?;
     let loaded = Instant::now();
-    let outcome = evaluate(&engine, rule, ctx, today, &population.clients)?;
+    let outcome = evaluate(&p.engine, &p.rule, &p.ctx, p.today, &population.clients)?;
     let report = SegmentReport {
-        rule: path.display().to_string(),
+        rule: p.rule.path.display().to_string(),
         matched: outcome.matched.len(),
         total: outcome.total,
         errors: outcome.error_count,

@@ -8,12 +8,9 @@ use rayon::prelude::*;
 use rhai::{Dynamic, Engine, Map};
 use serde::Serialize;
 
-use std::collections::HashMap;
-
 use super::profile::{ClientView, Columns};
 use super::rule::Rule;
 use super::vocabulary::Today;
-use crate::event::Engagement;
 use crate::store::{Store, StoreError};
 
 /// Clients read from the store per page.
@@ -44,19 +41,17 @@ impl Population {
             let (Some(first), Some(last)) = (page.first(), page.last()) else {
                 break;
             };
+            // Both come in id order: walk them together.
             let engagement = store.engagement(&first.client.id, &last.client.id).await?;
-            let mut by_client: HashMap<&str, Vec<Engagement>> = HashMap::new();
-            for e in &engagement {
-                by_client
-                    .entry(e.client_id.as_str())
-                    .or_default()
-                    .push(e.clone());
-            }
+            let mut rest = engagement.as_slice();
             for c in &page {
-                let touches = by_client
-                    .get(c.client.id.as_str())
-                    .map_or(&[][..], |v| v.as_slice());
+                let n = rest
+                    .iter()
+                    .take_while(|e| e.client_id == c.client.id)
+                    .count();
+                let (touches, tail) = rest.split_at(n);
                 columns.push(c, touches, tz);
+                rest = tail;
             }
             after = Some(last.client.id.clone());
             if page.len() < PAGE as usize {

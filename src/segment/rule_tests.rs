@@ -187,7 +187,6 @@ fn case_client(case: &Case, today: NaiveDate, tz: Tz) -> Result<ClientView, Stri
                     .map_err(|x| x.0)?,
                 campaign_kind: e.campaign_kind.clone(),
                 last_at: at - Duration::days(e.days_ago),
-                count: 1,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

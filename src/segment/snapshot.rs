@@ -96,68 +96,54 @@ fn read(file: &Path, version: i64, timezone: &str, fields: Fields) -> Option<Pop
             .expect("every part has a section");
         fields.contains(part).then_some(header.offsets[i + 1])
     };
-    // Each column is read on its own thread.
-    let ((ids, (contact, suitability)), ((lists, dates), ((consents, attrs), touches))) =
-        rayon::join(
-            || {
-                rayon::join(
-                    || read_section::<Vec<String>>(file, header.offsets[0]),
-                    || {
-                        rayon::join(
-                            || column(file, offset(Fields::CONTACT)),
-                            || column(file, offset(Fields::SUITABILITY)),
-                        )
-                    },
-                )
-            },
-            || {
-                rayon::join(
-                    || {
-                        rayon::join(
-                            || column(file, offset(Fields::LISTS)),
-                            || column(file, offset(Fields::DATES)),
-                        )
-                    },
-                    || {
-                        rayon::join(
-                            || {
-                                rayon::join(
-                                    || column(file, offset(Fields::CONSENTS)),
-                                    || column(file, offset(Fields::ATTRS)),
-                                )
-                            },
-                            || column(file, offset(Fields::TOUCHES)),
-                        )
-                    },
-                )
-            },
-        );
-    let ids = ids?;
+    let ids: Vec<String> = read_section(file, header.offsets[0])?;
     let n = ids.len();
-    let columns = Columns {
+    let mut columns = Columns {
         ids,
-        contact: sized(contact?, n)?,
-        suitability: sized(suitability?, n)?,
-        lists: sized(lists?, n)?,
-        dates: sized(dates?, n)?,
-        consents: sized(consents?, n)?,
-        attrs: sized(attrs?, n)?,
-        touches: sized(touches?, n)?,
+        ..Columns::default()
     };
+    // Each column is read on its own thread; a failed read leaves `ok` false.
+    let ok = std::sync::atomic::AtomicBool::new(true);
+    let Columns {
+        contact,
+        suitability,
+        lists,
+        dates,
+        consents,
+        attrs,
+        touches,
+        ..
+    } = &mut columns;
+    rayon::scope(|s| {
+        let (ok, offset) = (&ok, &offset);
+        s.spawn(move |_| fill(contact, file, offset(Fields::CONTACT), n, ok));
+        s.spawn(move |_| fill(suitability, file, offset(Fields::SUITABILITY), n, ok));
+        s.spawn(move |_| fill(lists, file, offset(Fields::LISTS), n, ok));
+        s.spawn(move |_| fill(dates, file, offset(Fields::DATES), n, ok));
+        s.spawn(move |_| fill(consents, file, offset(Fields::CONSENTS), n, ok));
+        s.spawn(move |_| fill(attrs, file, offset(Fields::ATTRS), n, ok));
+        s.spawn(move |_| fill(touches, file, offset(Fields::TOUCHES), n, ok));
+    });
+    if !ok.into_inner() {
+        return None;
+    }
     Some(Population::new(columns))
 }
 
-/// A part's column, or an empty one when the rule does not read it.
-fn column<T: DeserializeOwned>(file: &Path, offset: Option<u64>) -> Option<Vec<T>> {
-    match offset {
-        Some(at) => read_section(file, at),
-        None => Some(Vec::new()),
+/// Reads a part's column, unless the rule does not read it (`offset` is
+/// `None`): it must have one entry per client.
+fn fill<T: DeserializeOwned>(
+    column: &mut Vec<T>,
+    file: &Path,
+    offset: Option<u64>,
+    clients: usize,
+    ok: &std::sync::atomic::AtomicBool,
+) {
+    let Some(at) = offset else { return };
+    match read_section::<Vec<T>>(file, at) {
+        Some(values) if values.len() == clients => *column = values,
+        _ => ok.store(false, std::sync::atomic::Ordering::Relaxed),
     }
-}
-
-/// A loaded column must have one entry per client.
-fn sized<T>(column: Vec<T>, n: usize) -> Option<Vec<T>> {
-    (column.is_empty() || column.len() == n).then_some(column)
 }
 
 fn read_header(file: &Path) -> Option<Header> {

@@ -458,7 +458,7 @@ impl EventColumns {
 /// the start), `$2` the page size.
 pub fn clients_page_select() -> String {
     format!(
-        "SELECT {} FROM clients WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        "SELECT {} FROM clients WHERE (CAST($1 AS TEXT) IS NULL OR id > $1) ORDER BY id LIMIT $2",
         CLIENT_COLUMNS.join(", ")
     )
 }
@@ -466,9 +466,10 @@ pub fn clients_page_select() -> String {
 /// The latest event per client, kind, channel and campaign kind, for ids
 /// from `$1` to `$2`.
 pub const ENGAGEMENT_SELECT: &str = "SELECT client_id, kind, channel, campaign_kind, \
-     MAX(occurred_at) AS last_at, COUNT(*) AS count FROM events \
+     MAX(occurred_at) AS last_at FROM events \
      WHERE client_id >= $1 AND client_id <= $2 \
-     GROUP BY client_id, kind, channel, campaign_kind";
+     GROUP BY client_id, kind, channel, campaign_kind \
+     ORDER BY client_id";
 
 /// One row of [`ENGAGEMENT_SELECT`].
 #[derive(Debug, sqlx::FromRow)]
@@ -478,7 +479,6 @@ pub struct EngagementColumns {
     pub channel: Option<String>,
     pub campaign_kind: Option<String>,
     pub last_at: DateTime<Utc>,
-    pub count: i64,
 }
 
 impl EngagementColumns {
@@ -497,7 +497,6 @@ impl EngagementColumns {
                 .map_err(bad)?,
             campaign_kind: self.campaign_kind,
             last_at: self.last_at,
-            count: self.count,
         })
     }
 }

@@ -4,6 +4,7 @@
 
 mod columns;
 mod postgres;
+mod queries;
 mod sqlite;
 mod upsert;
 mod writer;
@@ -178,8 +179,8 @@ pub trait Store: Send + Sync {
         limit: u32,
     ) -> Result<Vec<StoredClient>, StoreError>;
 
-    /// For the clients with ids from `first` to `last` (inclusive, in id
-    /// order), the latest event of each kind per channel and campaign kind.
+    /// For the clients with ids from `first` to `last` (inclusive), the latest
+    /// event of each kind per channel and campaign kind, in client id order.
     async fn engagement(
         &self,
         first: &ClientId,

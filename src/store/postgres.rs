@@ -11,11 +11,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool, Postgres};
 
 use super::columns::{
-    clients_page_select, consent_column, consent_history, prefixed_existing_columns,
-    upsert_assignments, ClientColumns, ConsentLogColumns, ConsentLogEntry, EngagementColumns,
-    EventColumns, ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT,
-    CONSENT_LOG_SELECT, CONSENT_STATE_SELECT, DATA_VERSION_SELECT, DIFFERS, ENGAGEMENT_SELECT,
-    EVENT_SELECT,
+    consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns, ConsentLogEntry,
+    ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
+    DIFFERS,
 };
 use super::upsert::{plan, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter};
@@ -26,6 +24,8 @@ use crate::client::consent::ConsentChange;
 use crate::client::types::ClientId;
 use crate::client::{join_codes, ClientRecord, StoredClient};
 use crate::event::{Engagement, NewEvent, StoredEvent};
+
+super::queries::shared_queries!(Postgres);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -56,22 +56,11 @@ impl Store for PgStore {
     }
 
     async fn client(&self, id: &ClientId) -> Result<Option<StoredClient>, StoreError> {
-        let sql = format!(
-            "SELECT {} FROM clients WHERE id = $1",
-            CLIENT_COLUMNS.join(", ")
-        );
-        let row: Option<ClientColumns> = sqlx::query_as(&sql)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(ClientColumns::into_client).transpose()
+        fetch_client(&self.pool, id).await
     }
 
     async fn count_clients(&self) -> Result<u64, StoreError> {
-        let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM clients")
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
+        fetch_count_clients(&self.pool).await
     }
 
     async fn record_consent(&self, change: &ConsentChange) -> Result<bool, StoreError> {
@@ -105,19 +94,7 @@ impl Store for PgStore {
     }
 
     async fn consent_history(&self, id: &ClientId) -> Result<Vec<ConsentChange>, StoreError> {
-        let row: Option<ExistingColumns> = sqlx::query_as(CONSENT_STATE_SELECT)
-            .bind(id.as_str())
-            .fetch_optional(&self.pool)
-            .await?;
-        let Some(row) = row else {
-            return Ok(Vec::new());
-        };
-        let (_, current) = row.into_existing()?;
-        let log: Vec<ConsentLogColumns> = sqlx::query_as(CONSENT_LOG_SELECT)
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        consent_history(id, &current.consents, log)
+        fetch_consent_history(&self.pool, id).await
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
@@ -186,15 +163,7 @@ impl Store for PgStore {
         id: &ClientId,
         limit: u32,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_SELECT} FROM events WHERE client_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2"
-        );
-        let rows: Vec<EventColumns> = sqlx::query_as(&sql)
-            .bind(id.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(EventColumns::into_event).collect()
+        fetch_client_events(&self.pool, id, limit).await
     }
 
     async fn clients_page(
@@ -202,13 +171,7 @@ impl Store for PgStore {
         after: Option<&ClientId>,
         limit: u32,
     ) -> Result<Vec<StoredClient>, StoreError> {
-        let rows: Vec<ClientColumns> =
-            sqlx::query_as(&clients_page_select().replace("$1 IS NULL", "$1::text IS NULL"))
-                .bind(after.map(ClientId::as_str))
-                .bind(i64::from(limit))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(ClientColumns::into_client).collect()
+        fetch_clients_page(&self.pool, after, limit).await
     }
 
     async fn engagement(
@@ -216,21 +179,11 @@ impl Store for PgStore {
         first: &ClientId,
         last: &ClientId,
     ) -> Result<Vec<Engagement>, StoreError> {
-        let rows: Vec<EngagementColumns> = sqlx::query_as(ENGAGEMENT_SELECT)
-            .bind(first.as_str())
-            .bind(last.as_str())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter()
-            .map(EngagementColumns::into_engagement)
-            .collect()
+        fetch_engagement(&self.pool, first, last).await
     }
 
     async fn data_version(&self) -> Result<i64, StoreError> {
-        let (v,): (i64,) = sqlx::query_as(DATA_VERSION_SELECT)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v)
+        fetch_data_version(&self.pool).await
     }
 
     async fn close(&self) {
