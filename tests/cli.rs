@@ -204,3 +204,15 @@ fn a_rule_with_a_typo_is_refused_with_file_line_and_caret() {
     assert!(err.contains("did you mean 'risk_level'"), "{err}");
     assert!(err.contains('^'), "{err}");
 }
+
+#[test]
+fn testing_a_rule_that_does_not_exist_names_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = herald(dir.path(), &["rule", "test", "nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("rules/nope.rhai: no such rule"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -98,6 +98,12 @@ pub fn run(
     default_today: NaiveDate,
     valid_days: u32,
 ) -> Result<Vec<CaseResult>, RuleTestError> {
+    if !rule_path.is_file() {
+        return Err(RuleTestError::File(
+            rule_path.display().to_string(),
+            "no such rule".into(),
+        ));
+    }
     let path = tests_path(rule_path);
     let name = path.display().to_string();
     let bad = |m: String| RuleTestError::File(name.clone(), m);
