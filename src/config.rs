@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::message::sms::SmsBilling;
 use crate::store::DatabaseUrl;
 use crate::time::{parse_tz, FirmTime};
+use crate::tracking::token::Secret;
 
 /// The file read when `--config` is not given, if it exists.
 pub const DEFAULT_CONFIG_FILE: &str = "herald.toml";
@@ -22,7 +24,56 @@ pub struct Config {
     pub risk_assessment_valid_days: u32,
     /// The folder the config file is in; relative paths are read from here.
     pub base_dir: PathBuf,
+    /// Who sends: what every message says about the firm.
+    pub firm: Firm,
+    /// The subject marker of marketing email (互联网电子邮件服务管理办法).
+    pub email_ad_marker: String,
+    pub sms: SmsStyle,
+    /// Where tracking links point and the key that signs them; `None` until
+    /// configured, and nothing with links can be rendered without it.
+    pub tracking: Option<Tracking>,
 }
+
+/// The firm's particulars, shown in messages (research reports must carry
+/// the firm's name and its advisory-licence statement).
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Firm {
+    #[serde(default)]
+    pub name: String,
+    /// The short name used in SMS signatures and greetings.
+    #[serde(default)]
+    pub short_name: String,
+    /// 证券投资咨询业务资格 statement.
+    #[serde(default)]
+    pub licence: String,
+    #[serde(default)]
+    pub hotline: String,
+    #[serde(default)]
+    pub website: String,
+}
+
+/// What every SMS carries besides its text (通信短信息服务管理规定).
+#[derive(Debug, Clone)]
+pub struct SmsStyle {
+    /// `【某某证券】`, put before the text.
+    pub signature: String,
+    /// `拒收请回复R`, put after the text of marketing messages.
+    pub opt_out: String,
+    /// How the gateway counts characters into billed segments.
+    pub billing: SmsBilling,
+}
+
+/// The tracking server's public address and signing key.
+#[derive(Debug, Clone)]
+pub struct Tracking {
+    pub base_url: url::Url,
+    pub secret: Secret,
+}
+
+/// The environment variable that may carry the tracking secret, so that it
+/// need not be written in `herald.toml`.
+pub const TRACKING_SECRET_ENV: &str = "HERALD_TRACKING_SECRET";
 
 /// The file as written; every key optional, unknown keys refused.
 #[derive(Debug, Default, Deserialize)]
@@ -32,6 +83,35 @@ struct ConfigFile {
     timezone: Option<String>,
     #[serde(default)]
     compliance: ComplianceFile,
+    #[serde(default)]
+    firm: Firm,
+    #[serde(default)]
+    email: EmailFile,
+    #[serde(default)]
+    sms: SmsFile,
+    #[serde(default)]
+    tracking: TrackingFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailFile {
+    ad_marker: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmsFile {
+    signature: Option<String>,
+    opt_out: Option<String>,
+    billing: Option<SmsBilling>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrackingFile {
+    base_url: Option<String>,
+    secret: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,11 +184,35 @@ impl Config {
                 "must be at least 1".into(),
             ));
         }
+        let tracking = tracking(file.tracking).map_err(|(key, m)| invalid(key, m))?;
+        let short_name = if file.firm.short_name.is_empty() {
+            file.firm.name.clone()
+        } else {
+            file.firm.short_name.clone()
+        };
+        let sms = SmsStyle {
+            signature: file
+                .sms
+                .signature
+                .unwrap_or_else(|| format!("【{short_name}】")),
+            opt_out: file.sms.opt_out.unwrap_or_else(|| "拒收请回复R".to_owned()),
+            billing: file.sms.billing.unwrap_or(SmsBilling::Domestic),
+        };
         Ok(Self {
             database_url: url,
             timezone,
             risk_assessment_valid_days: valid_days,
             base_dir,
+            firm: Firm {
+                short_name,
+                ..file.firm
+            },
+            email_ad_marker: file
+                .email
+                .ad_marker
+                .unwrap_or_else(|| "【广告】".to_owned()),
+            sms,
+            tracking,
         })
     }
 
@@ -121,6 +225,28 @@ impl Config {
     pub fn firm_time(&self) -> FirmTime {
         FirmTime::new(self.timezone)
     }
+}
+
+/// The tracking section: both keys or neither; the secret may come from
+/// the environment instead.
+fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, String)> {
+    let secret = std::env::var(TRACKING_SECRET_ENV).ok().or(file.secret);
+    let Some(raw_url) = file.base_url else {
+        return Ok(None);
+    };
+    let base_url = url::Url::parse(&raw_url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or((
+            "tracking.base_url",
+            format!("'{raw_url}' is not an http(s) URL"),
+        ))?;
+    let secret = secret.ok_or((
+        "tracking.secret",
+        format!("not set (write it here or set {TRACKING_SECRET_ENV})"),
+    ))?;
+    let secret = Secret::new(secret.as_bytes()).map_err(|e| ("tracking.secret", e.to_string()))?;
+    Ok(Some(Tracking { base_url, secret }))
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

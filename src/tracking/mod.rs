@@ -1,0 +1,5 @@
+//! Response tracking: the signed tokens carried by every link herald puts in
+//! a message. The tracking server that verifies them will live beside this.
+
+pub mod links;
+pub mod token;
