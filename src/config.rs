@@ -24,6 +24,8 @@ pub struct Config {
     pub risk_assessment_valid_days: u32,
     /// The folder the config file is in; relative paths are read from here.
     pub base_dir: PathBuf,
+    /// The file the settings came from, for messages: `(defaults)` if none.
+    pub source: String,
     /// Who sends: what every message says about the firm.
     pub firm: Firm,
     /// The subject marker of marketing email (互联网电子邮件服务管理办法).
@@ -203,6 +205,7 @@ impl Config {
             timezone,
             risk_assessment_valid_days: valid_days,
             base_dir,
+            source: source_name.to_owned(),
             firm: Firm {
                 short_name,
                 ..file.firm

@@ -11,6 +11,7 @@ use chrono::NaiveDate;
 use clap::Args;
 use include_dir::{include_dir, Dir};
 
+use crate::cli::campaigns::{ChannelArg, PreviewArgs};
 use crate::cli::{print_json, thousands};
 use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource};
 use crate::client::synthetic::{write_clients_csv, write_history_jsonl, SyntheticOptions};
@@ -25,6 +26,10 @@ static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");
 
 /// The shipped segment rules and their guide.
 static RULES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
+
+/// The shipped campaigns with their example content, and template sets.
+static CAMPAIGNS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/campaigns");
+static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
 
 /// The demo always generates the same clients.
 const DEMO_SEED: u64 = 20_261_125;
@@ -163,7 +168,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
 
     step("4. 客户短信回复“TD”退订，随后 CRM 夜间同步再次导入同一文件 / a client replies TD, then the nightly CRM sync re-imports the file");
-    let opted_out = first_sms_subscriber(&*store, args.clients).await?;
+    let opted_out = first_client(&*store, args.clients, |c| {
+        c.consent(ConsentScope::Sms).granted
+    })
+    .await?;
     let change = ConsentChange {
         client_id: opted_out.clone(),
         scope: ConsentScope::Sms,
@@ -195,6 +203,28 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     step("6. 客群规则 / segment rules (rules/*.rhai)");
     let segments = run_segments(&*store, &config, dir).await?;
+    step("7. 活动检查 / herald campaigns validate");
+    let campaigns = validate_campaigns(&config).await?;
+    let reader = first_client(&*store, args.clients, |c| {
+        c.client.email.is_some() && c.client.phone.is_some() && c.client.holdings.len() >= 2
+    })
+    .await?;
+    step(&format!(
+        "8. 预览 / herald preview daily_bulletin --client {reader}"
+    ));
+    for channel in [ChannelArg::Email, ChannelArg::Sms] {
+        let args = PreviewArgs {
+            campaign: "daily_bulletin".into(),
+            client: reader.to_string(),
+            channel: Some(channel),
+            out: None,
+            open: false,
+            as_of: None,
+            json: false,
+        };
+        crate::cli::campaigns::preview(args, &*store, &config).await?;
+        println!();
+    }
     let total = store.count_clients().await?;
     store.close().await;
 
@@ -206,6 +236,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         reimport_unchanged: again.unchanged,
         reimport_conflicts: again.conflicts,
         segments,
+        campaigns,
     };
     step("完成 / done");
     if args.json {
@@ -283,17 +314,41 @@ async fn run_segments(
     Ok(counts)
 }
 
-/// The demo's ids are sequential from 1; find one who accepts SMS.
-async fn first_sms_subscriber(store: &dyn crate::store::Store, clients: u64) -> Result<ClientId> {
+/// The demo's ids are sequential from 1; find the first who fits.
+async fn first_client(
+    store: &dyn crate::store::Store,
+    clients: u64,
+    fits: impl Fn(&crate::client::StoredClient) -> bool,
+) -> Result<ClientId> {
     for n in 1..=clients {
         let id = ClientId::parse(&format!("{n:010}")).expect("demo ids are valid");
         if let Some(c) = store.client(&id).await? {
-            if c.consent(ConsentScope::Sms).granted {
+            if fits(&c) {
                 return Ok(id);
             }
         }
     }
-    anyhow::bail!("no generated client accepts SMS")
+    anyhow::bail!("no generated client fits")
+}
+
+/// Checks the shipped campaigns, as `herald campaigns validate` would.
+async fn validate_campaigns(config: &Config) -> Result<usize> {
+    use crate::campaign::{file, validate};
+    let today = config.firm_time().today();
+    let files = file::list(&config.base_dir.join("campaigns"))?;
+    for f in &files {
+        let report = validate::validate(f, config, today).await;
+        for p in &report.problems {
+            println!("    {p}");
+        }
+        anyhow::ensure!(
+            report.errors() == 0,
+            "campaign {} is not valid",
+            report.campaign
+        );
+        println!("  {}: ok", report.campaign);
+    }
+    Ok(files.len())
 }
 
 #[derive(serde::Serialize)]
@@ -306,6 +361,8 @@ struct DemoSummary {
     reimport_conflicts: u64,
     /// Rule name and how many clients it selects.
     segments: Vec<(String, usize)>,
+    /// Campaign files checked, all valid.
+    campaigns: usize,
 }
 
 fn step(title: &str) {
@@ -321,7 +378,9 @@ fn sqlite_url(path: &Path) -> String {
 fn write_examples(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     extract(&EXAMPLES, dir)?;
-    extract(&RULES, &dir.join("rules"))
+    extract(&RULES, &dir.join("rules"))?;
+    extract(&CAMPAIGNS, &dir.join("campaigns"))?;
+    extract(&TEMPLATES, &dir.join("templates"))
 }
 
 fn extract(from: &Dir<'_>, to: &Path) -> Result<()> {

@@ -2,6 +2,7 @@
 //!
 //! See `ARCHITECTURE.md` for the map of the modules and the data flow.
 
+pub mod campaign;
 pub mod channel;
 pub mod cli;
 pub mod client;

@@ -2,6 +2,8 @@
 //! the library and prints its result, as text for people or `--json` for
 //! scripts. Errors end as one line on standard error and a non-zero exit.
 
+mod bench;
+pub(crate) mod campaigns;
 mod clients;
 pub(crate) mod import;
 mod segment;
@@ -56,6 +58,14 @@ pub enum Command {
     /// Work with segment rules
     #[command(subcommand)]
     Rule(segment::RuleCommand),
+    /// Work with campaign files
+    #[command(subcommand)]
+    Campaigns(campaigns::CampaignsCommand),
+    /// Render exactly what one client would receive from a campaign; sends nothing
+    Preview(campaigns::PreviewArgs),
+    /// Measure herald's hot paths
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Write realistic synthetic clients (and event history) for demos and benchmarks
     DemoData(crate::demo::DemoDataArgs),
     /// Show what herald does, end to end, in a folder of its own; needs no server
@@ -117,6 +127,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             segment::rule(cmd, &config).await
         }
+        Command::Campaigns(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            campaigns::run(cmd, &config).await
+        }
+        Command::Bench(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            bench::run(cmd, &config).await
+        }
         command => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             let store = open_store(&config).await?;
@@ -124,7 +142,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Init => init(&*store, &config).await,
                 Command::Import(cmd) => import::run(cmd, &*store, &config).await,
                 Command::Clients(cmd) => clients::run(cmd, &*store, &config).await,
-                Command::Segment(_) | Command::Rule(_) => unreachable!("handled above"),
+                Command::Preview(args) => campaigns::preview(args, &*store, &config).await,
+                Command::Segment(_)
+                | Command::Rule(_)
+                | Command::Campaigns(_)
+                | Command::Bench(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };
             store.close().await;
@@ -153,6 +175,12 @@ async fn init(store: &dyn Store, config: &Config) -> Result<ExitCode> {
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// Problems found in the user's files, as one error (the CLI's one line).
+pub fn problems_error(problems: Vec<crate::diagnostic::Problem>) -> anyhow::Error {
+    let lines: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("{}", lines.join("; "))
 }
 
 /// `1234567` as `1,234,567`, for counts people read.

@@ -59,7 +59,7 @@ fn parse_context(s: &str) -> Result<(String, String), String> {
     Ok((k.trim().to_owned(), v.trim().to_owned()))
 }
 
-fn parse_date(s: &str) -> Result<NaiveDate, String> {
+pub(crate) fn parse_date(s: &str) -> Result<NaiveDate, String> {
     crate::time::parse_date(s).map_err(|e| e.0)
 }
 

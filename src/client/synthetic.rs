@@ -13,6 +13,10 @@ use rand::distributions::Distribution;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Beta, LogNormal, Zipf};
+use serde_json::Value;
+
+use super::row::{Column, RowBuilder};
+use super::Client;
 
 /// What to generate.
 #[derive(Debug, Clone)]
@@ -169,6 +173,25 @@ pub fn write_history_jsonl<W: Write>(opts: &SyntheticOptions, out: W) -> io::Res
     }
     out.flush()?;
     Ok(written)
+}
+
+/// Generated clients as herald reads them after an import, without a
+/// database: for template checks and benchmarks.
+pub fn clients(opts: &SyntheticOptions) -> Vec<Client> {
+    let synth = Gen::new(opts);
+    let columns: Vec<Column> = HEADER.split(',').map(Column::from_header).collect();
+    (1..=opts.clients)
+        .filter_map(|index| {
+            let mut row = RowBuilder::new();
+            for (column, value) in columns.iter().zip(synth.client(index).row) {
+                match column {
+                    Column::Known(field) => row.set(*field, &value),
+                    Column::Attribute(name) => row.set_attribute(name, Value::String(value)),
+                }
+            }
+            row.finish().ok().map(|r| r.client)
+        })
+        .collect()
 }
 
 fn client_id(index: u64) -> String {
@@ -732,7 +755,7 @@ mod tests {
             let (born, opened) = (date("birthday").unwrap(), date("opened_on").unwrap());
             assert!((20..=85).contains(&o.today.years_since(born).unwrap()));
             assert!(opened >= born + Months::new(216) && opened <= o.today);
-            assert!(date("last_trade_on").map_or(true, |d| d >= opened && d < o.today));
+            assert!(date("last_trade_on").is_none_or(|d| d >= opened && d < o.today));
         }
     }
 
@@ -770,7 +793,7 @@ mod tests {
             let time = DateTime::parse_from_rfc3339(field("time")).unwrap();
             assert!(time >= start && time < end, "{line}");
             // In time order within a client.
-            assert!(last.insert(id.to_owned(), time).map_or(true, |t| t <= time));
+            assert!(last.insert(id.to_owned(), time).is_none_or(|t| t <= time));
             assert!(kinds.split(' ').any(|k| k == kind) && ["email", "sms"].contains(&channel));
             let consent = &rows[index - 1][&format!("consent_{channel}")];
             assert!(kind != "sent" || consent == "true", "{line}");

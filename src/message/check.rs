@@ -28,6 +28,7 @@ pub struct SourceTemplate {
 pub struct Findings {
     pub problems: Vec<Problem>,
     pub partials_used: BTreeSet<String>,
+    pub helpers_used: BTreeSet<String>,
 }
 
 /// Checks `template` against `root`, following partials.
@@ -136,7 +137,10 @@ impl Checker<'_> {
             self.param(p, frames, at);
         }
         match helper_name {
-            Some(h) => self.helper_result(h, &args, at),
+            Some(h) => {
+                self.findings.helpers_used.insert(h.to_owned());
+                self.helper_result(h, &args, at)
+            }
             None if params.is_empty() => self.param(name, frames, at),
             None => {
                 let n = name_of(name);

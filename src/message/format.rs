@@ -78,6 +78,16 @@ pub fn trend(points: f64) -> &'static str {
     }
 }
 
+/// The inline colour of a rise or fall: red up, green down, as Chinese
+/// markets show them (email clients drop stylesheets, so it goes inline).
+pub fn trend_color(points: f64) -> &'static str {
+    match trend(points) {
+        "up" => "color:#d32f2f;",
+        "down" => "color:#2e7d32;",
+        _ => "color:#666666;",
+    }
+}
+
 /// A price with two decimals and separators: `1,680.50`.
 pub fn price(x: f64) -> String {
     let sign = if x < 0.0 { "-" } else { "" };
@@ -151,6 +161,8 @@ mod tests {
         assert_eq!(trend(0.3), "up");
         assert_eq!(trend(-0.3), "down");
         assert_eq!(trend(0.0), "flat");
+        assert_eq!(trend_color(1.0), "color:#d32f2f;");
+        assert_eq!(trend_color(-1.0), "color:#2e7d32;");
     }
 
     #[test]

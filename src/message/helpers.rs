@@ -53,6 +53,7 @@ pub const HERALD_HELPERS: &[Signature] = &[
     sig("price", 1, 1),
     sig("percent", 1, 2),
     sig("trend", 1, 1),
+    sig("trend_color", 1, 1),
     sig("date", 1, 1),
     sig("datetime", 1, 1),
     sig("mask_phone", 1, 1),
@@ -165,6 +166,11 @@ pub fn register(hb: &mut Handlebars<'_>, tz: Tz, links: Option<Links>) {
     value(hb, "cny_short", number_fn(format::cny_short));
     value(hb, "price", number_fn(format::price));
     value(hb, "trend", number_fn(|x| format::trend(x).to_owned()));
+    value(
+        hb,
+        "trend_color",
+        number_fn(|x| format::trend_color(x).to_owned()),
+    );
     value(hb, "percent", Arc::new(percent));
     value(hb, "date", Arc::new(move |a: &[&Value]| date(a, tz)));
     value(

@@ -5,5 +5,8 @@ pub mod check;
 pub mod data;
 pub mod format;
 pub mod helpers;
+pub mod render;
 pub mod shape;
 pub mod sms;
+pub mod specialise;
+pub mod template;

@@ -1,0 +1,463 @@
+//! `campaigns/NAME.toml`: what to send, to whom and through which channels.
+//! Parsing refuses unknown keys and names the file, line and key of every
+//! problem it finds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::channel::Channel;
+use crate::diagnostic::{line_col, Problem};
+
+/// What a campaign sends. The three herald ships templates for, or a kind
+/// of the firm's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    ResearchReport,
+    MarketBulletin,
+    SeminarInvitation,
+    Custom(String),
+}
+
+impl Kind {
+    pub fn parse(raw: &str) -> Result<Kind, String> {
+        Ok(match raw {
+            "research_report" => Kind::ResearchReport,
+            "market_bulletin" => Kind::MarketBulletin,
+            "seminar_invitation" => Kind::SeminarInvitation,
+            other if is_identifier(other) => Kind::Custom(other.to_owned()),
+            other => {
+                return Err(format!(
+                    "'{other}' is not a kind (research_report, market_bulletin, \
+                     seminar_invitation, or your own in lower_snake_case)"
+                ))
+            }
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            Kind::ResearchReport => "research_report",
+            Kind::MarketBulletin => "market_bulletin",
+            Kind::SeminarInvitation => "seminar_invitation",
+            Kind::Custom(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+fn is_identifier(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Marketing needs consent and carries the markers; service messages
+/// (statements, notices a client must get) do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Purpose {
+    Marketing,
+    Service,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Marketing => "marketing",
+            Purpose::Service => "service",
+        }
+    }
+}
+
+/// Who receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// Every client with consent for the channel, selected by nothing
+    /// personal (what a client who refused personalised marketing may get).
+    Broadcast,
+    /// A segment rule: a name under `rules/` or a path.
+    Rule(String),
+}
+
+/// The reserved audience word.
+pub const BROADCAST: &str = "broadcast";
+
+/// Where a campaign's content comes from; loaded once per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContentSource {
+    /// A JSON file, relative to the campaign file's folder.
+    File(PathBuf),
+    /// A JSON document fetched over HTTP(S).
+    Url { url: url::Url, timeout_secs: u64 },
+}
+
+/// The default wait for fetched content.
+pub const DEFAULT_FETCH_TIMEOUT_SECS: u64 = 10;
+
+/// A campaign file, parsed and checked key by key.
+#[derive(Debug, Clone)]
+pub struct Campaign {
+    pub name: String,
+    pub path: PathBuf,
+    pub kind: Kind,
+    pub purpose: Purpose,
+    pub title: String,
+    pub audience: Audience,
+    /// A set under `templates/`.
+    pub templates: String,
+    /// In order of preference: the first the client can be reached on.
+    pub channels: Vec<Channel>,
+    pub sms_max_segments: usize,
+    pub content: Option<ContentSource>,
+    /// Values for the rule (`ctx.stock`) and the templates.
+    pub context: BTreeMap<String, String>,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignToml {
+    kind: String,
+    purpose: Purpose,
+    #[serde(default)]
+    title: String,
+    audience: String,
+    templates: String,
+    channels: Vec<Channel>,
+    #[serde(default = "default_sms_segments")]
+    sms_max_segments: usize,
+    content: Option<ContentToml>,
+    #[serde(default)]
+    context: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContentToml {
+    file: Option<String>,
+    url: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
+fn default_sms_segments() -> usize {
+    2
+}
+
+/// The longest SMS a campaign may allow, in billed segments.
+pub const MAX_SMS_SEGMENTS: usize = 10;
+
+/// Finds a campaign by name in `campaigns_dir` or takes a path.
+pub fn resolve(campaign: &str, campaigns_dir: &Path) -> PathBuf {
+    let as_path = Path::new(campaign);
+    if as_path.extension().is_some() || as_path.components().count() > 1 {
+        as_path.to_path_buf()
+    } else {
+        campaigns_dir.join(format!("{campaign}.toml"))
+    }
+}
+
+/// The campaign files in `dir`, sorted by name.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && p.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+impl Campaign {
+    pub fn load(path: &Path) -> Result<Campaign, Vec<Problem>> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| vec![Problem::error(path, format!("cannot read: {e}"))])?;
+        Self::parse(path, &source)
+    }
+
+    /// Parses campaign text from `path`, reporting every bad key at once.
+    pub fn parse(path: &Path, source: &str) -> Result<Campaign, Vec<Problem>> {
+        let raw: CampaignToml =
+            toml::from_str(source).map_err(|e| vec![toml_problem(path, source, &e)])?;
+        let problem = |key: &str, message: String| {
+            let (line, column) = key_position(source, key);
+            Problem::error(path, message).at(line, column).about(key)
+        };
+        let mut problems = Vec::new();
+        let kind = Kind::parse(&raw.kind)
+            .map_err(|m| problems.push(problem("kind", m)))
+            .ok();
+        let audience = parse_audience(&raw.audience)
+            .map_err(|m| problems.push(problem("audience", m)))
+            .ok();
+        if !is_identifier(&raw.templates) {
+            problems.push(problem(
+                "templates",
+                format!("'{}' is not a template set name", raw.templates),
+            ));
+        }
+        if let Err(m) = check_channels(&raw.channels) {
+            problems.push(problem("channels", m));
+        }
+        if !(1..=MAX_SMS_SEGMENTS).contains(&raw.sms_max_segments) {
+            problems.push(problem(
+                "sms_max_segments",
+                format!("must be 1 to {MAX_SMS_SEGMENTS}"),
+            ));
+        }
+        for key in raw.context.keys().filter(|k| !is_identifier(k)) {
+            problems.push(problem(
+                "context",
+                format!("'{key}' is not a name (lower_snake_case)"),
+            ));
+        }
+        let content = match raw.content.map(parse_content).transpose() {
+            Ok(c) => c,
+            Err((key, m)) => {
+                problems.push(problem(key, m));
+                None
+            }
+        };
+        if raw.title.trim().is_empty() {
+            problems.push(problem(
+                "title",
+                "is missing: staff and reports show it".into(),
+            ));
+        }
+        match (kind, audience) {
+            (Some(kind), Some(audience)) if problems.is_empty() => Ok(Campaign {
+                name: stem(path),
+                path: path.to_path_buf(),
+                kind,
+                purpose: raw.purpose,
+                title: raw.title,
+                audience,
+                templates: raw.templates,
+                channels: raw.channels,
+                sms_max_segments: raw.sms_max_segments,
+                content,
+                context: raw.context,
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// Where a content file named in the campaign is.
+    pub fn content_path(&self, file: &Path) -> PathBuf {
+        match self.path.parent() {
+            Some(dir) if file.is_relative() => dir.join(file),
+            _ => file.to_path_buf(),
+        }
+    }
+}
+
+fn stem(path: &Path) -> String {
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("campaign")
+        .to_owned()
+}
+
+fn parse_audience(raw: &str) -> Result<Audience, String> {
+    match raw.trim() {
+        "" => Err("is empty: name a rule under rules/, or write \"broadcast\"".into()),
+        BROADCAST => Ok(Audience::Broadcast),
+        rule => Ok(Audience::Rule(rule.to_owned())),
+    }
+}
+
+fn check_channels(channels: &[Channel]) -> Result<(), String> {
+    if channels.is_empty() {
+        return Err("names no channel (email, sms)".into());
+    }
+    for (i, c) in channels.iter().enumerate() {
+        if channels[..i].contains(c) {
+            return Err(format!("'{c}' is listed twice"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_content(c: ContentToml) -> Result<ContentSource, (&'static str, String)> {
+    match (c.file, c.url) {
+        (Some(file), None) => {
+            if c.timeout_secs.is_some() {
+                return Err(("timeout_secs", "applies to url only".into()));
+            }
+            Ok(ContentSource::File(PathBuf::from(file)))
+        }
+        (None, Some(raw)) => {
+            let url = url::Url::parse(&raw)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https"))
+                .ok_or(("url", format!("'{raw}' is not an http(s) URL")))?;
+            let timeout_secs = c.timeout_secs.unwrap_or(DEFAULT_FETCH_TIMEOUT_SECS);
+            if timeout_secs == 0 {
+                return Err(("timeout_secs", "must be at least 1".into()));
+            }
+            Ok(ContentSource::Url { url, timeout_secs })
+        }
+        (Some(_), Some(_)) => Err(("content", "give file or url, not both".into())),
+        (None, None) => Err((
+            "content",
+            "give file = \"….json\" or url = \"https://…\"".into(),
+        )),
+    }
+}
+
+/// toml's error, located: its span points at the offending key or value.
+fn toml_problem(path: &Path, source: &str, e: &toml::de::Error) -> Problem {
+    let message = e.message().to_owned();
+    let p = Problem::error(path, message.clone());
+    match e.span() {
+        Some(span) => {
+            let (line, column) = line_col(source, span.start);
+            let text = source.get(span.clone()).unwrap_or("").trim();
+            let p = p.at(line, column);
+            // A short span is the key at fault (an unknown or misspelt key).
+            if !text.is_empty()
+                && text.len() <= 40
+                && !text.contains('\n')
+                && message.contains("unknown field")
+            {
+                p.about(text.trim_matches('"'))
+            } else {
+                p
+            }
+        }
+        None => p,
+    }
+}
+
+/// Where `key` is set (`key = …` at the start of a line), so that a value
+/// problem found after parsing can still name its line.
+fn key_position(source: &str, key: &str) -> (usize, usize) {
+    for (i, line) in source.lines().enumerate() {
+        let t = line.trim_start();
+        if let Some(rest) = t.strip_prefix(key) {
+            if rest.trim_start().starts_with('=') {
+                return (i + 1, line.len() - t.len() + 1);
+            }
+        }
+        if t.strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .is_some_and(|s| s.trim() == key)
+        {
+            return (i + 1, 1);
+        }
+    }
+    (0, 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+kind = "market_bulletin"
+purpose = "marketing"
+title = "每日市场快报"
+audience = "bulletin_audience"
+templates = "market_bulletin"
+channels = ["email", "sms"]
+sms_max_segments = 2
+
+[content]
+file = "content/market_bulletin.json"
+
+[context]
+stock = "600519"
+"#;
+
+    fn parse(src: &str) -> Result<Campaign, Vec<String>> {
+        Campaign::parse(Path::new("campaigns/daily.toml"), src)
+            .map_err(|ps| ps.iter().map(ToString::to_string).collect())
+    }
+
+    #[test]
+    fn a_good_file_parses() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.name, "daily");
+        assert_eq!(c.kind, Kind::MarketBulletin);
+        assert_eq!(c.audience, Audience::Rule("bulletin_audience".into()));
+        assert_eq!(c.channels, vec![Channel::Email, Channel::Sms]);
+        assert_eq!(c.context["stock"], "600519");
+        assert_eq!(
+            c.content,
+            Some(ContentSource::File("content/market_bulletin.json".into()))
+        );
+        assert_eq!(
+            c.content_path(Path::new("content/x.json")),
+            PathBuf::from("campaigns/content/x.json")
+        );
+    }
+
+    #[test]
+    fn a_misspelt_key_is_named_with_its_line() {
+        let err = parse(&GOOD.replace("channels =", "chanels =")).unwrap_err();
+        assert_eq!(err.len(), 1);
+        assert!(err[0].starts_with("campaigns/daily.toml:7:"), "{err:?}");
+        assert!(err[0].contains("'chanels'"), "{err:?}");
+    }
+
+    #[test]
+    fn bad_values_are_all_reported_with_their_keys() {
+        let src = GOOD
+            .replace(
+                "\"market_bulletin\"\npurpose",
+                "\"Market Bulletin\"\npurpose",
+            )
+            .replace("[\"email\", \"sms\"]", "[\"email\", \"email\"]")
+            .replace("sms_max_segments = 2", "sms_max_segments = 0");
+        let err = parse(&src).unwrap_err();
+        assert_eq!(err.len(), 3, "{err:?}");
+        assert!(err[0].contains(":2:1: 'kind'"), "{err:?}");
+        assert!(
+            err[1].contains("'channels': 'email' is listed twice"),
+            "{err:?}"
+        );
+        assert!(err[2].contains(":8:1: 'sms_max_segments'"), "{err:?}");
+    }
+
+    #[test]
+    fn a_wrong_channel_and_a_wrong_purpose_are_refused() {
+        let err = parse(&GOOD.replace("\"sms\"]", "\"wechat\"]")).unwrap_err();
+        assert!(err[0].contains("wechat"), "{err:?}");
+        let err = parse(&GOOD.replace("\"marketing\"", "\"promo\"")).unwrap_err();
+        assert!(err[0].contains(":3:"), "{err:?}");
+    }
+
+    #[test]
+    fn content_is_a_file_or_a_url() {
+        let both = GOOD.replace("file = ", "url = \"https://x.example.com/a.json\"\nfile = ");
+        assert!(parse(&both).unwrap_err()[0].contains("not both"));
+        let url = GOOD.replace(
+            "file = \"content/market_bulletin.json\"",
+            "url = \"ftp://x\"",
+        );
+        assert!(parse(&url).unwrap_err()[0].contains("'url'"));
+        let ok = GOOD.replace(
+            "file = \"content/market_bulletin.json\"",
+            "url = \"https://data.example.com/bulletin.json\"",
+        );
+        assert!(matches!(
+            parse(&ok).unwrap().content,
+            Some(ContentSource::Url {
+                timeout_secs: DEFAULT_FETCH_TIMEOUT_SECS,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn broadcast_is_an_audience() {
+        let c = parse(&GOOD.replace("\"bulletin_audience\"", "\"broadcast\"")).unwrap();
+        assert_eq!(c.audience, Audience::Broadcast);
+    }
+}

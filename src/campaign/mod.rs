@@ -1,0 +1,151 @@
+//! Campaigns: the files staff write, their content, and a campaign made
+//! ready to render (templates compiled, content loaded once).
+
+pub mod content;
+pub mod file;
+pub mod validate;
+
+use chrono::NaiveDate;
+use handlebars::Context;
+use serde_json::{Map, Value};
+
+use crate::channel::Channel;
+use crate::client::Client;
+use crate::config::Config;
+use crate::diagnostic::Problem;
+use crate::message::data::{self, keys, CampaignData};
+use crate::message::render::{Dressing, Email, RenderFailure, Renderer, Sms};
+use crate::message::template::{Part, TemplateSet};
+use crate::tracking::links::Links;
+pub use file::{Audience, Campaign, ContentSource, Kind, Purpose};
+
+/// The template parts a channel needs.
+pub fn parts_for(channel: Channel) -> &'static [Part] {
+    match channel {
+        Channel::Email => &Part::EMAIL,
+        Channel::Sms => &[Part::Sms],
+    }
+}
+
+/// A campaign with its templates compiled and its content loaded: what a
+/// run renders every message from.
+pub struct Prepared {
+    pub campaign: Campaign,
+    pub set: TemplateSet,
+    pub content: Value,
+    pub renderer: Renderer,
+    /// The data every message shares; each message swaps its client in.
+    run_data: Value,
+}
+
+impl Prepared {
+    /// Loads the templates and content of a parsed campaign.
+    pub async fn new(
+        campaign: Campaign,
+        config: &Config,
+        today: NaiveDate,
+    ) -> Result<Prepared, Vec<Problem>> {
+        let set = TemplateSet::load(&config.base_dir.join("templates"), &campaign.templates)?;
+        let needed: Vec<Part> = campaign
+            .channels
+            .iter()
+            .flat_map(|c| parts_for(*c))
+            .copied()
+            .collect();
+        let missing = set.missing(
+            &needed,
+            &format!(
+                "campaign {} sends by {}",
+                campaign.name,
+                channel_list(&campaign.channels)
+            ),
+        );
+        if !missing.is_empty() {
+            return Err(missing);
+        }
+        let content = content::load(&campaign)
+            .await
+            .map_err(|e| vec![e.to_problem(&campaign.path)])?;
+        let links = config
+            .tracking
+            .as_ref()
+            .map(|t| Links::new(&t.base_url, t.secret.clone()));
+        let dressing = Dressing {
+            marketing: campaign.purpose == Purpose::Marketing,
+            ad_marker: config.email_ad_marker.clone(),
+            sms: config.sms.clone(),
+        };
+        let ctx: Map<String, Value> = campaign
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let run_data = data::run_data(
+            &CampaignData {
+                name: campaign.name.clone(),
+                title: campaign.title.clone(),
+                kind: campaign.kind.to_string(),
+                purpose: campaign.purpose.as_str().to_owned(),
+            },
+            content_key(&campaign.kind),
+            &content,
+            &ctx,
+            &config.firm,
+            today,
+        );
+        let renderer = Renderer::new(&set, config.timezone, links, dressing, &run_data);
+        Ok(Prepared {
+            campaign,
+            set,
+            content,
+            renderer,
+            run_data,
+        })
+    }
+
+    /// A data document for one thread to render with.
+    pub fn context(&self) -> Context {
+        Context::wraps(&self.run_data).expect("a JSON value always wraps")
+    }
+
+    /// The run's data without a client, for checks.
+    pub fn run_data(&self) -> &Value {
+        &self.run_data
+    }
+
+    pub fn email(
+        &self,
+        ctx: &mut Context,
+        client: &Client,
+        delivery: i64,
+    ) -> Result<Email, RenderFailure> {
+        data::set_recipient(ctx.data_mut(), client, delivery);
+        self.renderer.email(ctx)
+    }
+
+    pub fn sms(
+        &self,
+        ctx: &mut Context,
+        client: &Client,
+        delivery: i64,
+    ) -> Result<Sms, RenderFailure> {
+        data::set_recipient(ctx.data_mut(), client, delivery);
+        self.renderer.sms(ctx)
+    }
+}
+
+/// Where a kind's content appears in templates.
+pub fn content_key(kind: &Kind) -> &'static str {
+    match kind {
+        Kind::SeminarInvitation => keys::SEMINAR,
+        _ => keys::CONTENT,
+    }
+}
+
+fn channel_list(channels: &[Channel]) -> String {
+    channels
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(" and ")
+}

@@ -1,0 +1,280 @@
+//! `herald campaigns validate`: everything that can be known wrong before a
+//! send. The campaign file, its rule, its content, its templates' names
+//! (also inside `{{#if}}`), and a render of every part for generated
+//! clients, including one that lacks every optional field.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::file::{Audience, Campaign, ContentSource, Kind, Purpose};
+use super::{content, parts_for, Prepared};
+use crate::channel::Channel;
+use crate::client::synthetic::{self, SyntheticOptions};
+use crate::client::Client;
+use crate::config::Config;
+use crate::diagnostic::Problem;
+use crate::message::check::{self, Findings};
+use crate::message::data::{self, bare_client};
+use crate::message::shape::Shape;
+use crate::message::template::Part;
+use crate::segment::{engine, rule, vocabulary::Today};
+
+/// How many generated clients each template is rendered for.
+const SAMPLE_CLIENTS: u64 = 200;
+
+/// The result for one campaign file.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub campaign: String,
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.problems.iter().filter(|p| p.is_error()).count()
+    }
+}
+
+/// Checks one campaign file.
+pub async fn validate(path: &Path, config: &Config, today: NaiveDate) -> Report {
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("?")
+        .to_owned();
+    let problems = match Campaign::load(path) {
+        Err(problems) => problems,
+        Ok(campaign) => check_campaign(campaign, config, today).await,
+    };
+    Report {
+        campaign: name,
+        path: path.to_path_buf(),
+        problems,
+    }
+}
+
+async fn check_campaign(campaign: Campaign, config: &Config, today: NaiveDate) -> Vec<Problem> {
+    let mut problems = check_rule(&campaign, config, today);
+    let prepared = match Prepared::new(campaign, config, today).await {
+        Ok(p) => p,
+        Err(mut more) => {
+            problems.append(&mut more);
+            return problems;
+        }
+    };
+    problems.extend(content::check(
+        &prepared.campaign.kind,
+        &prepared.content,
+        &content_origin(&prepared.campaign),
+    ));
+    problems.extend(check_firm(&prepared.campaign, config));
+    let clients = sample_clients(today);
+    problems.extend(check_templates(&prepared, &clients));
+    if problems.iter().any(Problem::is_error) {
+        // Rendering broken templates would only repeat what was found.
+        return problems;
+    }
+    problems.extend(check_renders(&prepared, &clients));
+    problems
+}
+
+/// The rule must compile with the campaign's context keys.
+fn check_rule(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<Problem> {
+    let Audience::Rule(name) = &campaign.audience else {
+        return Vec::new();
+    };
+    let path = rule::resolve(name, &config.base_dir.join("rules"));
+    let engine = engine::engine(Today {
+        date: today,
+        assessment_valid_days: config.risk_assessment_valid_days,
+    });
+    let keys: HashSet<String> = campaign.context.keys().cloned().collect();
+    match rule::Rule::load(&path, &engine, &keys) {
+        Ok(_) => Vec::new(),
+        Err(e) if e.line == 0 => vec![Problem::error(&campaign.path, e.message).about("audience")],
+        Err(e) => vec![Problem::error(Path::new(&e.file), e.message).at(e.line, e.column)],
+    }
+}
+
+fn content_origin(campaign: &Campaign) -> PathBuf {
+    match &campaign.content {
+        Some(ContentSource::File(f)) => campaign.content_path(f),
+        Some(ContentSource::Url { url, .. }) => PathBuf::from(url.as_str()),
+        None => campaign.path.clone(),
+    }
+}
+
+/// A research report must carry the firm's name and licence statement.
+fn check_firm(campaign: &Campaign, config: &Config) -> Vec<Problem> {
+    if campaign.kind != Kind::ResearchReport {
+        return Vec::new();
+    }
+    let file = Path::new(&config.source);
+    [
+        ("firm.name", &config.firm.name),
+        ("firm.licence", &config.firm.licence),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.trim().is_empty())
+    .map(|(key, _)| {
+        Problem::error(
+            file,
+            format!("is not set: research report {} must show it", campaign.name),
+        )
+        .about(key)
+    })
+    .collect()
+}
+
+/// Generated clients plus one with nothing but an id and a name.
+pub fn sample_clients(today: NaiveDate) -> Vec<Client> {
+    let mut clients = synthetic::clients(&SyntheticOptions {
+        clients: SAMPLE_CLIENTS,
+        seed: 1,
+        history_days: 0,
+        today,
+    });
+    clients.push(bare_client("0000000000"));
+    clients
+}
+
+/// The parts the campaign's channels use.
+fn used_parts(campaign: &Campaign) -> BTreeSet<Part> {
+    campaign
+        .channels
+        .iter()
+        .flat_map(|c| parts_for(*c))
+        .copied()
+        .collect()
+}
+
+/// Every name in every used part, against the shape of the data.
+fn check_templates(prepared: &Prepared, clients: &[Client]) -> Vec<Problem> {
+    let shape = data_shape(prepared.run_data(), clients);
+    let mut problems = Vec::new();
+    let mut found: BTreeMap<Part, Findings> = BTreeMap::new();
+    for part in used_parts(&prepared.campaign) {
+        let Some(t) = prepared.set.parts.get(&part) else {
+            continue;
+        };
+        let mut f = check::check(t, &shape, &prepared.set.partials);
+        problems.append(&mut f.problems);
+        found.insert(part, f);
+    }
+    problems.extend(compliance(prepared, &found));
+    dedupe(problems)
+}
+
+fn data_shape(run_data: &Value, clients: &[Client]) -> Shape {
+    let mut data = run_data.clone();
+    clients
+        .iter()
+        .map(|c| {
+            data::set_recipient(&mut data, c, 0);
+            Shape::of(&data, &["client.attrs"])
+        })
+        .reduce(Shape::merge)
+        .unwrap_or(Shape::Any)
+}
+
+/// What the rules ask of the shipped kinds' templates: a research report
+/// shows the risk disclaimer; marketing email offers a way to unsubscribe.
+fn compliance(prepared: &Prepared, found: &BTreeMap<Part, Findings>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let campaign = &prepared.campaign;
+    for part in [Part::Html, Part::Text] {
+        let Some(f) = found.get(&part) else { continue };
+        let file = prepared.set.dir.join(part.file_name());
+        if campaign.kind == Kind::ResearchReport
+            && !f
+                .partials_used
+                .iter()
+                .any(|p| p.starts_with("risk_disclaimer"))
+        {
+            problems.push(Problem::error(
+                &file,
+                "a research report must include the risk disclaimer ({{> risk_disclaimer_html}} or {{> risk_disclaimer_text}})",
+            ));
+        }
+        if campaign.purpose == Purpose::Marketing && !f.helpers_used.contains("unsubscribe_url") {
+            problems.push(Problem::error(
+                &file,
+                "marketing email must offer a way to unsubscribe ({{unsubscribe_url}})",
+            ));
+        }
+    }
+    problems
+}
+
+/// Renders every used part for every sample client; reports each distinct
+/// failure once, and SMS over the campaign's cap.
+fn check_renders(prepared: &Prepared, clients: &[Client]) -> Vec<Problem> {
+    let campaign = &prepared.campaign;
+    let mut problems = Vec::new();
+    let mut ctx = prepared.context();
+    let mut longest: Option<(usize, usize, String)> = None;
+    for client in clients {
+        for channel in &campaign.channels {
+            let failure = match channel {
+                Channel::Email => prepared.email(&mut ctx, client, 0).err(),
+                Channel::Sms => match prepared.sms(&mut ctx, client, 0) {
+                    Ok(sms) => {
+                        if longest.as_ref().is_none_or(|l| sms.measure.segments > l.0) {
+                            longest = Some((
+                                sms.measure.segments,
+                                sms.measure.units,
+                                client.id.to_string(),
+                            ));
+                        }
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+            };
+            if let Some(f) = failure {
+                problems.push(f.to_problem());
+            }
+        }
+    }
+    if let Some((segments, units, id)) = longest.filter(|l| l.0 > campaign.sms_max_segments) {
+        let (line, col) = key_line(&campaign.path, "sms_max_segments");
+        problems.push(
+            Problem::error(
+                &campaign.path,
+                format!(
+                    "an SMS is {segments} segments ({units} billed characters, client {id}), \
+                     over the cap of {}: shorten {} or raise the cap",
+                    campaign.sms_max_segments,
+                    prepared.set.dir.join(Part::Sms.file_name()).display()
+                ),
+            )
+            .at(line, col)
+            .about("sms_max_segments"),
+        );
+    }
+    dedupe(problems)
+}
+
+fn key_line(path: &Path, key: &str) -> (usize, usize) {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .position(|l| l.trim_start().starts_with(key))
+                .map(|i| (i + 1, 1))
+        })
+        .unwrap_or((0, 0))
+}
+
+fn dedupe(problems: Vec<Problem>) -> Vec<Problem> {
+    let mut seen = HashSet::new();
+    problems
+        .into_iter()
+        .filter(|p| seen.insert(p.to_string()))
+        .collect()
+}

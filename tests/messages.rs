@@ -1,0 +1,356 @@
+//! Campaign files, templates and previews as staff meet them: the shipped
+//! setup in a folder of its own, `herald campaigns validate` and
+//! `herald preview`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use herald::tracking::token::{self, Secret};
+use serde_json::Value;
+
+const SECRET: &str = "test-secret-0123456789";
+
+fn herald(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HERALD_DATABASE_URL")
+        .env_remove("HERALD_TRACKING_SECRET")
+        .output()
+        .expect("run herald")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+/// The shipped campaigns, rules and templates with a configuration, and
+/// three clients: one with everything, one with nothing optional, one
+/// reachable by SMS only.
+fn project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["campaigns", "rules", "templates"] {
+        copy_dir(&repo.join(sub), &dir.path().join(sub));
+    }
+    let config = std::fs::read_to_string(repo.join("examples/herald.toml"))
+        .unwrap()
+        .replace("change-me-this-is-only-the-demo-key", SECRET);
+    std::fs::write(dir.path().join("herald.toml"), config).unwrap();
+    std::fs::write(
+        dir.path().join("clients.csv"),
+        "id,name,email,phone,branch,risk_level,assets,holdings,watchlist,birthday\n\
+         0000000001,张伟,zhang.wei@example.com,13812345678,上海浦东新区世纪大道证券营业部,C4,1234567.89,600519;300750;000001,601318,1980-05-17\n\
+         0000000002,李娜,,,,,,,,\n\
+         0000000003,王芳,,13900001111,,C3,50000,600036,,\n",
+    )
+    .unwrap();
+    let o = herald(dir.path(), &["import", "clients", "clients.csv"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    dir
+}
+
+fn preview_json(dir: &Path, campaign: &str, client: &str, channel: &str) -> Value {
+    let o = herald(
+        dir,
+        &[
+            "preview",
+            campaign,
+            "--client",
+            client,
+            "--channel",
+            channel,
+            "--json",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+#[test]
+fn the_shipped_campaigns_are_valid() {
+    let dir = project();
+    let o = herald(dir.path(), &["campaigns", "validate"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    for name in ["daily_bulletin", "research_600519", "strategy_seminar"] {
+        assert!(out.contains(&format!("{name}: ok")), "{out}");
+    }
+}
+
+#[test]
+fn a_misspelt_name_inside_if_fails_validation_with_file_line_and_name() {
+    let dir = project();
+    let file = dir.path().join("templates/market_bulletin/body.txt.hbs");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    let line = text.lines().count() + 1;
+    text.push_str("{{#if client.email}}{{client.emial}}{{/if}}\n");
+    std::fs::write(&file, text).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "daily_bulletin"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let expected = format!("templates/market_bulletin/body.txt.hbs:{line}:");
+    assert!(out.contains(&expected), "{out}");
+    assert!(out.contains("'client.emial'"), "{out}");
+    assert!(out.contains("did you mean 'email'"), "{out}");
+}
+
+#[test]
+fn a_misspelt_campaign_key_is_named_with_file_and_line() {
+    let dir = project();
+    let file = dir.path().join("campaigns/daily_bulletin.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("channels =", "chanels =");
+    std::fs::write(&file, text).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let reports: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let bulletin = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["campaign"] == "daily_bulletin")
+        .unwrap();
+    let problem = &bulletin["problems"][0];
+    assert_eq!(problem["subject"], "chanels");
+    assert!(problem["line"].as_u64().unwrap() > 0);
+    let others_ok = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["campaign"] != "daily_bulletin")
+        .all(|r| r["problems"].as_array().unwrap().is_empty());
+    assert!(others_ok, "{reports}");
+}
+
+#[test]
+fn a_research_report_without_a_certificate_number_is_refused() {
+    let dir = project();
+    let file = dir.path().join("campaigns/content/research_report.json");
+    let mut content: Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    content["analysts"][0]["certificate"] = Value::String("S123".into());
+    std::fs::write(&file, content.to_string()).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "research_600519"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).contains("analysts[0].certificate"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+/// The token in a link's path, and the secret it verifies with.
+fn token_of(url: &str) -> String {
+    let path = url::Url::parse(url).unwrap();
+    let last = path.path_segments().unwrap().next_back().unwrap().to_owned();
+    last.trim_end_matches(".gif").to_owned()
+}
+
+#[test]
+fn preview_links_are_signed_and_a_changed_character_breaks_them() {
+    let dir = project();
+    let v = preview_json(dir.path(), "daily_bulletin", "0000000001", "email");
+    let html = v["email"]["html"].as_str().unwrap();
+    let unsubscribe = html
+        .split('"')
+        .find(|s| s.starts_with("https://t.example.com/u/"))
+        .expect("an unsubscribe link");
+    let secret = Secret::new(SECRET.as_bytes()).unwrap();
+    let tok = token_of(unsubscribe);
+    let claims = token::verify(&secret, &tok, "").unwrap();
+    assert_eq!(claims.action, token::Action::Unsubscribe);
+    let mut altered: Vec<char> = tok.chars().collect();
+    altered[10] = if altered[10] == 'A' { 'B' } else { 'A' };
+    let altered: String = altered.into_iter().collect();
+    assert!(token::verify(&secret, &altered, "").is_err());
+    assert!(!unsubscribe.contains("0000000001"), "no client id in links");
+}
+
+#[test]
+fn sms_preview_counts_segments_at_the_boundaries() {
+    let dir = project();
+    // A service message: the signature only, no opt-out suffix.
+    let campaign = std::fs::read_to_string(dir.path().join("campaigns/daily_bulletin.toml"))
+        .unwrap()
+        .replace("purpose = \"marketing\"", "purpose = \"service\"")
+        .replace("templates = \"market_bulletin\"", "templates = \"fixed\"")
+        .replace("channels = [\"email\", \"sms\"]", "channels = [\"sms\"]")
+        .replace("sms_max_segments = 2", "sms_max_segments = 3");
+    std::fs::write(dir.path().join("campaigns/fixed.toml"), campaign).unwrap();
+    std::fs::create_dir_all(dir.path().join("templates/fixed")).unwrap();
+    let cases = [
+        // 【某某证券】 is 6 characters.
+        ("domestic", "测".repeat(64), 70, 1),
+        ("domestic", "测".repeat(65), 71, 2),
+        ("gsm7", "a".repeat(154), 160, 1),
+        ("gsm7", "a".repeat(155), 161, 2),
+    ];
+    for (billing, text, chars, segments) in cases {
+        let config = std::fs::read_to_string(dir.path().join("herald.toml"))
+            .unwrap()
+            .replace(
+                "billing = \"domestic\"",
+                &format!("billing = \"{billing}\""),
+            )
+            .replace(
+                "signature = \"【某某证券】\"",
+                if billing == "gsm7" {
+                    "signature = \"(ABCD)\""
+                } else {
+                    "signature = \"【某某证券】\""
+                },
+            );
+        std::fs::write(dir.path().join("fixed.toml"), config).unwrap();
+        std::fs::write(dir.path().join("templates/fixed/sms.hbs"), &text).unwrap();
+        let o = herald(
+            dir.path(),
+            &[
+                "--config",
+                "fixed.toml",
+                "preview",
+                "fixed",
+                "--client",
+                "0000000003",
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        let m = &v["sms"]["measure"];
+        assert_eq!(m["chars"], chars, "{billing} {v}");
+        assert_eq!(m["segments"], segments, "{billing} {chars}: {v}");
+    }
+}
+
+#[test]
+fn preview_names_what_is_wrong() {
+    let dir = project();
+    let o = herald(
+        dir.path(),
+        &["preview", "daily_bulletin", "--client", "404"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("there is no client 404"),
+        "{}",
+        stderr(&o)
+    );
+    let o = herald(
+        dir.path(),
+        &["preview", "no_such", "--client", "0000000001"],
+    );
+    assert!(
+        stderr(&o).contains("campaigns/no_such.toml"),
+        "{}",
+        stderr(&o)
+    );
+    let o = herald(
+        dir.path(),
+        &["preview", "daily_bulletin", "--client", "0000000002"],
+    );
+    assert!(stderr(&o).contains("has no address"), "{}", stderr(&o));
+}
+
+/// A real HTTP server on a local port, serving content or failing.
+fn content_server() -> (String, std::thread::JoinHandle<()>) {
+    use axum::{http::StatusCode, routing::get, Router};
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let bulletin =
+        std::fs::read_to_string(repo.join("campaigns/content/market_bulletin.json")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let app = Router::new()
+                .route("/bulletin.json", get(move || async move { bulletin }))
+                .route(
+                    "/down",
+                    get(|| async { (StatusCode::SERVICE_UNAVAILABLE, "maintenance") }),
+                )
+                .route("/html", get(|| async { "<html>not json</html>" }));
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    (base, handle)
+}
+
+#[test]
+fn content_fetched_over_http_renders_and_a_failed_fetch_stops_with_a_clear_error() {
+    let dir = project();
+    let (base, _server) = content_server();
+    let file = dir.path().join("campaigns/daily_bulletin.toml");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let with_url = |path: &str| {
+        original.replace(
+            "file = \"content/market_bulletin.json\"",
+            &format!("url = \"{base}{path}\""),
+        )
+    };
+    std::fs::write(&file, with_url("/bulletin.json")).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "daily_bulletin"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let v = preview_json(dir.path(), "daily_bulletin", "0000000001", "email");
+    assert!(v["email"]["html"].as_str().unwrap().contains("上证指数"));
+
+    std::fs::write(&file, with_url("/down")).unwrap();
+    let o = herald(
+        dir.path(),
+        &["preview", "daily_bulletin", "--client", "0000000001"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("HTTP 503"), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "nothing rendered: {}", stdout(&o));
+
+    std::fs::write(&file, with_url("/html")).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "daily_bulletin"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("not JSON"), "{}", stdout(&o));
+}
+
+#[tokio::test]
+async fn rendering_ahead_changes_no_byte_of_any_shipped_message() {
+    use herald::campaign::{file::Campaign, validate::sample_clients, Prepared};
+    use herald::message::data::set_recipient;
+    use herald::message::template::Part;
+    let dir = project();
+    let config = herald::config::Config::load(Some(&dir.path().join("herald.toml")), None).unwrap();
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    for name in ["daily_bulletin", "research_600519", "strategy_seminar"] {
+        let campaign = Campaign::load(&dir.path().join(format!("campaigns/{name}.toml"))).unwrap();
+        let prepared = Prepared::new(campaign, &config, today).await.unwrap();
+        let mut ctx = prepared.context();
+        for (i, client) in sample_clients(today).iter().enumerate() {
+            set_recipient(ctx.data_mut(), client, i as i64);
+            for part in Part::ALL {
+                let fast = prepared.renderer.part(part, &ctx).unwrap();
+                let written = prepared.renderer.part_as_written(part, &ctx).unwrap();
+                assert_eq!(fast, written, "{name} {part:?} for client {}", client.id);
+            }
+        }
+    }
+}
