@@ -161,7 +161,12 @@ fn a_research_report_without_a_certificate_number_is_refused() {
 /// The token in a link's path, and the secret it verifies with.
 fn token_of(url: &str) -> String {
     let path = url::Url::parse(url).unwrap();
-    let last = path.path_segments().unwrap().next_back().unwrap().to_owned();
+    let last = path
+        .path_segments()
+        .unwrap()
+        .next_back()
+        .unwrap()
+        .to_owned();
     last.trim_end_matches(".gif").to_owned()
 }
 
@@ -353,4 +358,192 @@ async fn rendering_ahead_changes_no_byte_of_any_shipped_message() {
             }
         }
     }
+}
+
+fn content(name: &str) -> Value {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("campaigns/content/{name}.json"));
+    serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap()
+}
+
+/// Every link of `action`'s path in `text`, verified against the secret.
+fn links_in(text: &str, segment: &str) -> Vec<(String, token::Claims)> {
+    let secret = Secret::new(SECRET.as_bytes()).unwrap();
+    let prefix = format!("https://t.example.com/{segment}/");
+    text.split(['"', '\n', ' ', '<', '>', '：'])
+        .filter(|s| s.starts_with(&prefix))
+        .map(|raw| {
+            let url = url::Url::parse(&raw.replace("&amp;", "&")).unwrap();
+            let target = url
+                .query_pairs()
+                .find(|(k, _)| k == "u")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            let claims = token::verify(&secret, &token_of(raw), &target).unwrap();
+            (target, claims)
+        })
+        .collect()
+}
+
+#[test]
+fn a_bulletin_preview_is_complete_in_text_and_html() {
+    let dir = project();
+    let v = preview_json(dir.path(), "daily_bulletin", "0000000001", "email");
+    let email = &v["email"];
+    let (subject, text, html) = (
+        email["subject"].as_str().unwrap(),
+        email["text"].as_str().unwrap(),
+        email["html"].as_str().unwrap(),
+    );
+    assert!(subject.starts_with("【广告】2026年11月25日"), "{subject}");
+    assert!(text.contains("张伟"), "{text}");
+    // Every holding the day's quotes cover, with its price and change.
+    let quotes = &content("market_bulletin")["quotes"];
+    for code in ["600519", "300750", "000001"] {
+        let q = &quotes[code];
+        let price = herald::message::format::price(q["price"].as_f64().unwrap());
+        let change = herald::message::format::percent(q["change_pct"].as_f64().unwrap(), 2);
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("（{code}）")) && l.contains(q["name"].as_str().unwrap()))
+            .unwrap_or_else(|| panic!("no line for {code} in {text}"));
+        assert!(line.contains(&price) && line.contains(&change), "{line}");
+        assert!(
+            html.contains(&price) && html.contains(&change),
+            "{code} in the HTML"
+        );
+    }
+    assert!(
+        !text.contains("（601318）"),
+        "a watched stock is not a holding"
+    );
+    assert!(text.contains("上证指数") && html.contains("上证指数"));
+    assert!(
+        html.contains("class=\"down\"") && html.contains("color:#2e7d32"),
+        "falls are green"
+    );
+    assert_eq!(
+        links_in(html, "u").len(),
+        1,
+        "one unsubscribe link in the HTML"
+    );
+    assert_eq!(links_in(text, "u")[0].1.action, token::Action::Unsubscribe);
+    let (_, pixel) = html
+        .split('"')
+        .find(|s| s.starts_with("https://t.example.com/o/"))
+        .map(|s| {
+            (
+                (),
+                token::verify(&Secret::new(SECRET.as_bytes()).unwrap(), &token_of(s), "").unwrap(),
+            )
+        })
+        .expect("an open pixel");
+    assert_eq!(pixel.action, token::Action::Open);
+    let file = PathBuf::from(v["html_file"].as_str().unwrap());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join(file)).unwrap(),
+        html
+    );
+}
+
+#[test]
+fn a_research_report_preview_carries_every_compliance_item() {
+    let dir = project();
+    let v = preview_json(dir.path(), "research_600519", "0000000001", "email");
+    let report = content("research_report");
+    for part in ["text", "html"] {
+        let body = v["email"][part].as_str().unwrap();
+        for analyst in report["analysts"].as_array().unwrap() {
+            assert!(
+                body.contains(analyst["certificate"].as_str().unwrap()),
+                "{part}"
+            );
+            assert!(body.contains(analyst["name"].as_str().unwrap()), "{part}");
+        }
+        assert!(
+            body.contains("某某证券股份有限公司具备中国证监会核准的证券投资咨询业务资格"),
+            "{part}"
+        );
+        assert!(
+            body.contains("2026年11月25日 07:30"),
+            "release time in {part}"
+        );
+        assert!(body.contains("1,980.00"), "target price in {part}");
+        assert!(body.contains(report["rating"].as_str().unwrap()), "{part}");
+        assert!(body.contains("投资需谨慎"), "risk disclaimer in {part}");
+        let clicks = links_in(body, "c");
+        let pdf = report["pdf_url"].as_str().unwrap();
+        assert!(
+            clicks
+                .iter()
+                .any(|(target, c)| target == pdf && c.action == token::Action::Click),
+            "{part}: {clicks:?}"
+        );
+    }
+}
+
+#[test]
+fn a_seminar_preview_offers_both_answers_and_the_sms_fits_its_cap() {
+    let dir = project();
+    let v = preview_json(dir.path(), "strategy_seminar", "0000000001", "email");
+    let html = v["email"]["html"].as_str().unwrap();
+    let answers: Vec<token::Action> = links_in(html, "r")
+        .into_iter()
+        .map(|(_, c)| c.action)
+        .collect();
+    assert!(
+        answers.contains(&token::Action::RsvpYes) && answers.contains(&token::Action::RsvpNo),
+        "{answers:?}"
+    );
+    let text = v["email"]["text"].as_str().unwrap();
+    assert!(text.contains("2026年12月12日 14:00–16:30"), "{text}");
+    assert!(
+        text.contains(&content("seminar")["seats_left"].to_string()),
+        "seats left in {text}"
+    );
+
+    let sms = preview_json(dir.path(), "strategy_seminar", "0000000003", "sms");
+    let body = sms["sms"]["text"].as_str().unwrap();
+    assert!(
+        body.starts_with("【某某证券】") && body.ends_with("拒收请回复R"),
+        "{body}"
+    );
+    assert!(body.contains("王芳"));
+    assert!(sms["sms"]["measure"]["segments"].as_u64().unwrap() <= 2);
+}
+
+#[test]
+fn a_render_failure_inside_a_partial_names_the_partial() {
+    let dir = project();
+    let footer = dir.path().join("templates/partials/footer_text.hbs");
+    let mut text = std::fs::read_to_string(&footer).unwrap();
+    // Every name exists, so the checker passes; cny of a name fails only when rendered.
+    text.push_str("{{cny client.name}}\n");
+    std::fs::write(&footer, text).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "daily_bulletin"]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    assert!(out.contains("templates/partials/footer_text.hbs"), "{out}");
+    assert!(
+        out.contains("cny: '") && out.contains("is not a number"),
+        "{out}"
+    );
+}
+
+#[test]
+fn service_messages_carry_no_advertising_marker_and_no_opt_out() {
+    let dir = project();
+    let file = dir.path().join("campaigns/daily_bulletin.toml");
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("purpose = \"marketing\"", "purpose = \"service\"");
+    std::fs::write(&file, text).unwrap();
+    let email = preview_json(dir.path(), "daily_bulletin", "0000000001", "email");
+    let subject = email["email"]["subject"].as_str().unwrap();
+    assert!(subject.starts_with("2026年11月25日"), "{subject}");
+    let sms = preview_json(dir.path(), "daily_bulletin", "0000000003", "sms");
+    let body = sms["sms"]["text"].as_str().unwrap();
+    assert!(
+        body.starts_with("【某某证券】") && !body.contains("拒收请回复R"),
+        "{body}"
+    );
 }

@@ -106,6 +106,11 @@ pub fn datetime_zh(t: DateTime<Utc>, tz: Tz) -> String {
         .to_string()
 }
 
+/// The time of day of an instant in the firm's time zone: `14:00`.
+pub fn time_of_day(t: DateTime<Utc>, tz: Tz) -> String {
+    t.with_timezone(&tz).format("%H:%M").to_string()
+}
+
 /// A mobile number with its middle hidden: `+8613812345678` →
 /// `138****5678`. Numbers outside China keep their country code.
 pub fn mask_phone(phone: &str) -> String {
@@ -176,6 +181,7 @@ mod tests {
             datetime_zh(t, chrono_tz::Asia::Shanghai),
             "2026年11月25日 08:30"
         );
+        assert_eq!(time_of_day(t, chrono_tz::Asia::Shanghai), "08:30");
     }
 
     #[test]

@@ -56,6 +56,7 @@ pub const HERALD_HELPERS: &[Signature] = &[
     sig("trend_color", 1, 1),
     sig("date", 1, 1),
     sig("datetime", 1, 1),
+    sig("time", 1, 1),
     sig("mask_phone", 1, 1),
     sig("mask_email", 1, 1),
     Signature {
@@ -178,6 +179,7 @@ pub fn register(hb: &mut Handlebars<'_>, tz: Tz, links: Option<Links>) {
         "datetime",
         Arc::new(move |a: &[&Value]| datetime(a, tz)),
     );
+    value(hb, "time", Arc::new(move |a: &[&Value]| time(a, tz)));
     value(hb, "mask_phone", text_fn(format::mask_phone));
     value(hb, "mask_email", text_fn(format::mask_email));
     value(hb, "holding_quotes", Arc::new(holding_quotes));
@@ -253,6 +255,14 @@ fn datetime(args: &[&Value], tz: Tz) -> Result<Value, String> {
     match first(args) {
         Value::Null => Ok(json!("")),
         Value::String(s) => Ok(json!(format::datetime_zh(instant(s)?, tz))),
+        other => Err(format!("expects a time, got {other}")),
+    }
+}
+
+fn time(args: &[&Value], tz: Tz) -> Result<Value, String> {
+    match first(args) {
+        Value::Null => Ok(json!("")),
+        Value::String(s) => Ok(json!(format::time_of_day(instant(s)?, tz))),
         other => Err(format!("expects a time, got {other}")),
     }
 }
@@ -340,8 +350,8 @@ mod tests {
     fn dates_and_times_show_in_the_firm_zone() {
         let data = json!({"d": "2026-11-25", "t": "2026-11-24T16:30:00Z"});
         assert_eq!(
-            render("{{date d}} {{date t}} {{datetime t}}", data).unwrap(),
-            "2026年11月25日 2026年11月25日 2026年11月25日 00:30"
+            render("{{date d}} {{date t}} {{datetime t}} {{time t}}", data).unwrap(),
+            "2026年11月25日 2026年11月25日 2026年11月25日 00:30 00:30"
         );
     }
 
@@ -361,6 +371,17 @@ mod tests {
             out,
             "600519 贵州茅台 1,680.50 -1.20%;300750 宁德时代 250.10 +2.00%;"
         );
+    }
+
+    #[test]
+    fn every_helper_the_checker_knows_is_registered() {
+        // Unregistered, `{{name}}` would be a missing variable in strict mode.
+        for sig in HERALD_HELPERS {
+            match render(&format!("{{{{{}}}}}", sig.name), json!({})) {
+                Ok(_) => {}
+                Err(e) => assert!(e.contains(&format!("{}:", sig.name)), "{}: {e}", sig.name),
+            }
+        }
     }
 
     #[test]
