@@ -3,6 +3,7 @@
 //! whether a failure is worth retrying.
 
 pub mod email;
+pub mod limits;
 pub mod outbox;
 pub mod sms;
 
