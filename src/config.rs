@@ -30,6 +30,11 @@ pub struct Config {
     pub firm: Firm,
     /// The subject marker of marketing email (互联网电子邮件服务管理办法).
     pub email_ad_marker: String,
+    pub email_sender: EmailSender,
+    /// `[providers.NAME]` as written; `channel::providers` builds them.
+    pub providers: std::collections::BTreeMap<String, toml::Value>,
+    /// `[channels]`: which provider carries each channel, per purpose.
+    pub channels: Option<toml::Value>,
     pub sms: SmsStyle,
     /// Where tracking links point and the key that signs them; `None` until
     /// configured, and nothing with links can be rendered without it.
@@ -93,12 +98,41 @@ struct ConfigFile {
     sms: SmsFile,
     #[serde(default)]
     tracking: TrackingFile,
+    #[serde(default)]
+    providers: std::collections::BTreeMap<String, toml::Value>,
+    channels: Option<toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EmailFile {
     ad_marker: Option<String>,
+    from: Option<String>,
+    reply_to: Option<String>,
+    unsubscribe_mailto: Option<String>,
+    dkim: Option<DkimFile>,
+}
+
+/// Who email comes from, as written; checked when the channels are built.
+#[derive(Debug, Clone, Default)]
+pub struct EmailSender {
+    /// `某某证券 <research@example.com>`.
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    /// `unsubscribe@example.com`: marketing mail offers
+    /// `unsubscribe+TOKEN@example.com` besides the https link.
+    pub unsubscribe_mailto: Option<String>,
+    pub dkim: Option<DkimFile>,
+}
+
+/// `[email.dkim]`: the key that signs outgoing mail.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimFile {
+    pub selector: String,
+    pub domain: String,
+    /// An RSA private key, PKCS#1 PEM; relative to the config file.
+    pub private_key_file: PathBuf,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,7 +230,10 @@ impl Config {
             signature: file
                 .sms
                 .signature
-                .unwrap_or_else(|| format!("【{short_name}】")),
+                .unwrap_or_else(|| match short_name.as_str() {
+                    "" => String::new(),
+                    name => format!("【{name}】"),
+                }),
             opt_out: file.sms.opt_out.unwrap_or_else(|| "拒收请回复R".to_owned()),
             billing: file.sms.billing.unwrap_or(SmsBilling::Domestic),
         };
@@ -210,6 +247,14 @@ impl Config {
                 short_name,
                 ..file.firm
             },
+            email_sender: EmailSender {
+                from: file.email.from,
+                reply_to: file.email.reply_to,
+                unsubscribe_mailto: file.email.unsubscribe_mailto,
+                dkim: file.email.dkim,
+            },
+            providers: file.providers,
+            channels: file.channels,
             email_ad_marker: file
                 .email
                 .ad_marker

@@ -119,6 +119,20 @@ pub struct Campaign {
     pub content: Option<ContentSource>,
     /// Values for the rule (`ctx.stock`) and the templates.
     pub context: BTreeMap<String, String>,
+    /// Providers this campaign uses instead of `[channels]`' routes.
+    pub providers: BTreeMap<Channel, String>,
+    /// For SMS providers that send approved templates only: the template
+    /// code, and its parameters (each a template over the client's data).
+    pub sms_template: Option<SmsTemplate>,
+}
+
+/// A provider's pre-approved SMS template.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmsTemplate {
+    pub code: String,
+    #[serde(default)]
+    pub params: BTreeMap<String, String>,
 }
 
 /// The file as written.
@@ -137,6 +151,9 @@ struct CampaignToml {
     content: Option<ContentToml>,
     #[serde(default)]
     context: BTreeMap<String, String>,
+    #[serde(default)]
+    providers: BTreeMap<Channel, String>,
+    sms_template: Option<SmsTemplate>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +241,9 @@ impl Campaign {
                 None
             }
         };
+        if raw.sms_template.as_ref().is_some_and(|t| t.code.trim().is_empty()) {
+            problems.push(problem("sms_template", "code is empty".into()));
+        }
         if raw.title.trim().is_empty() {
             problems.push(problem(
                 "title",
@@ -243,6 +263,8 @@ impl Campaign {
                 sms_max_segments: raw.sms_max_segments,
                 content,
                 context: raw.context,
+                providers: raw.providers,
+                sms_template: raw.sms_template,
             }),
             _ => Err(problems),
         }

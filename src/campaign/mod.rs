@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 use handlebars::Context;
 use serde_json::{Map, Value};
 
-use crate::channel::Channel;
+use std::collections::BTreeMap;
+
+use crate::channel::{Channel, SmsMessage};
 use crate::client::Client;
 use crate::config::Config;
 use crate::diagnostic::Problem;
@@ -36,6 +38,9 @@ pub struct Prepared {
     pub renderer: Renderer,
     /// The data every message shares; each message swaps its client in.
     run_data: Value,
+    /// The SMS template parameters, compiled, when the campaign sends a
+    /// provider's approved template.
+    sms_params: Option<handlebars::Handlebars<'static>>,
 }
 
 impl Prepared {
@@ -94,13 +99,50 @@ impl Prepared {
             today,
         );
         let renderer = Renderer::new(&set, config.timezone, links, dressing, &run_data);
+        let sms_params = campaign
+            .sms_template
+            .as_ref()
+            .map(|t| compile_params(&campaign, t, config))
+            .transpose()?;
         Ok(Prepared {
             campaign,
             set,
             content,
             renderer,
             run_data,
+            sms_params,
         })
+    }
+
+    /// The SMS as the provider takes it: rendered text, or the campaign's
+    /// approved template with its parameters rendered for this client.
+    pub fn sms_message(
+        &self,
+        ctx: &mut Context,
+        client: &Client,
+        delivery: i64,
+    ) -> Result<SmsMessage, RenderFailure> {
+        let to = client.phone.clone().ok_or_else(|| RenderFailure {
+            file: self.campaign.path.clone(),
+            line: None,
+            message: format!("client {} has no mobile number", client.id),
+        })?;
+        match (&self.campaign.sms_template, &self.sms_params) {
+            (Some(t), Some(hb)) => {
+                data::set_recipient(ctx.data_mut(), client, delivery);
+                let mut params = BTreeMap::new();
+                for name in t.params.keys() {
+                    let value = hb.render_with_context(name, ctx).map_err(|e| RenderFailure {
+                        file: self.campaign.path.clone(),
+                        line: None,
+                        message: format!("sms_template.params.{name}: {}", e.reason()),
+                    })?;
+                    params.insert(name.clone(), value);
+                }
+                Ok(SmsMessage::Template { to, code: t.code.clone(), params })
+            }
+            _ => Ok(SmsMessage::Text { to, text: self.sms(ctx, client, delivery)?.text }),
+        }
     }
 
     /// A data document for one thread to render with.
@@ -131,6 +173,33 @@ impl Prepared {
     ) -> Result<Sms, RenderFailure> {
         data::set_recipient(ctx.data_mut(), client, delivery);
         self.renderer.sms(ctx)
+    }
+}
+
+/// Each parameter of an approved SMS template is itself a small template
+/// (`name = "{{client.name}}"`), rendered without escaping.
+fn compile_params(
+    campaign: &Campaign,
+    t: &file::SmsTemplate,
+    config: &Config,
+) -> Result<handlebars::Handlebars<'static>, Vec<Problem>> {
+    let mut hb = handlebars::Handlebars::new();
+    hb.set_strict_mode(true);
+    hb.register_escape_fn(handlebars::no_escape);
+    crate::message::helpers::register(&mut hb, config.timezone, None);
+    let mut problems = Vec::new();
+    for (name, source) in &t.params {
+        if let Err(e) = hb.register_template_string(name, source) {
+            problems.push(
+                Problem::error(&campaign.path, format!("not a template: {}", e.reason()))
+                    .about(format!("sms_template.params.{name}")),
+            );
+        }
+    }
+    if problems.is_empty() {
+        Ok(hb)
+    } else {
+        Err(problems)
     }
 }
 

@@ -109,26 +109,27 @@ fn content_origin(campaign: &Campaign) -> PathBuf {
     }
 }
 
-/// A research report must carry the firm's name and licence statement.
+/// A research report must carry the firm's name and licence statement;
+/// every SMS the sender's signature (通信短信息服务管理规定).
 fn check_firm(campaign: &Campaign, config: &Config) -> Vec<Problem> {
-    if campaign.kind != Kind::ResearchReport {
-        return Vec::new();
+    let report = "a research report must show it";
+    let mut needed = Vec::new();
+    if campaign.kind == Kind::ResearchReport {
+        needed.push(("firm.name", &config.firm.name, report));
+        needed.push(("firm.licence", &config.firm.licence, report));
+    }
+    if campaign.channels.contains(&Channel::Sms) {
+        let why = "every SMS must carry the sender's signature (set firm.short_name or sms.signature)";
+        needed.push(("sms.signature", &config.sms.signature, why));
     }
     let file = Path::new(&config.source);
-    [
-        ("firm.name", &config.firm.name),
-        ("firm.licence", &config.firm.licence),
-    ]
-    .into_iter()
-    .filter(|(_, v)| v.trim().is_empty())
-    .map(|(key, _)| {
-        Problem::error(
-            file,
-            format!("is not set: research report {} must show it", campaign.name),
-        )
-        .about(key)
-    })
-    .collect()
+    needed
+        .into_iter()
+        .filter(|(_, v, _)| v.trim().is_empty())
+        .map(|(key, _, why)| {
+            Problem::error(file, format!("is not set: {why} (campaign {})", campaign.name)).about(key)
+        })
+        .collect()
 }
 
 /// Generated clients plus one with nothing but an id and a name.

@@ -5,6 +5,7 @@
 pub mod email;
 pub mod limits;
 pub mod outbox;
+pub mod providers;
 pub mod sms;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::types::Invalid;
 
 /// A channel a message travels on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
     Email,

@@ -4,6 +4,7 @@
 
 mod bench;
 pub(crate) mod campaigns;
+mod channels;
 mod clients;
 pub(crate) mod import;
 mod segment;
@@ -61,6 +62,9 @@ pub enum Command {
     /// Work with campaign files
     #[command(subcommand)]
     Campaigns(campaigns::CampaignsCommand),
+    /// Work with the configured channels and providers
+    #[command(subcommand)]
+    Channels(channels::ChannelsCommand),
     /// Render exactly what one client would receive from a campaign; sends nothing
     Preview(campaigns::PreviewArgs),
     /// Measure herald's hot paths
@@ -131,6 +135,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             campaigns::run(cmd, &config).await
         }
+        Command::Channels(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            channels::run(cmd, &config).await
+        }
         Command::Bench(cmd) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             bench::run(cmd, &config).await
@@ -146,6 +154,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Segment(_)
                 | Command::Rule(_)
                 | Command::Campaigns(_)
+                | Command::Channels(_)
                 | Command::Bench(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };

@@ -1,0 +1,348 @@
+//! The providers configured in `herald.toml` (`[providers.NAME]`, each with
+//! a `kind`), built into adapters behind their limits, and the routing that
+//! says which provider carries each channel for marketing and for service
+//! messages (`[channels]`). Without any provider configured, both channels
+//! go to the file outbox, so a fresh setup sends nothing by accident.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::email::mime::{self, Sender};
+use super::email::smtp::{SmtpAdapter, SmtpSettings, TlsMode};
+use super::limits::{Governed, Limits};
+use super::outbox::Outbox;
+use super::{Adapter, Channel};
+use crate::campaign::Purpose;
+use crate::config::Config;
+
+/// The provider every channel uses when none is configured.
+pub const DEFAULT_OUTBOX: &str = "outbox";
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum ProviderToml {
+    Smtp(SmtpToml),
+    Outbox(OutboxToml),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SmtpToml {
+    host: String,
+    port: Option<u16>,
+    tls: TlsMode,
+    username: Option<String>,
+    password: Option<String>,
+    /// The environment variable holding the password, to keep it out of the file.
+    password_env: Option<String>,
+    #[serde(default = "default_pool")]
+    pool_size: u32,
+    #[serde(default = "default_timeout")]
+    timeout_secs: u64,
+    #[serde(default)]
+    limits: Limits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OutboxToml {
+    dir: PathBuf,
+    #[serde(default)]
+    limits: Limits,
+}
+
+fn default_pool() -> u32 {
+    8
+}
+
+fn default_timeout() -> u64 {
+    30
+}
+
+/// Which provider carries a channel, per purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub marketing: String,
+    pub service: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RouteToml {
+    Both(String),
+    Split { marketing: String, service: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelsToml {
+    email: Option<RouteToml>,
+    sms: Option<RouteToml>,
+}
+
+/// Every configured provider, built, and the routes between them.
+pub struct Providers {
+    providers: BTreeMap<String, Arc<Governed>>,
+    routes: BTreeMap<Channel, Route>,
+    /// Whether outgoing email is DKIM-signed (RFC 8058 one-click needs it).
+    pub dkim: bool,
+}
+
+impl Providers {
+    /// Builds the providers of `config`; every problem names its key. Call
+    /// it within the Tokio runtime: the SMTP pool starts its tasks there.
+    pub fn from_config(config: &Config) -> Result<Providers, String> {
+        let sender = email_sender(config)?;
+        let dkim = sender.dkim.is_some();
+        let mut sender = Some(sender);
+        let mut providers = BTreeMap::new();
+        let mut tables = config.providers.clone();
+        if tables.is_empty() {
+            let mut outbox = toml::Table::new();
+            outbox.insert("kind".into(), "outbox".into());
+            outbox.insert("dir".into(), "outbox".into());
+            tables.insert(DEFAULT_OUTBOX.into(), toml::Value::Table(outbox));
+        }
+        for (name, table) in &tables {
+            let key = format!("providers.{name}");
+            let parsed: ProviderToml = table
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("{key}: {}", e.message()))?;
+            for (channel, adapter, limits) in build(name, parsed, config, &mut sender)
+                .map_err(|m| format!("{key}: {m}"))?
+            {
+                limits.check().map_err(|m| format!("{key}.limits: {m}"))?;
+                providers.insert(provider_key(name, channel), Arc::new(Governed::new(adapter, limits)));
+            }
+        }
+        let routes = routes(config, &providers)?;
+        Ok(Providers { providers, routes, dkim })
+    }
+
+    /// The provider a message of `channel` and `purpose` goes through;
+    /// `preferred` is a campaign's own choice.
+    pub fn route(&self, channel: Channel, purpose: Purpose, preferred: Option<&str>) -> Result<&Arc<Governed>, String> {
+        let name = match preferred {
+            Some(p) => p,
+            None => {
+                let route = &self.routes[&channel];
+                match purpose {
+                    Purpose::Marketing => &route.marketing,
+                    Purpose::Service => &route.service,
+                }
+            }
+        };
+        self.providers
+            .get(&provider_key(name, channel))
+            .ok_or_else(|| format!("provider '{name}' does not carry {channel}"))
+    }
+
+    /// Every built provider with its channel, for `herald channels test`.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Governed>> {
+        self.providers.values()
+    }
+
+    pub fn routes(&self) -> &BTreeMap<Channel, Route> {
+        &self.routes
+    }
+}
+
+/// An outbox serves both channels: one adapter each, under one name.
+fn provider_key(name: &str, channel: Channel) -> String {
+    format!("{name}/{channel}")
+}
+
+type Built = Vec<(Channel, Arc<dyn Adapter>, Limits)>;
+
+fn build(name: &str, parsed: ProviderToml, config: &Config, sender: &mut Option<Sender>) -> Result<Built, String> {
+    Ok(match parsed {
+        ProviderToml::Smtp(s) => {
+            let credentials = match (&s.username, password(&s)?) {
+                (Some(u), Some(p)) => Some((u.clone(), p)),
+                (None, None) => None,
+                _ => return Err("username and password go together".into()),
+            };
+            let settings = SmtpSettings {
+                port: s.port.unwrap_or(match s.tls {
+                    TlsMode::None => 25,
+                    TlsMode::Starttls => 587,
+                    TlsMode::Implicit => 465,
+                }),
+                host: s.host,
+                tls: s.tls,
+                credentials,
+                pool_size: s.pool_size,
+                timeout: Duration::from_secs(s.timeout_secs.max(1)),
+            };
+            let sender = take_sender(sender, config)?;
+            let adapter = SmtpAdapter::new(name, &settings, sender)?;
+            vec![(Channel::Email, Arc::new(adapter) as Arc<dyn Adapter>, s.limits)]
+        }
+        ProviderToml::Outbox(o) => {
+            let dir = resolve(&config.base_dir, &o.dir);
+            vec![
+                (Channel::Email, Arc::new(Outbox::email(name, &dir, take_sender(sender, config)?)) as Arc<dyn Adapter>, o.limits),
+                (Channel::Sms, Arc::new(Outbox::sms(name, &dir)) as Arc<dyn Adapter>, o.limits),
+            ]
+        }
+    })
+}
+
+fn password(s: &SmtpToml) -> Result<Option<String>, String> {
+    match (&s.password, &s.password_env) {
+        (Some(p), None) => Ok(Some(p.clone())),
+        (None, Some(var)) => std::env::var(var)
+            .map(Some)
+            .map_err(|_| format!("password_env: {var} is not set")),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err("give password or password_env, not both".into()),
+    }
+}
+
+/// Each email provider needs its own sender (the DKIM key is not `Clone`):
+/// the first takes the one already built, later ones build another.
+fn take_sender(sender: &mut Option<Sender>, config: &Config) -> Result<Sender, String> {
+    match sender.take() {
+        Some(s) => Ok(s),
+        None => email_sender(config),
+    }
+}
+
+fn resolve(base: &Path, p: &Path) -> PathBuf {
+    if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// `[email]`: From, Reply-To, and the DKIM key.
+pub fn email_sender(config: &Config) -> Result<Sender, String> {
+    let e = &config.email_sender;
+    let default_from = format!(
+        "{} <noreply@example.com>",
+        if config.firm.short_name.is_empty() { "herald" } else { &config.firm.short_name }
+    );
+    let from: lettre::message::Mailbox = e
+        .from
+        .clone()
+        .unwrap_or(default_from)
+        .parse()
+        .map_err(|err| format!("email.from: {err}"))?;
+    let reply_to = e
+        .reply_to
+        .as_deref()
+        .map(|r| r.parse().map_err(|err| format!("email.reply_to: {err}")))
+        .transpose()?;
+    let dkim = e
+        .dkim
+        .as_ref()
+        .map(|d| {
+            let path = resolve(&config.base_dir, &d.private_key_file);
+            let pem = std::fs::read_to_string(&path)
+                .map_err(|err| format!("email.dkim.private_key_file: {}: {err}", path.display()))?;
+            mime::dkim_config(&d.selector, &d.domain, &pem).map_err(|m| format!("email.dkim: {m}"))
+        })
+        .transpose()?;
+    Ok(Sender {
+        domain: from.email.domain().to_owned(),
+        from,
+        reply_to,
+        dkim,
+    })
+}
+
+fn routes(config: &Config, providers: &BTreeMap<String, Arc<Governed>>) -> Result<BTreeMap<Channel, Route>, String> {
+    let parsed: ChannelsToml = match &config.channels {
+        Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("channels: {}", e.message()))?,
+        None => ChannelsToml::default(),
+    };
+    let mut routes = BTreeMap::new();
+    for (channel, route) in [(Channel::Email, parsed.email), (Channel::Sms, parsed.sms)] {
+        let route = match route {
+            Some(RouteToml::Both(name)) => Route { marketing: name.clone(), service: name },
+            Some(RouteToml::Split { marketing, service }) => Route { marketing, service },
+            None => {
+                let only = sole_provider(providers, channel).unwrap_or_else(|| DEFAULT_OUTBOX.to_owned());
+                Route { marketing: only.clone(), service: only }
+            }
+        };
+        for (purpose, name) in [("marketing", &route.marketing), ("service", &route.service)] {
+            if !providers.contains_key(&provider_key(name, channel)) {
+                return Err(format!(
+                    "channels.{channel}: {purpose} goes through '{name}', which is not a provider of {channel}"
+                ));
+            }
+        }
+        routes.insert(channel, route);
+    }
+    Ok(routes)
+}
+
+/// With one provider for a channel, `[channels]` may leave it out.
+fn sole_provider(providers: &BTreeMap<String, Arc<Governed>>, channel: Channel) -> Option<String> {
+    let suffix = format!("/{channel}");
+    let mut names = providers.keys().filter_map(|k| k.strip_suffix(&suffix));
+    match (names.next(), names.next()) {
+        (Some(one), None) => Some(one.to_owned()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, text).unwrap();
+        let c = Config::load(Some(&path), None).unwrap();
+        std::mem::forget(dir);
+        c
+    }
+
+    #[test]
+    fn without_providers_everything_goes_to_the_outbox() {
+        let p = Providers::from_config(&config("")).unwrap();
+        for channel in Channel::ALL {
+            let g = p.route(channel, Purpose::Marketing, None).unwrap();
+            assert_eq!(g.adapter().name(), DEFAULT_OUTBOX);
+            assert_eq!(g.adapter().channel(), channel);
+        }
+    }
+
+    #[tokio::test]
+    async fn marketing_and_service_may_take_different_providers() {
+        let c = config(
+            "[providers.relay]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n\
+             [providers.files]\nkind = \"outbox\"\ndir = \"out\"\n\
+             [channels]\nemail = { marketing = \"relay\", service = \"files\" }\nsms = \"files\"\n",
+        );
+        let p = Providers::from_config(&c).unwrap();
+        assert_eq!(p.route(Channel::Email, Purpose::Marketing, None).unwrap().adapter().name(), "relay");
+        assert_eq!(p.route(Channel::Email, Purpose::Service, None).unwrap().adapter().name(), "files");
+        assert_eq!(p.route(Channel::Email, Purpose::Service, Some("relay")).unwrap().adapter().name(), "relay");
+        assert!(p.route(Channel::Sms, Purpose::Marketing, Some("relay")).is_err(), "SMTP carries no SMS");
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let err = |text: &str| Providers::from_config(&config(text)).err().unwrap();
+        let e = err("[providers.relay]\nkind = \"smtp\"\nhots = \"x\"\ntls = \"none\"\n");
+        assert!(e.starts_with("providers.relay:") && e.contains("hots"), "{e}");
+        let e = err("[providers.relay]\nkind = \"carrier_pigeon\"\n");
+        assert!(e.contains("providers.relay") && e.contains("carrier_pigeon"), "{e}");
+        let e = err("[providers.files]\nkind = \"outbox\"\ndir = \"o\"\n[channels]\nsms = \"nope\"\n");
+        assert!(e.contains("channels.sms") && e.contains("'nope'"), "{e}");
+        let e = err("[providers.files]\nkind = \"outbox\"\ndir = \"o\"\n[providers.files.limits]\nconcurrency = 0\n");
+        assert!(e.contains("providers.files.limits: concurrency"), "{e}");
+        let e = err("[email]\nfrom = \"not an address\"\n");
+        assert!(e.starts_with("email.from"), "{e}");
+    }
+}
