@@ -241,7 +241,11 @@ impl Campaign {
                 None
             }
         };
-        if raw.sms_template.as_ref().is_some_and(|t| t.code.trim().is_empty()) {
+        if raw
+            .sms_template
+            .as_ref()
+            .is_some_and(|t| t.code.trim().is_empty())
+        {
             problems.push(problem("sms_template", "code is empty".into()));
         }
         if raw.title.trim().is_empty() {

@@ -132,16 +132,25 @@ impl Prepared {
                 data::set_recipient(ctx.data_mut(), client, delivery);
                 let mut params = BTreeMap::new();
                 for name in t.params.keys() {
-                    let value = hb.render_with_context(name, ctx).map_err(|e| RenderFailure {
-                        file: self.campaign.path.clone(),
-                        line: None,
-                        message: format!("sms_template.params.{name}: {}", e.reason()),
-                    })?;
+                    let value = hb
+                        .render_with_context(name, ctx)
+                        .map_err(|e| RenderFailure {
+                            file: self.campaign.path.clone(),
+                            line: None,
+                            message: format!("sms_template.params.{name}: {}", e.reason()),
+                        })?;
                     params.insert(name.clone(), value);
                 }
-                Ok(SmsMessage::Template { to, code: t.code.clone(), params })
+                Ok(SmsMessage::Template {
+                    to,
+                    code: t.code.clone(),
+                    params,
+                })
             }
-            _ => Ok(SmsMessage::Text { to, text: self.sms(ctx, client, delivery)?.text }),
+            _ => Ok(SmsMessage::Text {
+                to,
+                text: self.sms(ctx, client, delivery)?.text,
+            }),
         }
     }
 

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use super::file::{Audience, Campaign, ContentSource, Kind, Purpose};
 use super::{content, parts_for, Prepared};
+use crate::channel::providers::Providers;
 use crate::channel::Channel;
 use crate::client::synthetic::{self, SyntheticOptions};
 use crate::client::Client;
@@ -73,6 +74,7 @@ async fn check_campaign(campaign: Campaign, config: &Config, today: NaiveDate) -
         &content_origin(&prepared.campaign),
     ));
     problems.extend(check_firm(&prepared.campaign, config));
+    problems.extend(check_providers(&prepared.campaign, config));
     let clients = sample_clients(today);
     problems.extend(check_templates(&prepared, &clients));
     if problems.iter().any(Problem::is_error) {
@@ -119,7 +121,8 @@ fn check_firm(campaign: &Campaign, config: &Config) -> Vec<Problem> {
         needed.push(("firm.licence", &config.firm.licence, report));
     }
     if campaign.channels.contains(&Channel::Sms) {
-        let why = "every SMS must carry the sender's signature (set firm.short_name or sms.signature)";
+        let why =
+            "every SMS must carry the sender's signature (set firm.short_name or sms.signature)";
         needed.push(("sms.signature", &config.sms.signature, why));
     }
     let file = Path::new(&config.source);
@@ -127,9 +130,79 @@ fn check_firm(campaign: &Campaign, config: &Config) -> Vec<Problem> {
         .into_iter()
         .filter(|(_, v, _)| v.trim().is_empty())
         .map(|(key, _, why)| {
-            Problem::error(file, format!("is not set: {why} (campaign {})", campaign.name)).about(key)
+            Problem::error(
+                file,
+                format!("is not set: {why} (campaign {})", campaign.name),
+            )
+            .about(key)
         })
         .collect()
+}
+
+/// Each channel must have a provider that takes what the campaign sends:
+/// rendered text, or an approved template. Marketing email without DKIM
+/// cannot offer one-click unsubscribe.
+fn check_providers(campaign: &Campaign, config: &Config) -> Vec<Problem> {
+    let providers = match Providers::from_config(config) {
+        Ok(p) => p,
+        Err(m) => return vec![Problem::error(Path::new(&config.source), m)],
+    };
+    let mut problems = Vec::new();
+    let at = |key: &str, message: String, warning: bool| {
+        let p = if warning {
+            Problem::warning(&campaign.path, message)
+        } else {
+            Problem::error(&campaign.path, message)
+        };
+        let (line, col) = key_line(&campaign.path, key);
+        p.at(line, col).about(key)
+    };
+    for channel in campaign
+        .providers
+        .keys()
+        .filter(|c| !campaign.channels.contains(c))
+    {
+        problems.push(at(
+            "providers",
+            format!("names a provider for {channel}, which the campaign does not send by"),
+            false,
+        ));
+    }
+    for &channel in &campaign.channels {
+        let preferred = campaign.providers.get(&channel).map(String::as_str);
+        let key = if preferred.is_some() {
+            "providers"
+        } else {
+            "channels"
+        };
+        let adapter = match providers.route(channel, campaign.purpose, preferred) {
+            Ok(g) => g.adapter(),
+            Err(m) => {
+                problems.push(at(key, m, false));
+                continue;
+            }
+        };
+        let name = adapter.name();
+        match (channel, &campaign.sms_template) {
+            (Channel::Sms, None) if !adapter.sends_text() => problems.push(at(
+                key,
+                format!("provider '{name}' sends approved templates only: give sms_template = {{ code = \"…\", params = {{ … }} }}"),
+                false,
+            )),
+            (Channel::Sms, Some(_)) if !adapter.sends_templates() => problems.push(at(
+                "sms_template",
+                format!("provider '{name}' sends text only: remove sms_template or choose another provider"),
+                false,
+            )),
+            (Channel::Email, _) if campaign.purpose == Purpose::Marketing && !providers.dkim => problems.push(at(
+                "channels",
+                "marketing email without a DKIM key leaves out List-Unsubscribe-Post (one-click unsubscribe, RFC 8058): set [email.dkim] in herald.toml".into(),
+                true,
+            )),
+            _ => {}
+        }
+    }
+    problems
 }
 
 /// Generated clients plus one with nothing but an id and a name.

@@ -186,5 +186,13 @@ pub trait Adapter: Send + Sync {
     /// The provider's name in `herald.toml`.
     fn name(&self) -> &str;
     fn channel(&self) -> Channel;
+    /// Whether it sends SMS text herald rendered…
+    fn sends_text(&self) -> bool {
+        true
+    }
+    /// …and whether it sends a provider's approved templates.
+    fn sends_templates(&self) -> bool {
+        false
+    }
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError>;
 }

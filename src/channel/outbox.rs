@@ -110,6 +110,10 @@ impl Adapter for Outbox {
         self.channel
     }
 
+    fn sends_templates(&self) -> bool {
+        self.channel == Channel::Sms
+    }
+
     async fn send(&self, out: &Outgoing) -> Result<Accepted, SendError> {
         match (&out.message, &self.sender) {
             (Message::Email(email), Some(sender)) => self.write_email(out, sender, email).await,

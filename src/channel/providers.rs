@@ -15,6 +15,9 @@ use super::email::mime::{self, Sender};
 use super::email::smtp::{SmtpAdapter, SmtpSettings, TlsMode};
 use super::limits::{Governed, Limits};
 use super::outbox::Outbox;
+use super::sms::aliyun::{AliyunAdapter, AliyunSettings};
+use super::sms::generic::{GenericAdapter, GenericSettings};
+use super::sms::twilio::{TwilioAdapter, TwilioSettings};
 use super::{Adapter, Channel};
 use crate::campaign::Purpose;
 use crate::config::Config;
@@ -22,11 +25,56 @@ use crate::config::Config;
 /// The provider every channel uses when none is configured.
 pub const DEFAULT_OUTBOX: &str = "outbox";
 
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+/// The kinds of provider, each with its settings (the table without its
+/// `kind` and `limits`).
 enum ProviderToml {
     Smtp(SmtpToml),
     Outbox(OutboxToml),
+    Twilio(TwilioSettings),
+    Aliyun(AliyunToml),
+    HttpGateway(GenericSettings),
+}
+
+const KINDS: &str = "smtp, outbox, twilio, aliyun, http_gateway";
+
+impl ProviderToml {
+    fn parse(value: &toml::Value) -> Result<(ProviderToml, Limits), String> {
+        let mut table = value.as_table().cloned().ok_or("is not a table")?;
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(k)) => k,
+            _ => return Err(format!("needs kind = one of {KINDS}")),
+        };
+        let limits: Limits = match table.remove("limits") {
+            Some(v) => v
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("limits: {}", e.message()))?,
+            None => Limits::default(),
+        };
+        let rest = toml::Value::Table(table);
+        let settings = |e: toml::de::Error| e.message().to_owned();
+        let parsed = match kind.as_str() {
+            "smtp" => ProviderToml::Smtp(rest.try_into().map_err(settings)?),
+            "outbox" => ProviderToml::Outbox(rest.try_into().map_err(settings)?),
+            "twilio" => ProviderToml::Twilio(rest.try_into().map_err(settings)?),
+            "aliyun" => ProviderToml::Aliyun(rest.try_into().map_err(settings)?),
+            "http_gateway" => ProviderToml::HttpGateway(rest.try_into().map_err(settings)?),
+            other => return Err(format!("kind '{other}' is not one of {KINDS}")),
+        };
+        Ok((parsed, limits))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AliyunToml {
+    access_key_id: String,
+    access_key_secret: Option<String>,
+    /// The environment variable holding the secret.
+    access_key_secret_env: Option<String>,
+    /// The approved 签名, e.g. 某某证券.
+    sign_name: String,
+    endpoint: Option<url::Url>,
+    timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -43,16 +91,12 @@ struct SmtpToml {
     pool_size: u32,
     #[serde(default = "default_timeout")]
     timeout_secs: u64,
-    #[serde(default)]
-    limits: Limits,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OutboxToml {
     dir: PathBuf,
-    #[serde(default)]
-    limits: Limits,
 }
 
 fn default_pool() -> u32 {
@@ -109,24 +153,33 @@ impl Providers {
         }
         for (name, table) in &tables {
             let key = format!("providers.{name}");
-            let parsed: ProviderToml = table
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| format!("{key}: {}", e.message()))?;
-            for (channel, adapter, limits) in build(name, parsed, config, &mut sender)
-                .map_err(|m| format!("{key}: {m}"))?
+            let (parsed, limits) = ProviderToml::parse(table).map_err(|m| format!("{key}: {m}"))?;
+            for (channel, adapter) in
+                build(name, parsed, config, &mut sender).map_err(|m| format!("{key}: {m}"))?
             {
                 limits.check().map_err(|m| format!("{key}.limits: {m}"))?;
-                providers.insert(provider_key(name, channel), Arc::new(Governed::new(adapter, limits)));
+                providers.insert(
+                    provider_key(name, channel),
+                    Arc::new(Governed::new(adapter, limits)),
+                );
             }
         }
         let routes = routes(config, &providers)?;
-        Ok(Providers { providers, routes, dkim })
+        Ok(Providers {
+            providers,
+            routes,
+            dkim,
+        })
     }
 
     /// The provider a message of `channel` and `purpose` goes through;
     /// `preferred` is a campaign's own choice.
-    pub fn route(&self, channel: Channel, purpose: Purpose, preferred: Option<&str>) -> Result<&Arc<Governed>, String> {
+    pub fn route(
+        &self,
+        channel: Channel,
+        purpose: Purpose,
+        preferred: Option<&str>,
+    ) -> Result<&Arc<Governed>, String> {
         let name = match preferred {
             Some(p) => p,
             None => {
@@ -157,9 +210,14 @@ fn provider_key(name: &str, channel: Channel) -> String {
     format!("{name}/{channel}")
 }
 
-type Built = Vec<(Channel, Arc<dyn Adapter>, Limits)>;
+type Built = Vec<(Channel, Arc<dyn Adapter>)>;
 
-fn build(name: &str, parsed: ProviderToml, config: &Config, sender: &mut Option<Sender>) -> Result<Built, String> {
+fn build(
+    name: &str,
+    parsed: ProviderToml,
+    config: &Config,
+    sender: &mut Option<Sender>,
+) -> Result<Built, String> {
     Ok(match parsed {
         ProviderToml::Smtp(s) => {
             let credentials = match (&s.username, password(&s)?) {
@@ -181,26 +239,70 @@ fn build(name: &str, parsed: ProviderToml, config: &Config, sender: &mut Option<
             };
             let sender = take_sender(sender, config)?;
             let adapter = SmtpAdapter::new(name, &settings, sender)?;
-            vec![(Channel::Email, Arc::new(adapter) as Arc<dyn Adapter>, s.limits)]
+            vec![(Channel::Email, Arc::new(adapter) as Arc<dyn Adapter>)]
         }
         ProviderToml::Outbox(o) => {
             let dir = resolve(&config.base_dir, &o.dir);
             vec![
-                (Channel::Email, Arc::new(Outbox::email(name, &dir, take_sender(sender, config)?)) as Arc<dyn Adapter>, o.limits),
-                (Channel::Sms, Arc::new(Outbox::sms(name, &dir)) as Arc<dyn Adapter>, o.limits),
+                (
+                    Channel::Email,
+                    Arc::new(Outbox::email(name, &dir, take_sender(sender, config)?))
+                        as Arc<dyn Adapter>,
+                ),
+                (
+                    Channel::Sms,
+                    Arc::new(Outbox::sms(name, &dir)) as Arc<dyn Adapter>,
+                ),
             ]
+        }
+        ProviderToml::Twilio(t) => vec![(
+            Channel::Sms,
+            Arc::new(TwilioAdapter::new(name, &t)?) as Arc<dyn Adapter>,
+        )],
+        ProviderToml::HttpGateway(g) => vec![(
+            Channel::Sms,
+            Arc::new(GenericAdapter::new(name, &g)?) as Arc<dyn Adapter>,
+        )],
+        ProviderToml::Aliyun(a) => {
+            let secret = secret_value(
+                a.access_key_secret,
+                a.access_key_secret_env,
+                "access_key_secret",
+            )?
+            .ok_or("access_key_secret (or access_key_secret_env) is missing")?;
+            let mut settings = AliyunSettings::new(&a.access_key_id, &secret, &a.sign_name);
+            if let Some(endpoint) = a.endpoint {
+                settings.endpoint = endpoint;
+            }
+            if let Some(t) = a.timeout_secs {
+                settings.timeout = Duration::from_secs(t.max(1));
+            }
+            vec![(
+                Channel::Sms,
+                Arc::new(AliyunAdapter::new(name, settings)) as Arc<dyn Adapter>,
+            )]
         }
     })
 }
 
 fn password(s: &SmtpToml) -> Result<Option<String>, String> {
-    match (&s.password, &s.password_env) {
-        (Some(p), None) => Ok(Some(p.clone())),
-        (None, Some(var)) => std::env::var(var)
+    secret_value(s.password.clone(), s.password_env.clone(), "password")
+}
+
+/// A secret written in the file, or named by `KEY_env` and read from the
+/// environment (to keep it out of the file).
+fn secret_value(
+    value: Option<String>,
+    env: Option<String>,
+    key: &str,
+) -> Result<Option<String>, String> {
+    match (value, env) {
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(var)) => std::env::var(&var)
             .map(Some)
-            .map_err(|_| format!("password_env: {var} is not set")),
+            .map_err(|_| format!("{key}_env: {var} is not set")),
         (None, None) => Ok(None),
-        (Some(_), Some(_)) => Err("give password or password_env, not both".into()),
+        (Some(_), Some(_)) => Err(format!("give {key} or {key}_env, not both")),
     }
 }
 
@@ -226,7 +328,11 @@ pub fn email_sender(config: &Config) -> Result<Sender, String> {
     let e = &config.email_sender;
     let default_from = format!(
         "{} <noreply@example.com>",
-        if config.firm.short_name.is_empty() { "herald" } else { &config.firm.short_name }
+        if config.firm.short_name.is_empty() {
+            "herald"
+        } else {
+            &config.firm.short_name
+        }
     );
     let from: lettre::message::Mailbox = e
         .from
@@ -257,19 +363,32 @@ pub fn email_sender(config: &Config) -> Result<Sender, String> {
     })
 }
 
-fn routes(config: &Config, providers: &BTreeMap<String, Arc<Governed>>) -> Result<BTreeMap<Channel, Route>, String> {
+fn routes(
+    config: &Config,
+    providers: &BTreeMap<String, Arc<Governed>>,
+) -> Result<BTreeMap<Channel, Route>, String> {
     let parsed: ChannelsToml = match &config.channels {
-        Some(v) => v.clone().try_into().map_err(|e: toml::de::Error| format!("channels: {}", e.message()))?,
+        Some(v) => v
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("channels: {}", e.message()))?,
         None => ChannelsToml::default(),
     };
     let mut routes = BTreeMap::new();
     for (channel, route) in [(Channel::Email, parsed.email), (Channel::Sms, parsed.sms)] {
         let route = match route {
-            Some(RouteToml::Both(name)) => Route { marketing: name.clone(), service: name },
+            Some(RouteToml::Both(name)) => Route {
+                marketing: name.clone(),
+                service: name,
+            },
             Some(RouteToml::Split { marketing, service }) => Route { marketing, service },
             None => {
-                let only = sole_provider(providers, channel).unwrap_or_else(|| DEFAULT_OUTBOX.to_owned());
-                Route { marketing: only.clone(), service: only }
+                let only =
+                    sole_provider(providers, channel).unwrap_or_else(|| DEFAULT_OUTBOX.to_owned());
+                Route {
+                    marketing: only.clone(),
+                    service: only,
+                }
             }
         };
         for (purpose, name) in [("marketing", &route.marketing), ("service", &route.service)] {
@@ -325,20 +444,49 @@ mod tests {
              [channels]\nemail = { marketing = \"relay\", service = \"files\" }\nsms = \"files\"\n",
         );
         let p = Providers::from_config(&c).unwrap();
-        assert_eq!(p.route(Channel::Email, Purpose::Marketing, None).unwrap().adapter().name(), "relay");
-        assert_eq!(p.route(Channel::Email, Purpose::Service, None).unwrap().adapter().name(), "files");
-        assert_eq!(p.route(Channel::Email, Purpose::Service, Some("relay")).unwrap().adapter().name(), "relay");
-        assert!(p.route(Channel::Sms, Purpose::Marketing, Some("relay")).is_err(), "SMTP carries no SMS");
+        assert_eq!(
+            p.route(Channel::Email, Purpose::Marketing, None)
+                .unwrap()
+                .adapter()
+                .name(),
+            "relay"
+        );
+        assert_eq!(
+            p.route(Channel::Email, Purpose::Service, None)
+                .unwrap()
+                .adapter()
+                .name(),
+            "files"
+        );
+        assert_eq!(
+            p.route(Channel::Email, Purpose::Service, Some("relay"))
+                .unwrap()
+                .adapter()
+                .name(),
+            "relay"
+        );
+        assert!(
+            p.route(Channel::Sms, Purpose::Marketing, Some("relay"))
+                .is_err(),
+            "SMTP carries no SMS"
+        );
     }
 
     #[test]
     fn mistakes_name_their_key() {
         let err = |text: &str| Providers::from_config(&config(text)).err().unwrap();
         let e = err("[providers.relay]\nkind = \"smtp\"\nhots = \"x\"\ntls = \"none\"\n");
-        assert!(e.starts_with("providers.relay:") && e.contains("hots"), "{e}");
+        assert!(
+            e.starts_with("providers.relay:") && e.contains("hots"),
+            "{e}"
+        );
         let e = err("[providers.relay]\nkind = \"carrier_pigeon\"\n");
-        assert!(e.contains("providers.relay") && e.contains("carrier_pigeon"), "{e}");
-        let e = err("[providers.files]\nkind = \"outbox\"\ndir = \"o\"\n[channels]\nsms = \"nope\"\n");
+        assert!(
+            e.contains("providers.relay") && e.contains("carrier_pigeon"),
+            "{e}"
+        );
+        let e =
+            err("[providers.files]\nkind = \"outbox\"\ndir = \"o\"\n[channels]\nsms = \"nope\"\n");
         assert!(e.contains("channels.sms") && e.contains("'nope'"), "{e}");
         let e = err("[providers.files]\nkind = \"outbox\"\ndir = \"o\"\n[providers.files.limits]\nconcurrency = 0\n");
         assert!(e.contains("providers.files.limits: concurrency"), "{e}");

@@ -42,15 +42,22 @@ struct TestResult {
 }
 
 pub async fn run(cmd: ChannelsCommand, config: &Config) -> Result<ExitCode> {
-    let ChannelsCommand::Test { to, sms_template, json } = cmd;
+    let ChannelsCommand::Test {
+        to,
+        sms_template,
+        json,
+    } = cmd;
     let (email, phone) = addresses(&to)?;
-    let providers = Providers::from_config(config).map_err(|m| anyhow::anyhow!("{}: {m}", config.source))?;
+    let providers =
+        Providers::from_config(config).map_err(|m| anyhow::anyhow!("{}: {m}", config.source))?;
     let mut results = Vec::new();
     for governed in providers.all() {
         let channel = governed.adapter().channel();
         let message = match channel {
             Channel::Email => email.as_ref().map(|to| test_email(to, config)),
-            Channel::Sms => phone.as_ref().map(|to| test_sms(to, config, sms_template.as_deref())),
+            Channel::Sms => phone
+                .as_ref()
+                .map(|to| test_sms(to, config, sms_template.as_deref())),
         };
         let Some(message) = message else {
             results.push(skipped(governed, channel));
@@ -63,10 +70,20 @@ pub async fn run(cmd: ChannelsCommand, config: &Config) -> Result<ExitCode> {
         print_json(&results)?;
     } else {
         for r in &results {
-            println!("{:<12} {:<5} {:<28} {}", r.provider, r.channel.as_str(), r.to, r.outcome);
+            println!(
+                "{:<12} {:<5} {:<28} {}",
+                r.provider,
+                r.channel.as_str(),
+                r.to,
+                r.outcome
+            );
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn addresses(to: &[String]) -> Result<(Option<Email>, Option<Mobile>)> {
@@ -127,7 +144,9 @@ async fn send(governed: &Governed, channel: Channel, message: Message) -> TestRe
             false,
             match e.failure {
                 Failure::Transient { .. } => format!("failed (transient): {}", e.message),
-                Failure::Permanent { bad_address: true } => format!("refused, bad address: {}", e.message),
+                Failure::Permanent { bad_address: true } => {
+                    format!("refused, bad address: {}", e.message)
+                }
                 Failure::Permanent { .. } => format!("refused: {}", e.message),
             },
         ),

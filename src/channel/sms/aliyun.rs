@@ -110,6 +110,14 @@ impl Adapter for AliyunAdapter {
         Channel::Sms
     }
 
+    fn sends_text(&self) -> bool {
+        false
+    }
+
+    fn sends_templates(&self) -> bool {
+        true
+    }
+
     async fn send(&self, message: &Outgoing) -> Result<Accepted, SendError> {
         let (params, to) = send_sms_params(&self.settings.sign_name, message)?;
         let redact = Redact::new(to);
