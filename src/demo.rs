@@ -206,7 +206,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     step("7. 活动检查 / herald campaigns validate");
     let campaigns = validate_campaigns(&config).await?;
     let reader = first_client(&*store, args.clients, |c| {
-        c.client.email.is_some() && c.client.phone.is_some() && c.client.holdings.len() >= 2
+        c.client.email.is_some()
+            && c.client.phone.is_some()
+            && c.client.holdings.len() >= 2
+            && c.consent(ConsentScope::Email).granted
+            && c.consent(ConsentScope::Sms).granted
     })
     .await?;
     step(&format!(

@@ -14,6 +14,7 @@ use super::{print_json, problems_error};
 use crate::campaign::file::{self as campaign_file, Campaign};
 use crate::campaign::Prepared;
 use crate::client::synthetic::{self, SyntheticOptions};
+use crate::client::Client;
 use crate::config::{Config, Tracking};
 use crate::tracking::token::Secret;
 
@@ -27,6 +28,28 @@ pub enum BenchCommand {
         /// How many clients
         #[arg(long, default_value_t = 100_000)]
         clients: u64,
+        /// Print the figures as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render and send messages through a channel adapter to a local server
+    Send {
+        /// email: through the SMTP adapter to --smtp; sms: through the HTTP
+        /// gateway adapter to a gateway herald starts on loopback
+        #[arg(long, value_enum)]
+        channel: super::campaigns::ChannelArg,
+        /// The SMTP server (e.g. smtp-sink) as HOST:PORT
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:2525")]
+        smtp: String,
+        /// How many messages
+        #[arg(long, default_value_t = 50_000)]
+        messages: u64,
+        /// Messages in flight at once (and SMTP connections kept open)
+        #[arg(long, default_value_t = 8)]
+        concurrency: u32,
+        /// The campaign whose messages to send
+        #[arg(long, default_value = "daily_bulletin")]
+        campaign: String,
         /// Print the figures as JSON
         #[arg(long)]
         json: bool,
@@ -51,10 +74,26 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
             clients,
             json,
         } => render(&campaign, clients, json, config).await,
+        BenchCommand::Send {
+            channel,
+            smtp,
+            messages,
+            concurrency,
+            campaign,
+            json,
+        } => {
+            let target = Target {
+                channel: channel.into(),
+                smtp,
+                concurrency,
+            };
+            send(&campaign, messages, &target, json, config).await
+        }
     }
 }
 
-async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<ExitCode> {
+/// The campaign ready to render, and generated clients.
+async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, Vec<Client>)> {
     let mut config = config.clone();
     if config.tracking.is_none() {
         // Links must be signed to render; a throwaway key costs the same.
@@ -76,6 +115,11 @@ async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<E
         history_days: 0,
         today,
     });
+    Ok((prepared, clients))
+}
+
+async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<ExitCode> {
+    let (prepared, clients) = prepare(name, count, config).await?;
     let bytes = AtomicU64::new(0);
     let html_bytes = AtomicU64::new(0);
     let started = Instant::now();
@@ -119,4 +163,212 @@ async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<E
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where `herald bench send` sends.
+struct Target {
+    channel: crate::channel::Channel,
+    smtp: String,
+    concurrency: u32,
+}
+
+#[derive(Debug, Serialize)]
+struct SendFigures {
+    channel: crate::channel::Channel,
+    messages: u64,
+    failed: u64,
+    concurrency: u32,
+    seconds: f64,
+    messages_per_second: f64,
+    average_bytes: u64,
+}
+
+/// Renders and sends `count` messages through one adapter, as many at once
+/// as `concurrency` allows, with no limit on the rate.
+async fn send(
+    name: &str,
+    count: u64,
+    target: &Target,
+    json: bool,
+    config: &Config,
+) -> Result<ExitCode> {
+    use crate::channel::limits::{Governed, Limits};
+    use crate::channel::Channel;
+    use futures::StreamExt;
+    // A few more clients than messages: some have no address for the channel.
+    let (prepared, clients) = prepare(name, count + count / 2 + 10, config).await?;
+    let reachable: Vec<&Client> = clients
+        .iter()
+        .filter(|c| match target.channel {
+            Channel::Email => c.email.is_some(),
+            Channel::Sms => c.phone.is_some(),
+        })
+        .take(count as usize)
+        .collect();
+    let (adapter, _gateway) = bench_adapter(target, config).await?;
+    let limits = Limits {
+        rate_per_second: u32::MAX,
+        concurrency: target.concurrency,
+        max_attempts: 1,
+        ..Limits::default()
+    };
+    let governed = Governed::new(adapter, limits);
+    let bytes = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let started = Instant::now();
+    futures::stream::iter(reachable.iter().enumerate())
+        .for_each_concurrent(target.concurrency as usize, |(i, client)| {
+            let (governed, prepared, bytes, failed) = (&governed, &prepared, &bytes, &failed);
+            async move {
+                let Ok(outgoing) = bench_message(prepared, client, i as i64 + 1, target.channel)
+                else {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                    return;
+                };
+                bytes.fetch_add(message_bytes(&outgoing), Ordering::Relaxed);
+                if let Err(e) = governed.attempt(&outgoing).await {
+                    if failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                        eprintln!("first failure: {e}");
+                    }
+                }
+            }
+        })
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+    let sent = reachable.len() as u64;
+    let figures = SendFigures {
+        channel: target.channel,
+        messages: sent,
+        failed: failed.load(Ordering::Relaxed),
+        concurrency: target.concurrency,
+        seconds,
+        messages_per_second: sent as f64 / seconds,
+        average_bytes: bytes.load(Ordering::Relaxed) / sent.max(1),
+    };
+    if json {
+        print_json(&figures)?;
+    } else {
+        println!(
+            "sent {} {} messages ({} failed) in {:.2} s with {} in flight: {:.0} messages/s, {} bytes on average",
+            figures.messages,
+            figures.channel,
+            figures.failed,
+            figures.seconds,
+            figures.concurrency,
+            figures.messages_per_second,
+            figures.average_bytes
+        );
+    }
+    Ok(if figures.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn bench_message(
+    prepared: &Prepared,
+    client: &Client,
+    delivery: i64,
+    channel: crate::channel::Channel,
+) -> Result<crate::channel::Outgoing> {
+    use crate::channel::{EmailMessage, Message, Outgoing, Unsubscribe};
+    let mut ctx = prepared.context();
+    let message = match channel {
+        crate::channel::Channel::Email => {
+            let email = prepared.email(&mut ctx, client, delivery)?;
+            Message::Email(EmailMessage {
+                to: client.email.clone().context("no email")?,
+                to_name: client.name.clone(),
+                subject: email.subject,
+                text: email.text,
+                html: email.html,
+                attachments: Vec::new(),
+                unsubscribe: Some(Unsubscribe {
+                    url: format!("https://t.example.com/u/{delivery}"),
+                    mailto: None,
+                }),
+            })
+        }
+        crate::channel::Channel::Sms => {
+            Message::Sms(prepared.sms_message(&mut ctx, client, delivery)?)
+        }
+    };
+    Ok(Outgoing {
+        delivery,
+        campaign: prepared.campaign.name.clone(),
+        message,
+    })
+}
+
+fn message_bytes(out: &crate::channel::Outgoing) -> u64 {
+    match &out.message {
+        crate::channel::Message::Email(e) => (e.subject.len() + e.text.len() + e.html.len()) as u64,
+        crate::channel::Message::Sms(crate::channel::SmsMessage::Text { text, .. }) => {
+            text.len() as u64
+        }
+        crate::channel::Message::Sms(_) => 0,
+    }
+}
+
+/// The adapter under test, and for SMS the local gateway it sends to.
+async fn bench_adapter(
+    target: &Target,
+    config: &Config,
+) -> Result<(
+    std::sync::Arc<dyn crate::channel::Adapter>,
+    Option<tokio::task::JoinHandle<()>>,
+)> {
+    use crate::channel::email::smtp::{SmtpAdapter, SmtpSettings, TlsMode};
+    use crate::channel::sms::generic::{GenericAdapter, GenericSettings};
+    match target.channel {
+        crate::channel::Channel::Email => {
+            let (host, port) = target
+                .smtp
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+                .with_context(|| format!("--smtp {}: not HOST:PORT", target.smtp))?;
+            let settings = SmtpSettings {
+                host,
+                port,
+                tls: TlsMode::None,
+                credentials: None,
+                pool_size: target.concurrency,
+                timeout: std::time::Duration::from_secs(30),
+            };
+            let sender =
+                crate::channel::providers::email_sender(config).map_err(|m| anyhow::anyhow!(m))?;
+            let adapter =
+                SmtpAdapter::new("bench", &settings, sender).map_err(|m| anyhow::anyhow!(m))?;
+            Ok((std::sync::Arc::new(adapter), None))
+        }
+        crate::channel::Channel::Sms => {
+            let (url, server) = local_gateway().await?;
+            let settings: GenericSettings = toml::from_str(&format!(
+                "url = \"{url}\"\nbody = \"json\"\n\
+                 [fields]\nmobile = \"{{{{to_national}}}}\"\ncontent = \"{{{{text}}}}\"\nmsgid = \"{{{{delivery}}}}\"\n\
+                 [response]\nsuccess_path = \"code\"\nsuccess_value = \"0\"\nid_path = \"msgid\"\n"
+            ))?;
+            let adapter =
+                GenericAdapter::new("bench", &settings).map_err(|m| anyhow::anyhow!(m))?;
+            Ok((std::sync::Arc::new(adapter), Some(server)))
+        }
+    }
+}
+
+/// A gateway on loopback that accepts every SMS, as a real HTTP server.
+async fn local_gateway() -> Result<(String, tokio::task::JoinHandle<()>)> {
+    use axum::{routing::post, Json, Router};
+    let app = Router::new().route(
+        "/sms",
+        post(|Json(body): Json<serde_json::Value>| async move {
+            Json(serde_json::json!({"code": "0", "msgid": body["msgid"]}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/sms", listener.local_addr()?);
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((url, server))
 }

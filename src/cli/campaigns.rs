@@ -11,8 +11,9 @@ use serde::Serialize;
 use super::{print_json, problems_error};
 use crate::campaign::file::{self as campaign_file, Campaign};
 use crate::campaign::validate::{self, Report};
-use crate::campaign::Prepared;
+use crate::campaign::{Prepared, Purpose};
 use crate::channel::Channel;
+use crate::client::consent::ConsentScope;
 use crate::client::types::ClientId;
 use crate::client::Client;
 use crate::config::Config;
@@ -148,9 +149,14 @@ struct Preview {
     html_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sms: Option<Sms>,
+    /// Why this client would not receive it on this channel, if so.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_sent: Option<String>,
 }
 
 /// Renders one client's message exactly as it would be sent; sends nothing.
+/// The audience rule is not evaluated here (`herald segment` shows who it
+/// selects); consent is, and a message the client would not get says so.
 pub async fn preview(args: PreviewArgs, store: &dyn Store, config: &Config) -> Result<ExitCode> {
     let today = args.as_of.unwrap_or_else(|| config.firm_time().today());
     let path = campaign_file::resolve(&args.campaign, &config.base_dir.join("campaigns"));
@@ -164,7 +170,24 @@ pub async fn preview(args: PreviewArgs, store: &dyn Store, config: &Config) -> R
         .await?
         .with_context(|| format!("there is no client {id}"))?;
     let client = &stored.client;
-    let channel = pick_channel(&prepared.campaign, client, args.channel.map(Channel::from))?;
+    let consented = |c: Channel| {
+        prepared.campaign.purpose == Purpose::Service
+            || stored.consent(ConsentScope::from(c)).granted
+    };
+    let channel = pick_channel(
+        &prepared.campaign,
+        client,
+        args.channel.map(Channel::from),
+        &consented,
+    )?;
+    let not_sent = (!consented(channel)).then(|| {
+        let state = stored.consent(ConsentScope::from(channel));
+        format!(
+            "would not be sent: no consent for {channel} marketing ({} {})",
+            state.source,
+            state.at.format("%Y-%m-%d")
+        )
+    });
     let mut ctx = prepared.context();
     // Delivery 0: links are signed like real ones but lead to no delivery.
     let preview = match channel {
@@ -185,6 +208,7 @@ pub async fn preview(args: PreviewArgs, store: &dyn Store, config: &Config) -> R
                 email: Some(email),
                 html_file: Some(file),
                 sms: None,
+                not_sent,
             }
         }
         Channel::Sms => Preview {
@@ -195,6 +219,7 @@ pub async fn preview(args: PreviewArgs, store: &dyn Store, config: &Config) -> R
             email: None,
             html_file: None,
             sms: Some(prepared.sms(&mut ctx, client, 0)?),
+            not_sent,
         },
     };
     if args.json {
@@ -209,8 +234,15 @@ pub async fn preview(args: PreviewArgs, store: &dyn Store, config: &Config) -> R
     Ok(ExitCode::SUCCESS)
 }
 
-/// The campaign's first channel the client has an address for.
-fn pick_channel(campaign: &Campaign, client: &Client, wanted: Option<Channel>) -> Result<Channel> {
+/// The campaign's first channel the client can be reached on and, for
+/// marketing, has consented to; failing consent, the first reachable one
+/// (shown with why it would not be sent).
+fn pick_channel(
+    campaign: &Campaign,
+    client: &Client,
+    wanted: Option<Channel>,
+    consented: &dyn Fn(Channel) -> bool,
+) -> Result<Channel> {
     let reachable = |c: Channel| match c {
         Channel::Email => client.email.is_some(),
         Channel::Sms => client.phone.is_some(),
@@ -221,17 +253,16 @@ fn pick_channel(campaign: &Campaign, client: &Client, wanted: Option<Channel>) -
         }
         Some(c) if !reachable(c) => bail!("client {} has no {} address", client.id, c),
         Some(c) => Ok(c),
-        None => campaign
-            .channels
-            .iter()
-            .copied()
-            .find(|c| reachable(*c))
-            .with_context(|| {
+        None => {
+            let mut usable = campaign.channels.iter().copied().filter(|c| reachable(*c));
+            let first = usable.clone().next();
+            usable.find(|c| consented(*c)).or(first).with_context(|| {
                 format!(
                     "client {} has no address for any of the campaign's channels",
                     client.id
                 )
-            }),
+            })
+        }
     }
 }
 
@@ -264,6 +295,9 @@ fn print_preview(p: &Preview, prepared: &Prepared) {
         p.client,
         p.channel
     );
+    if let Some(note) = &p.not_sent {
+        println!("NOTE: {note}");
+    }
     println!("To: {}", p.to);
     if let Some(email) = &p.email {
         println!("Subject: {}", email.subject);

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use handlebars::template::Template;
+use handlebars::template::{Parameter, Template, TemplateElement};
 
 use super::check::SourceTemplate;
 use crate::diagnostic::Problem;
@@ -76,6 +76,7 @@ impl TemplateSet {
             }
         }
         let partials = load_partials(&templates_dir.join(PARTIALS_DIR), &mut problems);
+        problems.extend(partial_cycles(&partials));
         if problems.is_empty() {
             Ok(TemplateSet {
                 name: name.to_owned(),
@@ -130,6 +131,71 @@ fn load_partials(dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, So
     partials
 }
 
+/// A partial that includes itself, directly or through others, would
+/// render forever: refuse it when the set is loaded.
+fn partial_cycles(partials: &BTreeMap<String, SourceTemplate>) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    for (name, partial) in partials {
+        let mut path = vec![name.clone()];
+        if let Some((line, col)) = reaches(name, &partial.template, partials, &mut path) {
+            problems.push(
+                Problem::error(
+                    &partial.file,
+                    format!("includes itself ({})", path.join(" → ")),
+                )
+                .at(line, col)
+                .about(name.clone()),
+            );
+        }
+    }
+    problems
+}
+
+/// Whether `t` includes `target`, following partials; the position of the
+/// first step, and the chain in `path`.
+fn reaches(
+    target: &str,
+    t: &Template,
+    partials: &BTreeMap<String, SourceTemplate>,
+    path: &mut Vec<String>,
+) -> Option<(usize, usize)> {
+    for (i, element) in t.elements.iter().enumerate() {
+        let at = t.mapping.get(i).map_or((0, 0), |m| (m.0, m.1));
+        match element {
+            TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
+                let name = match &d.name {
+                    Parameter::Name(n) => n.clone(),
+                    Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
+                    _ => continue,
+                };
+                if name == target {
+                    path.push(name);
+                    return Some(at);
+                }
+                if path.contains(&name) || path.len() > 16 {
+                    continue;
+                }
+                if let Some(p) = partials.get(&name) {
+                    path.push(name);
+                    if reaches(target, &p.template, partials, path).is_some() {
+                        return Some(at);
+                    }
+                    path.pop();
+                }
+            }
+            TemplateElement::HelperBlock(h) => {
+                for block in [&h.template, &h.inverse].into_iter().flatten() {
+                    if let Some(found) = reaches(target, block, partials, path) {
+                        return Some(found);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 fn compile_file(file: &Path) -> Result<SourceTemplate, Problem> {
     let source = std::fs::read_to_string(file)
         .map_err(|e| Problem::error(file, format!("cannot read: {e}")))?;
@@ -147,4 +213,27 @@ pub fn compile(file: &Path, source: &str) -> Result<SourceTemplate, Problem> {
             let (line, column) = e.pos().unwrap_or((0, 0));
             Problem::error(file, format!("syntax: {}", e.reason())).at(line, column)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_that_includes_itself_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let partials = dir.path().join(PARTIALS_DIR);
+        std::fs::create_dir_all(&partials).unwrap();
+        std::fs::create_dir_all(dir.path().join("set")).unwrap();
+        std::fs::write(partials.join("a.hbs"), "x\n{{#if y}}{{> b}}{{/if}}").unwrap();
+        std::fs::write(partials.join("b.hbs"), "{{> a}}").unwrap();
+        std::fs::write(partials.join("c.hbs"), "{{> b}}").unwrap();
+        let problems = TemplateSet::load(dir.path(), "set").unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(problems.len(), 2, "{text:?}");
+        assert!(
+            text[0].contains("a.hbs:2:") && text[0].contains("a → b → a"),
+            "{text:?}"
+        );
+    }
 }
