@@ -22,6 +22,8 @@ struct Script {
     data: VecDeque<&'static str>,
     received: Vec<Vec<u8>>,
     transactions: usize,
+    /// Lines that arrived dot-stuffed.
+    stuffed: usize,
 }
 
 async fn smtp_server(script: Arc<Mutex<Script>>) -> u16 {
@@ -59,6 +61,7 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
             "DATA" => {
                 write.write_all(b"354 go ahead\r\n").await.unwrap();
                 let mut body = Vec::new();
+                let mut stuffed = 0;
                 loop {
                     let mut l = String::new();
                     lines.read_line(&mut l).await.unwrap();
@@ -66,11 +69,13 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
                         break;
                     }
                     // Undo dot-stuffing (RFC 5321 4.5.2).
+                    stuffed += usize::from(l.starts_with(".."));
                     let l = l.strip_prefix('.').unwrap_or(&l);
                     body.extend_from_slice(l.as_bytes());
                 }
                 let answer = {
                     let mut s = script.lock().unwrap();
+                    s.stuffed += stuffed;
                     let answer = s.data.pop_front().unwrap_or("250 2.0.0 Ok: queued as Q1");
                     if answer.starts_with('2') {
                         s.received.push(body);
@@ -123,7 +128,9 @@ fn message(delivery: i64) -> Outgoing {
             to: Email::parse("zhang.wei@example.com").unwrap(),
             to_name: "张伟".into(),
             subject: "【广告】贵州茅台（600519）研究报告：买入".into(),
-            text: "尊敬的张伟：\n.这一行以点开头\n..两个点\n".into(),
+            // Mostly ASCII, so that it travels as text and the dot lines
+            // exercise dot-stuffing on the wire.
+            text: "Dear Zhang Wei,\n.this line starts with a dot\n..and this with two\n".into(),
             html: "<p>尊敬的张伟：</p>".into(),
             attachments: vec![Attachment {
                 filename: "贵州茅台-20261125.pdf".into(),
@@ -157,6 +164,10 @@ async fn a_message_arrives_whole_over_a_real_smtp_conversation() {
         "Q1",
         "the queue id from the reply"
     );
+    assert!(
+        script.lock().unwrap().stuffed >= 2,
+        "dot lines travel stuffed"
+    );
     let raw = script.lock().unwrap().received.pop().unwrap();
     let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
     assert_eq!(
@@ -176,7 +187,10 @@ async fn a_message_arrives_whole_over_a_real_smtp_conversation() {
         Some("service@example.com")
     );
     let text = m.body_text(0).unwrap().replace("\r\n", "\n");
-    assert!(text.contains("\n.这一行以点开头\n..两个点\n"), "{text:?}");
+    assert!(
+        text.contains("\n.this line starts with a dot\n..and this with two\n"),
+        "{text:?}"
+    );
     assert_eq!(m.body_html(0).unwrap(), "<p>尊敬的张伟：</p>");
     let attachment = m.attachment(0).unwrap();
     assert_eq!(attachment.attachment_name(), Some("贵州茅台-20261125.pdf"));

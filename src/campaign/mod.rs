@@ -41,6 +41,8 @@ pub struct Prepared {
     /// The SMS template parameters, compiled, when the campaign sends a
     /// provider's approved template.
     sms_params: Option<handlebars::Handlebars<'static>>,
+    /// Data documents free for reuse: building one copies the run's content.
+    contexts: std::sync::Mutex<Vec<Context>>,
 }
 
 impl Prepared {
@@ -111,6 +113,7 @@ impl Prepared {
             renderer,
             run_data,
             sms_params,
+            contexts: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -157,6 +160,23 @@ impl Prepared {
     /// A data document for one thread to render with.
     pub fn context(&self) -> Context {
         Context::wraps(&self.run_data).expect("a JSON value always wraps")
+    }
+
+    /// Runs `f` with a data document from the pool, for callers (async
+    /// tasks) that cannot keep one per thread.
+    pub fn with_context<T>(&self, f: impl FnOnce(&mut Context) -> T) -> T {
+        let pooled = self
+            .contexts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop();
+        let mut ctx = pooled.unwrap_or_else(|| self.context());
+        let result = f(&mut ctx);
+        self.contexts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ctx);
+        result
     }
 
     /// The run's data without a client, for checks.

@@ -195,6 +195,7 @@ async fn send(
     use crate::channel::limits::{Governed, Limits};
     use crate::channel::Channel;
     use futures::StreamExt;
+    use std::sync::Arc;
     // A few more clients than messages: some have no address for the channel.
     let (prepared, clients) = prepare(name, count + count / 2 + 10, config).await?;
     let reachable: Vec<&Client> = clients
@@ -212,16 +213,21 @@ async fn send(
         max_attempts: 1,
         ..Limits::default()
     };
-    let governed = Governed::new(adapter, limits);
-    let bytes = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
+    let governed = Arc::new(Governed::new(adapter, limits));
+    let prepared = Arc::new(prepared);
+    let bytes = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    futures::stream::iter(reachable.iter().enumerate())
-        .for_each_concurrent(target.concurrency as usize, |(i, client)| {
-            let (governed, prepared, bytes, failed) = (&governed, &prepared, &bytes, &failed);
-            async move {
-                let Ok(outgoing) = bench_message(prepared, client, i as i64 + 1, target.channel)
-                else {
+    // Each message is its own task, so rendering and encoding spread over
+    // every core while others wait on the server.
+    let mut tasks = futures::stream::iter(reachable.iter().enumerate())
+        .map(|(i, client)| {
+            let (governed, prepared) = (governed.clone(), prepared.clone());
+            let (bytes, failed) = (bytes.clone(), failed.clone());
+            let client = (*client).clone();
+            let channel = target.channel;
+            tokio::spawn(async move {
+                let Ok(outgoing) = bench_message(&prepared, &client, i as i64 + 1, channel) else {
                     failed.fetch_add(1, Ordering::Relaxed);
                     return;
                 };
@@ -231,9 +237,12 @@ async fn send(
                         eprintln!("first failure: {e}");
                     }
                 }
-            }
+            })
         })
-        .await;
+        .buffer_unordered(target.concurrency as usize);
+    while let Some(done) = tasks.next().await {
+        done?;
+    }
     let seconds = started.elapsed().as_secs_f64();
     let sent = reachable.len() as u64;
     let figures = SendFigures {
@@ -273,27 +282,28 @@ fn bench_message(
     channel: crate::channel::Channel,
 ) -> Result<crate::channel::Outgoing> {
     use crate::channel::{EmailMessage, Message, Outgoing, Unsubscribe};
-    let mut ctx = prepared.context();
-    let message = match channel {
-        crate::channel::Channel::Email => {
-            let email = prepared.email(&mut ctx, client, delivery)?;
-            Message::Email(EmailMessage {
-                to: client.email.clone().context("no email")?,
-                to_name: client.name.clone(),
-                subject: email.subject,
-                text: email.text,
-                html: email.html,
-                attachments: Vec::new(),
-                unsubscribe: Some(Unsubscribe {
-                    url: format!("https://t.example.com/u/{delivery}"),
-                    mailto: None,
-                }),
-            })
-        }
-        crate::channel::Channel::Sms => {
-            Message::Sms(prepared.sms_message(&mut ctx, client, delivery)?)
-        }
-    };
+    let message = prepared.with_context(|ctx| -> Result<Message> {
+        Ok(match channel {
+            crate::channel::Channel::Email => {
+                let email = prepared.email(ctx, client, delivery)?;
+                Message::Email(EmailMessage {
+                    to: client.email.clone().context("no email")?,
+                    to_name: client.name.clone(),
+                    subject: email.subject,
+                    text: email.text,
+                    html: email.html,
+                    attachments: Vec::new(),
+                    unsubscribe: Some(Unsubscribe {
+                        url: format!("https://t.example.com/u/{delivery}"),
+                        mailto: None,
+                    }),
+                })
+            }
+            crate::channel::Channel::Sms => {
+                Message::Sms(prepared.sms_message(ctx, client, delivery)?)
+            }
+        })
+    })?;
     Ok(Outgoing {
         delivery,
         campaign: prepared.campaign.name.clone(),

@@ -1,14 +1,21 @@
-//! Email over SMTP with lettre's async transport and its connection pool.
-//! SMTP replies become herald's classes: 4xx transient, 5xx permanent
-//! (5.1.x: the address is bad), connection failures transient.
+//! Email over SMTP with lettre's async SMTP client and a pool of open
+//! connections. SMTP replies become herald's classes: 4xx transient, 5xx
+//! permanent (5.1.x: the address is bad), connection failures transient.
+//!
+//! The pool is herald's own rather than lettre's transport pool for one
+//! reason: lettre writes a message and its final `.` in two writes, and on
+//! a socket without `TCP_NODELAY` Nagle's algorithm holds the second until
+//! the server's delayed ACK, 40 ms per message per connection. herald opens
+//! the sockets itself, with `TCP_NODELAY`, and hands them to lettre.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use serde::Deserialize;
+use tokio::net::TcpStream;
 
 use super::super::{Accepted, Adapter, Channel, Failure, Message, Outgoing, SendError};
 use super::mime::{self, Sender};
@@ -39,36 +46,177 @@ pub struct SmtpSettings {
 
 pub struct SmtpAdapter {
     name: String,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    settings: SmtpSettings,
     sender: Sender,
+    hello: ClientId,
+    tls: Option<TlsParameters>,
+    implicit: Option<tokio_rustls::TlsConnector>,
+    /// Open connections and when each was last used.
+    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
 }
+
+/// A connection idle longer than this is checked with NOOP before reuse:
+/// servers close idle connections, and a send on a closed one would fail.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(20);
 
 impl SmtpAdapter {
     pub fn new(name: &str, settings: &SmtpSettings, sender: Sender) -> Result<Self, String> {
         let tls = match settings.tls {
-            TlsMode::None => Tls::None,
-            TlsMode::Starttls => Tls::Required(tls_parameters(&settings.host)?),
-            TlsMode::Implicit => Tls::Wrapper(tls_parameters(&settings.host)?),
+            TlsMode::None => None,
+            TlsMode::Starttls | TlsMode::Implicit => Some(
+                TlsParameters::new(settings.host.clone())
+                    .map_err(|e| format!("TLS for {}: {e}", settings.host))?,
+            ),
         };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
-                .port(settings.port)
-                .tls(tls)
-                .timeout(Some(settings.timeout))
-                .pool_config(PoolConfig::new().max_size(settings.pool_size.max(1)));
-        if let Some((user, password)) = &settings.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
+        let implicit = (settings.tls == TlsMode::Implicit).then(tls_connector);
         Ok(Self {
             name: name.to_owned(),
-            transport: builder.build(),
+            settings: settings.clone(),
             sender,
+            hello: ClientId::default(),
+            tls,
+            implicit,
+            idle: Mutex::new(Vec::new()),
         })
+    }
+
+    /// An idle connection, or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            match idle {
+                Some((c, _)) if c.has_broken() => continue,
+                Some((mut c, since)) if since.elapsed() > CHECK_IDLE_AFTER => {
+                    if c.test_connected().await {
+                        return Ok(c);
+                    }
+                }
+                Some((c, _)) => return Ok(c),
+                None => return self.connect().await,
+            }
+        }
+    }
+
+    fn checkin(&self, connection: AsyncSmtpConnection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if !connection.has_broken() && idle.len() < self.settings.pool_size.max(1) as usize {
+            idle.push((connection, Instant::now()));
+        }
+    }
+
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let unreachable = |e: String| {
+            SendError::transient(format!(
+                "cannot connect to {}:{}: {e}",
+                self.settings.host, self.settings.port
+            ))
+        };
+        let tcp = tokio::time::timeout(
+            self.settings.timeout,
+            TcpStream::connect((self.settings.host.as_str(), self.settings.port)),
+        )
+        .await
+        .map_err(|_| unreachable("timed out".into()))?
+        .map_err(|e| unreachable(e.to_string()))?;
+        tcp.set_nodelay(true)
+            .map_err(|e| unreachable(e.to_string()))?;
+        let stream: Box<dyn AsyncTokioStream> = match &self.implicit {
+            Some(connector) => {
+                let server = tokio_rustls::rustls::pki_types::ServerName::try_from(
+                    self.settings.host.clone(),
+                )
+                .map_err(|e| SendError::permanent(format!("{}: {e}", self.settings.host)))?;
+                let tls = connector
+                    .connect(server, tcp)
+                    .await
+                    .map_err(|e| unreachable(format!("TLS: {e}")))?;
+                Box::new(TlsTcp(tls))
+            }
+            None => Box::new(tcp),
+        };
+        let mut connection = AsyncSmtpConnection::connect_with_transport(stream, &self.hello)
+            .await
+            .map_err(|e| classify(&e))?;
+        if let (TlsMode::Starttls, Some(params)) = (self.settings.tls, &self.tls) {
+            if !connection.can_starttls() {
+                return Err(SendError::transient(format!(
+                    "{} does not offer STARTTLS",
+                    self.settings.host
+                )));
+            }
+            connection
+                .starttls(params.clone(), &self.hello)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        if let Some((user, password)) = &self.settings.credentials {
+            let credentials = Credentials::new(user.clone(), password.clone());
+            connection
+                .auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                .await
+                .map_err(|e| classify(&e))?;
+        }
+        Ok(connection)
     }
 }
 
-fn tls_parameters(host: &str) -> Result<TlsParameters, String> {
-    TlsParameters::new(host.to_owned()).map_err(|e| format!("TLS for {host}: {e}"))
+/// The web's root certificates, for implicit TLS.
+fn tls_connector() -> tokio_rustls::TlsConnector {
+    let roots = tokio_rustls::rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let config = tokio_rustls::rustls::ClientConfig::builder_with_provider(Arc::new(
+        tokio_rustls::rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("ring supports the default TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS stream lettre can drive (its trait wants the peer address).
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
 }
 
 #[async_trait::async_trait]
@@ -92,13 +240,18 @@ impl Adapter for SmtpAdapter {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        match self.transport.send(message).await {
+        let envelope = message.envelope().clone();
+        let raw = message.formatted();
+        let mut connection = self.checkout().await?;
+        match connection.send(&envelope, &raw).await {
             Ok(response) => {
+                self.checkin(connection);
                 let reply: Vec<&str> = response.message().collect();
                 Ok(Accepted {
                     provider_id: queue_id(&reply.join(" ")).unwrap_or(message_id),
                 })
             }
+            // lettre has already ended a connection that failed mid-send.
             Err(e) => Err(classify(&e)),
         }
     }
