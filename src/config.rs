@@ -182,9 +182,16 @@ impl Config {
             None => (None, "(defaults)".to_owned(), PathBuf::from(".")),
         };
         let parsed: ConfigFile = match &file {
-            Some(text) => toml::from_str(text).map_err(|e| ConfigError::Invalid {
-                path: source_name.clone(),
-                message: one_line(&e.to_string()),
+            Some(text) => toml::from_str(text).map_err(|e: toml::de::Error| {
+                // `herald.toml:9:1: unknown field …`, like every other file.
+                let at = e.span().map_or(String::new(), |span| {
+                    let (line, col) = crate::diagnostic::line_col(text, span.start);
+                    format!(":{line}:{col}")
+                });
+                ConfigError::Invalid {
+                    path: format!("{source_name}{at}"),
+                    message: one_line(e.message()),
+                }
             })?,
             None => ConfigFile::default(),
         };

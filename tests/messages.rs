@@ -203,6 +203,7 @@ fn sms_preview_counts_segments_at_the_boundaries() {
     let campaign = std::fs::read_to_string(dir.path().join("campaigns/daily_bulletin.toml"))
         .unwrap()
         .replace("purpose = \"marketing\"", "purpose = \"service\"")
+        .replace("kind = \"market_bulletin\"", "kind = \"daily_notice\"")
         .replace("templates = \"market_bulletin\"", "templates = \"fixed\"")
         .replace("channels = [\"email\", \"sms\"]", "channels = [\"sms\"]")
         .replace("sms_max_segments = 2", "sms_max_segments = 3");
@@ -541,7 +542,8 @@ fn service_messages_carry_no_advertising_marker_and_no_opt_out() {
     let file = dir.path().join("campaigns/daily_bulletin.toml");
     let text = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("purpose = \"marketing\"", "purpose = \"service\"");
+        .replace("purpose = \"marketing\"", "purpose = \"service\"")
+        .replace("kind = \"market_bulletin\"", "kind = \"daily_notice\"");
     std::fs::write(&file, text).unwrap();
     let email = preview_json(dir.path(), "daily_bulletin", "0000000001", "email");
     let subject = email["email"]["subject"].as_str().unwrap();
@@ -558,7 +560,9 @@ fn service_messages_carry_no_advertising_marker_and_no_opt_out() {
 fn a_template_only_sms_provider_needs_the_campaigns_template_code() {
     let dir = project();
     let config = dir.path().join("herald.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
+    let mut text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[channels]\nemail = \"outbox\"\nsms = \"outbox\"\n", "");
     text.push_str(
         "\n[providers.files]\nkind = \"outbox\"\ndir = \"outbox\"\n\
          [providers.aliyun]\nkind = \"aliyun\"\naccess_key_id = \"LTAI5tTEST\"\n\
@@ -569,7 +573,8 @@ fn a_template_only_sms_provider_needs_the_campaigns_template_code() {
     let file = dir.path().join("campaigns/daily_bulletin.toml");
     let service = std::fs::read_to_string(&file)
         .unwrap()
-        .replace("purpose = \"marketing\"", "purpose = \"service\"");
+        .replace("purpose = \"marketing\"", "purpose = \"service\"")
+        .replace("kind = \"market_bulletin\"", "kind = \"daily_notice\"");
     std::fs::write(&file, &service).unwrap();
     let o = herald(dir.path(), &["campaigns", "validate", "daily_bulletin"]);
     assert_eq!(o.status.code(), Some(1));

@@ -27,6 +27,13 @@ impl Kind {
             "research_report" => Kind::ResearchReport,
             "market_bulletin" => Kind::MarketBulletin,
             "seminar_invitation" => Kind::SeminarInvitation,
+            other if close_to_shipped(other).is_some() => {
+                return Err(format!(
+                    "'{other}' is not a kind: did you mean '{}'? (a kind of your own must not \
+                     look like a shipped one, whose checks it would skip)",
+                    close_to_shipped(other).unwrap_or_default()
+                ))
+            }
             other if is_identifier(other) => Kind::Custom(other.to_owned()),
             other => {
                 return Err(format!(
@@ -51,6 +58,15 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+const SHIPPED_KINDS: [&str; 3] = ["research_report", "market_bulletin", "seminar_invitation"];
+
+/// A shipped kind `raw` is probably a misspelling of.
+fn close_to_shipped(raw: &str) -> Option<&'static str> {
+    SHIPPED_KINDS
+        .into_iter()
+        .find(|k| strsim::damerau_levenshtein(raw, k) <= 3)
 }
 
 fn is_identifier(s: &str) -> bool {
@@ -247,6 +263,15 @@ impl Campaign {
             .is_some_and(|t| t.code.trim().is_empty())
         {
             problems.push(problem("sms_template", "code is empty".into()));
+        }
+        if raw.purpose == Purpose::Service && SHIPPED_KINDS[..2].contains(&raw.kind.as_str()) {
+            problems.push(problem(
+                "purpose",
+                format!(
+                    "a {} is marketing: it needs consent, the 【广告】 marker and an opt-out",
+                    raw.kind
+                ),
+            ));
         }
         if raw.title.trim().is_empty() {
             problems.push(problem(
@@ -479,6 +504,28 @@ stock = "600519"
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_misspelt_shipped_kind_is_not_taken_for_a_custom_one() {
+        let err = parse(&GOOD.replace(
+            "\"market_bulletin\"\npurpose",
+            "\"market_buletin\"\npurpose",
+        ))
+        .unwrap_err();
+        assert!(err[0].contains("did you mean 'market_bulletin'"), "{err:?}");
+        let c = parse(&GOOD.replace(
+            "\"market_bulletin\"\npurpose",
+            "\"account_notice\"\npurpose",
+        ))
+        .unwrap();
+        assert_eq!(c.kind, Kind::Custom("account_notice".into()));
+    }
+
+    #[test]
+    fn research_and_bulletins_are_marketing() {
+        let err = parse(&GOOD.replace("\"marketing\"", "\"service\"")).unwrap_err();
+        assert!(err[0].contains("'purpose'"), "{err:?}");
     }
 
     #[test]

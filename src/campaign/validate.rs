@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::diagnostic::Problem;
 use crate::message::check::{self, Findings};
 use crate::message::data::{self, bare_client};
+use crate::message::render::RenderFailure;
 use crate::message::shape::Shape;
 use crate::message::template::Part;
 use crate::segment::{engine, rule, vocabulary::Today};
@@ -213,6 +214,12 @@ pub fn sample_clients(today: NaiveDate) -> Vec<Client> {
         history_days: 0,
         today,
     });
+    // Names run long (阿依古丽·买买提·艾尔肯): SMS length must hold for them too.
+    if let Some(first) = clients.first() {
+        let mut long = first.clone();
+        long.name = "阿依古丽·买买提·艾尔肯".to_owned();
+        clients.push(long);
+    }
     clients.push(bare_client("0000000000"));
     clients
 }
@@ -295,7 +302,23 @@ fn check_renders(prepared: &Prepared, clients: &[Client]) -> Vec<Problem> {
     for client in clients {
         for channel in &campaign.channels {
             let failure = match channel {
-                Channel::Email => prepared.email(&mut ctx, client, 0).err(),
+                Channel::Email => match prepared.email(&mut ctx, client, 0) {
+                    Ok(email)
+                        if email
+                            .subject
+                            .trim_start_matches(config_marker(prepared))
+                            .trim()
+                            .is_empty() =>
+                    {
+                        Some(RenderFailure {
+                            file: prepared.set.dir.join(Part::Subject.file_name()),
+                            line: None,
+                            message: "the subject is empty".into(),
+                        })
+                    }
+                    Ok(_) => None,
+                    Err(e) => Some(e),
+                },
                 Channel::Sms => match prepared.sms(&mut ctx, client, 0) {
                     Ok(sms) => {
                         if longest.as_ref().is_none_or(|l| sms.measure.segments > l.0) {
@@ -332,6 +355,11 @@ fn check_renders(prepared: &Prepared, clients: &[Client]) -> Vec<Problem> {
         );
     }
     dedupe(problems)
+}
+
+/// The marker herald puts before a marketing subject.
+fn config_marker(prepared: &Prepared) -> &str {
+    prepared.renderer.ad_marker()
 }
 
 fn key_line(path: &Path, key: &str) -> (usize, usize) {

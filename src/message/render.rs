@@ -207,8 +207,13 @@ impl Renderer {
         }
     }
 
-    pub fn has(&self, part: Part) -> bool {
-        self.files.iter().any(|(p, _)| *p == part)
+    /// The marker put before marketing subjects (empty for service).
+    pub fn ad_marker(&self) -> &str {
+        if self.dressing.marketing {
+            &self.dressing.ad_marker
+        } else {
+            ""
+        }
     }
 
     /// One part as the template writes it, without markers.
