@@ -85,7 +85,13 @@ impl Outbox {
             .open(&path)
             .await
             .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))?;
-        file.write_all(line.as_bytes())
+        // tokio's File finishes a write in the background: flush, or the
+        // line may not be there when the next writer (or reader) looks.
+        let written = async {
+            file.write_all(line.as_bytes()).await?;
+            file.flush().await
+        };
+        written
             .await
             .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))?;
         Ok(Accepted {
