@@ -127,6 +127,7 @@ fn generate(opts: &SyntheticOptions, out: &Path, history: bool) -> Result<Option
 /// clients and history, imports them, and shows what herald keeps.
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let dir = &args.dir;
+    claim_folder(dir)?;
     write_examples(dir)?;
     let config = Config::load(
         Some(&dir.join("herald.toml")),
@@ -403,6 +404,25 @@ fn extract(from: &Dir<'_>, to: &Path) -> Result<()> {
         extract(sub, to)?;
     }
     Ok(())
+}
+
+/// Marks a folder as the demo's own: only such a folder's database is
+/// replaced on the next run.
+const DEMO_MARKER: &str = ".herald-demo";
+
+/// The demo replaces its database each run; it must never replace one it
+/// did not make (`herald demo --dir .` in a working folder).
+fn claim_folder(dir: &Path) -> Result<()> {
+    let marker = dir.join(DEMO_MARKER);
+    if dir.join("herald.db").exists() && !marker.exists() {
+        anyhow::bail!(
+            "{} already holds a herald.db that the demo did not make; choose another --dir",
+            dir.display()
+        );
+    }
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    fs::write(&marker, "written by herald demo; its herald.db is rebuilt on each run\n")
+        .with_context(|| format!("cannot write {}", marker.display()))
 }
 
 /// The demo starts from an empty database each time.

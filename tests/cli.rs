@@ -216,3 +216,13 @@ fn testing_a_rule_that_does_not_exist_names_the_rule() {
         stderr(&o)
     );
 }
+
+#[test]
+fn the_demo_never_replaces_a_database_it_did_not_make() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("herald.db"), b"the firm's data").unwrap();
+    let o = herald(dir.path(), &["demo", "--dir", ".", "--clients", "10"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("did not make"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(dir.path().join("herald.db")).unwrap(), b"the firm's data");
+}
