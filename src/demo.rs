@@ -421,8 +421,11 @@ fn claim_folder(dir: &Path) -> Result<()> {
         );
     }
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    fs::write(&marker, "written by herald demo; its herald.db is rebuilt on each run\n")
-        .with_context(|| format!("cannot write {}", marker.display()))
+    fs::write(
+        &marker,
+        "written by herald demo; its herald.db is rebuilt on each run\n",
+    )
+    .with_context(|| format!("cannot write {}", marker.display()))
 }
 
 /// The demo starts from an empty database each time.

@@ -224,5 +224,8 @@ fn the_demo_never_replaces_a_database_it_did_not_make() {
     let o = herald(dir.path(), &["demo", "--dir", ".", "--clients", "10"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("did not make"), "{}", stderr(&o));
-    assert_eq!(std::fs::read(dir.path().join("herald.db")).unwrap(), b"the firm's data");
+    assert_eq!(
+        std::fs::read(dir.path().join("herald.db")).unwrap(),
+        b"the firm's data"
+    );
 }
