@@ -41,6 +41,30 @@ pub struct Client {
 }
 
 impl Client {
+    /// A client with an id and a name and nothing else.
+    pub fn bare(id: ClientId, name: String) -> Self {
+        Self {
+            id,
+            name,
+            email: None,
+            phone: None,
+            branch: None,
+            advisor: None,
+            investor_type: InvestorType::Ordinary,
+            risk_level: None,
+            risk_assessed_on: None,
+            lowest_risk_category: false,
+            assets: None,
+            tags: Vec::new(),
+            holdings: Vec::new(),
+            watchlist: Vec::new(),
+            birthday: None,
+            opened_on: None,
+            last_trade_on: None,
+            attributes: Map::new(),
+        }
+    }
+
     /// A digest of the profile, so that a re-import can tell an unchanged
     /// row without comparing every column.
     pub fn content_hash(&self) -> [u8; 16] {

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::consent::ConsentScope;
 use super::types::{ClientId, Cny, Email, Invalid, InvestorType, Mobile, RiskLevel, StockCode};
@@ -138,26 +138,10 @@ impl Default for RowBuilder {
 impl RowBuilder {
     pub fn new() -> Self {
         Self {
-            client: Client {
-                id: ClientId::parse("-").expect("placeholder id is valid"),
-                name: String::new(),
-                email: None,
-                phone: None,
-                branch: None,
-                advisor: None,
-                investor_type: InvestorType::Ordinary,
-                risk_level: None,
-                risk_assessed_on: None,
-                lowest_risk_category: false,
-                assets: None,
-                tags: Vec::new(),
-                holdings: Vec::new(),
-                watchlist: Vec::new(),
-                birthday: None,
-                opened_on: None,
-                last_trade_on: None,
-                attributes: Map::new(),
-            },
+            client: Client::bare(
+                ClientId::parse("-").expect("placeholder id is valid"),
+                String::new(),
+            ),
             consents: [None; 3],
             errors: Vec::new(),
             has_id: false,

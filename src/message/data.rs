@@ -91,26 +91,8 @@ pub fn client_json(c: &Client) -> Value {
 /// A client with nothing but an id and a name: validation renders every
 /// template for one, so that a missing optional field never breaks a send.
 pub fn bare_client(id: &str) -> Client {
-    Client {
-        id: crate::client::types::ClientId::parse(id).expect("a valid id"),
-        name: "客户".to_owned(),
-        email: None,
-        phone: None,
-        branch: None,
-        advisor: None,
-        investor_type: crate::client::types::InvestorType::Ordinary,
-        risk_level: None,
-        risk_assessed_on: None,
-        lowest_risk_category: false,
-        assets: None,
-        tags: Vec::new(),
-        holdings: Vec::new(),
-        watchlist: Vec::new(),
-        birthday: None,
-        opened_on: None,
-        last_trade_on: None,
-        attributes: Map::new(),
-    }
+    let id = crate::client::types::ClientId::parse(id).expect("a valid id");
+    Client::bare(id, "客户".to_owned())
 }
 
 #[cfg(test)]
