@@ -310,6 +310,12 @@ fn print_preview(p: &Preview, prepared: &Prepared) {
     }
     if let Some(sms) = &p.sms {
         println!("{}", describe_sms(&sms.measure));
+        if sms.measure.segments > c.sms_max_segments {
+            println!(
+                "NOTE: over the campaign's cap of {} segment(s): `herald campaigns validate` refuses it; shorten sms.hbs or raise sms_max_segments",
+                c.sms_max_segments
+            );
+        }
         println!();
         println!("{}", sms.text);
     }
