@@ -304,6 +304,18 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
     Ok(Some(Tracking { base_url, secret }))
 }
 
+/// A file named by the user: a bare name is looked up in `dir` with
+/// `extension` (`seminar_drive` → `rules/seminar_drive.rhai`); anything
+/// with an extension or a folder is a path.
+pub fn resolve_named(name: &str, dir: &Path, extension: &str) -> PathBuf {
+    let as_path = Path::new(name);
+    if as_path.extension().is_some() || as_path.components().count() > 1 {
+        as_path.to_path_buf()
+    } else {
+        dir.join(format!("{name}.{extension}"))
+    }
+}
+
 fn read(path: &Path) -> Result<String, ConfigError> {
     std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),

@@ -341,8 +341,9 @@ async fn validate_campaigns(config: &Config) -> Result<usize> {
     use crate::campaign::{file, validate};
     let today = config.firm_time().today();
     let files = file::list(&config.base_dir.join("campaigns"))?;
+    let providers = crate::channel::providers::Providers::from_config(config);
     for f in &files {
-        let report = validate::validate(f, config, today).await;
+        let report = validate::validate(f, config, &providers, today).await;
         for p in &report.problems {
             println!("    {p}");
         }

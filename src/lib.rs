@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod diagnostic;
 pub mod event;
+pub mod http;
 pub mod import;
 pub mod message;
 pub mod segment;

@@ -81,11 +81,7 @@ async fn fetch(url: &url::Url, timeout_secs: u64) -> Result<Value, ContentError>
         url: url.to_string(),
         message,
     };
-    let client = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(timeout_secs))
-        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| fail(e.to_string()))?;
+    let client = crate::http::client(std::time::Duration::from_secs(timeout_secs));
     let response = client
         .get(url.clone())
         .send()
@@ -107,19 +103,15 @@ async fn fetch(url: &url::Url, timeout_secs: u64) -> Result<Value, ContentError>
     parse(url.as_str(), &text)
 }
 
+/// A timeout or a refused connection said plainly; other failures with
+/// their causes.
 fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
         "cannot connect".into()
     } else {
-        let mut s = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(inner) = source {
-            s = format!("{s}: {inner}");
-            source = inner.source();
-        }
-        s
+        crate::http::describe(e)
     }
 }
 

@@ -189,12 +189,7 @@ pub const MAX_SMS_SEGMENTS: usize = 10;
 
 /// Finds a campaign by name in `campaigns_dir` or takes a path.
 pub fn resolve(campaign: &str, campaigns_dir: &Path) -> PathBuf {
-    let as_path = Path::new(campaign);
-    if as_path.extension().is_some() || as_path.components().count() > 1 {
-        as_path.to_path_buf()
-    } else {
-        campaigns_dir.join(format!("{campaign}.toml"))
-    }
+    crate::config::resolve_named(campaign, campaigns_dir, "toml")
 }
 
 /// The campaign files in `dir`, sorted by name.
@@ -388,7 +383,7 @@ fn toml_problem(path: &Path, source: &str, e: &toml::de::Error) -> Problem {
 
 /// Where `key` is set (`key = …` at the start of a line), so that a value
 /// problem found after parsing can still name its line.
-fn key_position(source: &str, key: &str) -> (usize, usize) {
+pub fn key_position(source: &str, key: &str) -> (usize, usize) {
     for (i, line) in source.lines().enumerate() {
         let t = line.trim_start();
         if let Some(rest) = t.strip_prefix(key) {

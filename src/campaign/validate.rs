@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::file::{Audience, Campaign, ContentSource, Kind, Purpose};
+use super::file::{self, Audience, Campaign, ContentSource, Kind, Purpose};
 use super::{content, parts_for, Prepared};
 use crate::channel::providers::Providers;
 use crate::channel::Channel;
@@ -42,8 +42,15 @@ impl Report {
     }
 }
 
-/// Checks one campaign file.
-pub async fn validate(path: &Path, config: &Config, today: NaiveDate) -> Report {
+/// Checks one campaign file. `providers` is built once for all campaigns
+/// checked (`Providers::from_config`); its error is reported against
+/// `herald.toml`.
+pub async fn validate(
+    path: &Path,
+    config: &Config,
+    providers: &Result<Providers, String>,
+    today: NaiveDate,
+) -> Report {
     let name = path
         .file_stem()
         .and_then(|s| s.to_str())
@@ -51,7 +58,7 @@ pub async fn validate(path: &Path, config: &Config, today: NaiveDate) -> Report 
         .to_owned();
     let problems = match Campaign::load(path) {
         Err(problems) => problems,
-        Ok(campaign) => check_campaign(campaign, config, today).await,
+        Ok(campaign) => check_campaign(campaign, config, providers, today).await,
     };
     Report {
         campaign: name,
@@ -60,7 +67,12 @@ pub async fn validate(path: &Path, config: &Config, today: NaiveDate) -> Report 
     }
 }
 
-async fn check_campaign(campaign: Campaign, config: &Config, today: NaiveDate) -> Vec<Problem> {
+async fn check_campaign(
+    campaign: Campaign,
+    config: &Config,
+    providers: &Result<Providers, String>,
+    today: NaiveDate,
+) -> Vec<Problem> {
     let mut problems = check_rule(&campaign, config, today);
     let prepared = match Prepared::new(campaign, config, today).await {
         Ok(p) => p,
@@ -75,7 +87,7 @@ async fn check_campaign(campaign: Campaign, config: &Config, today: NaiveDate) -
         &content_origin(&prepared.campaign),
     ));
     problems.extend(check_firm(&prepared.campaign, config));
-    problems.extend(check_providers(&prepared.campaign, config));
+    problems.extend(check_providers(&prepared.campaign, config, providers));
     let clients = sample_clients(today);
     problems.extend(check_templates(&prepared, &clients));
     if problems.iter().any(Problem::is_error) {
@@ -143,10 +155,14 @@ fn check_firm(campaign: &Campaign, config: &Config) -> Vec<Problem> {
 /// Each channel must have a provider that takes what the campaign sends:
 /// rendered text, or an approved template. Marketing email without DKIM
 /// cannot offer one-click unsubscribe.
-fn check_providers(campaign: &Campaign, config: &Config) -> Vec<Problem> {
-    let providers = match Providers::from_config(config) {
+fn check_providers(
+    campaign: &Campaign,
+    config: &Config,
+    providers: &Result<Providers, String>,
+) -> Vec<Problem> {
+    let providers = match providers {
         Ok(p) => p,
-        Err(m) => return vec![Problem::error(Path::new(&config.source), m)],
+        Err(m) => return vec![Problem::error(Path::new(&config.source), m.clone())],
     };
     let mut problems = Vec::new();
     let at = |key: &str, message: String, warning: bool| {
@@ -362,15 +378,10 @@ fn config_marker(prepared: &Prepared) -> &str {
     prepared.renderer.ad_marker()
 }
 
+/// Where `key` is set in the campaign file, re-read for a problem found
+/// after parsing.
 fn key_line(path: &Path, key: &str) -> (usize, usize) {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .position(|l| l.trim_start().starts_with(key))
-                .map(|i| (i + 1, 1))
-        })
-        .unwrap_or((0, 0))
+    std::fs::read_to_string(path).map_or((0, 0), |source| file::key_position(&source, key))
 }
 
 fn dedupe(problems: Vec<Problem>) -> Vec<Problem> {

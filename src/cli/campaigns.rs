@@ -102,9 +102,10 @@ async fn validate_all(
         bail!("{} holds no campaign files (*.toml)", dir.display());
     }
     let today = as_of.unwrap_or_else(|| config.firm_time().today());
+    let providers = crate::channel::providers::Providers::from_config(config);
     let mut reports = Vec::new();
     for file in &files {
-        reports.push(validate::validate(file, config, today).await);
+        reports.push(validate::validate(file, config, &providers, today).await);
     }
     let errors: usize = reports.iter().map(Report::errors).sum();
     if json {

@@ -11,8 +11,9 @@ use handlebars::template::{
     BlockParam, DecoratorTemplate, HelperTemplate, Parameter, Template, TemplateElement,
 };
 
-use super::helpers::{self, Returns, BUILTIN_HELPERS, HOLDING_QUOTE_FIELDS};
+use super::helpers::{self, is_helper, Returns, BUILTIN_HELPERS, HOLDING_QUOTE_FIELDS};
 use super::shape::Shape;
+use super::template::plain_name;
 use crate::diagnostic::Problem;
 
 /// A compiled template and the file it came from.
@@ -335,10 +336,6 @@ fn current(frames: &[Frame]) -> Shape {
     frames.last().map_or(Shape::Any, |f| f.this.clone())
 }
 
-fn is_helper(name: &str) -> bool {
-    BUILTIN_HELPERS.contains(&name) || helpers::signature(name).is_some()
-}
-
 fn all_helpers() -> &'static [&'static str] {
     static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
     NAMES.get_or_init(|| {
@@ -351,9 +348,10 @@ fn all_helpers() -> &'static [&'static str] {
 }
 
 fn name_of(p: &Parameter) -> String {
+    if let Some(name) = plain_name(p) {
+        return name.to_owned();
+    }
     match p {
-        Parameter::Name(n) => n.clone(),
-        Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
         Parameter::Path(handlebars::Path::Local((_, _, raw))) => raw.clone(),
         Parameter::Literal(v) => v.to_string(),
         Parameter::Subexpression(s) => s.name().to_owned(),

@@ -83,6 +83,12 @@ pub fn is_context_block(name: &str) -> bool {
     matches!(name, "each" | "with")
 }
 
+/// Whether `name` calls a helper (Handlebars' own or herald's) rather than
+/// naming data.
+pub fn is_helper(name: &str) -> bool {
+    BUILTIN_HELPERS.contains(&name) || signature(name).is_some()
+}
+
 pub fn signature(name: &str) -> Option<&'static Signature> {
     HERALD_HELPERS.iter().find(|s| s.name == name)
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use chrono_tz::Tz;
-use handlebars::template::{Parameter, Template, TemplateElement};
+use handlebars::template::{Template, TemplateElement};
 use handlebars::{Context, Handlebars, RenderError};
 use serde::Serialize;
 use serde_json::Value;
@@ -16,7 +16,7 @@ use super::check::SourceTemplate;
 use super::helpers;
 use super::sms::{self, SmsMeasure};
 use super::specialise::specialise;
-use super::template::{Part, TemplateSet};
+use super::template::{plain_name, Part, TemplateSet};
 use crate::config::SmsStyle;
 use crate::diagnostic::Problem;
 use crate::tracking::links::Links;
@@ -152,12 +152,7 @@ fn inline_partials(
             TemplateElement::PartialExpression(d)
                 if d.params.is_empty() && d.hash.is_empty() && depth < MAX_INLINE_DEPTH =>
             {
-                let name = match &d.name {
-                    Parameter::Name(n) => Some(n.as_str()),
-                    Parameter::Path(handlebars::Path::Relative((_, raw))) => Some(raw.as_str()),
-                    _ => None,
-                };
-                match name.and_then(|n| partials.get(n)) {
+                match plain_name(&d.name).and_then(|n| partials.get(n)) {
                     Some(p) => {
                         let inner = inline_partials(&p.template, partials, depth + 1);
                         out.elements.extend(inner.elements);

@@ -9,7 +9,8 @@ use handlebars::template::{HelperTemplate, Parameter, Template, TemplateElement}
 use handlebars::{Context, Handlebars, RenderContext, Renderable, StringOutput};
 
 use super::data::keys;
-use super::helpers;
+use super::helpers::is_helper;
+use super::template::plain_name;
 
 /// The top-level data every message of a run shares.
 const RUN_WIDE: &[&str] = &[
@@ -160,23 +161,17 @@ fn root_key_independent(path: &str) -> bool {
     RUN_WIDE.contains(&first)
 }
 
+/// A name that may call a helper: one word, not a path.
 fn helper_name(p: &Parameter) -> Option<String> {
-    match p {
-        Parameter::Name(n) => Some(n.clone()),
-        Parameter::Path(handlebars::Path::Relative((_, raw))) if !raw.contains(['.', '/']) => {
-            Some(raw.clone())
-        }
-        _ => None,
-    }
-}
-
-fn is_helper(name: &str) -> bool {
-    helpers::BUILTIN_HELPERS.contains(&name) || helpers::signature(name).is_some()
+    plain_name(p)
+        .filter(|n| !n.contains(['.', '/']))
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::helpers;
     use serde_json::json;
 
     fn elements(source: &str) -> Vec<bool> {

@@ -131,6 +131,15 @@ fn load_partials(dir: &Path, problems: &mut Vec<Problem>) -> BTreeMap<String, So
     partials
 }
 
+/// The name in `{{name}}`, `{{> name}}` or `{{#name}}`, as written.
+pub fn plain_name(p: &Parameter) -> Option<&str> {
+    match p {
+        Parameter::Name(n) => Some(n),
+        Parameter::Path(handlebars::Path::Relative((_, raw))) => Some(raw),
+        _ => None,
+    }
+}
+
 /// A partial that includes itself, directly or through others, would
 /// render forever: refuse it when the set is loaded.
 fn partial_cycles(partials: &BTreeMap<String, SourceTemplate>) -> Vec<Problem> {
@@ -163,10 +172,8 @@ fn reaches(
         let at = t.mapping.get(i).map_or((0, 0), |m| (m.0, m.1));
         match element {
             TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
-                let name = match &d.name {
-                    Parameter::Name(n) => n.clone(),
-                    Parameter::Path(handlebars::Path::Relative((_, raw))) => raw.clone(),
-                    _ => continue,
+                let Some(name) = plain_name(&d.name).map(str::to_owned) else {
+                    continue;
                 };
                 if name == target {
                     path.push(name);

@@ -73,12 +73,7 @@ pub struct Rule {
 
 /// Finds a rule by name in `rules_dir` (`rules/NAME.rhai`) or takes a path.
 pub fn resolve(rule: &str, rules_dir: &Path) -> PathBuf {
-    let as_path = Path::new(rule);
-    if as_path.extension().is_some() || as_path.components().count() > 1 {
-        as_path.to_path_buf()
-    } else {
-        rules_dir.join(format!("{rule}.rhai"))
-    }
+    crate::config::resolve_named(rule, rules_dir, "rhai")
 }
 
 impl Rule {

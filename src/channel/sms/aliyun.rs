@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::super::{Accepted, Adapter, Channel, Failure, Message, Outgoing, SendError, SmsMessage};
-use super::{classify_status, classify_transport, http_client, retry_after, DEFAULT_TIMEOUT};
+use super::{classify_status, classify_transport, retry_after, DEFAULT_TIMEOUT};
 use crate::client::types::Mobile;
 
 /// Alibaba's public endpoint for the SMS product.
@@ -85,7 +85,7 @@ impl AliyunAdapter {
     pub fn new(name: &str, settings: AliyunSettings) -> Self {
         Self {
             name: name.to_owned(),
-            client: http_client(settings.timeout),
+            client: crate::http::client(settings.timeout),
             settings,
         }
     }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 use url::Url;
 
 use super::super::{Accepted, Adapter, Channel, Failure, Message, Outgoing, SendError, SmsMessage};
-use super::{classify_status, classify_transport, http_client, retry_after, DEFAULT_TIMEOUT};
+use super::{classify_status, classify_transport, retry_after, DEFAULT_TIMEOUT};
 use crate::client::types::Mobile;
 
 /// What field templates may use.
@@ -385,7 +385,7 @@ impl GenericAdapter {
 
         Ok(Self {
             name: name.to_owned(),
-            client: http_client(Duration::from_secs(settings.timeout_secs)),
+            client: crate::http::client(Duration::from_secs(settings.timeout_secs)),
             url: settings.url.clone(),
             method: settings.method,
             body: settings.body,

@@ -48,31 +48,8 @@ pub fn classify_transport(e: &reqwest::Error) -> SendError {
     if e.is_builder() {
         SendError::permanent(e.to_string())
     } else {
-        SendError::transient(describe(e))
+        SendError::transient(crate::http::describe(e))
     }
-}
-
-fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        e.to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(inner) = source {
-        s = format!("{s}: {inner}");
-        source = inner.source();
-    }
-    s
-}
-
-/// One HTTP client for all gateways: connections are pooled and reused.
-pub fn http_client(timeout: Duration) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("a client with a timeout and a user agent always builds")
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use url::Url;
 
 use super::super::{Accepted, Adapter, Channel, Failure, Message, Outgoing, SendError, SmsMessage};
 use super::generic::redact;
-use super::{classify_status, classify_transport, http_client, retry_after, DEFAULT_TIMEOUT};
+use super::{classify_status, classify_transport, retry_after, DEFAULT_TIMEOUT};
 
 /// Twilio's own API.
 pub const DEFAULT_BASE_URL: &str = "https://api.twilio.com";
@@ -182,7 +182,7 @@ impl TwilioAdapter {
         }
         Ok(Self {
             name: name.to_owned(),
-            client: http_client(settings.timeout),
+            client: crate::http::client(settings.timeout),
             endpoint,
             account_sid: sid.to_owned(),
             auth_token: settings.auth_token.clone(),
