@@ -92,7 +92,12 @@ fn addresses(to: &[String]) -> Result<(Option<Email>, Option<Mobile>)> {
         if t.contains('@') {
             email = Some(Email::parse(t).map_err(|e| anyhow::anyhow!("--to {t}: {}", e.0))?);
         } else {
-            phone = Some(Mobile::parse(t).map_err(|e| anyhow::anyhow!("--to {t}: {}", e.0))?);
+            phone = Some(Mobile::parse(t).map_err(|e| {
+                anyhow::anyhow!(
+                    "--to {t}: neither an email address (no @) nor a mobile number: {}",
+                    e.0
+                )
+            })?);
         }
     }
     if email.is_none() && phone.is_none() {
