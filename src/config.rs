@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde::Deserialize;
 
+use crate::campaign::timing::QuietHours;
 use crate::message::sms::SmsBilling;
 use crate::store::DatabaseUrl;
 use crate::time::{parse_tz, FirmTime};
@@ -39,6 +40,37 @@ pub struct Config {
     /// Where tracking links point and the key that signs them; `None` until
     /// configured, and nothing with links can be rendered without it.
     pub tracking: Option<Tracking>,
+    pub sending: Sending,
+}
+
+/// `[sending]`: the rules every campaign is planned and sent under.
+#[derive(Debug, Clone)]
+pub struct Sending {
+    /// At most this many marketing messages per client in 7 days.
+    pub frequency_cap: u32,
+    /// When marketing SMS wait (21:00–08:00 by default).
+    pub quiet_hours: QuietHours,
+    /// Whether service SMS wait for quiet hours too.
+    pub quiet_hours_for_service: bool,
+    /// Who may approve a run that needs approval.
+    pub approvers: Vec<String>,
+    /// Stock codes and date ranges research may not cover.
+    pub restricted_file: PathBuf,
+    /// How long a dispatcher's claim on a delivery lasts.
+    pub lease_secs: u64,
+}
+
+impl Default for Sending {
+    fn default() -> Self {
+        Self {
+            frequency_cap: 5,
+            quiet_hours: QuietHours::default(),
+            quiet_hours_for_service: false,
+            approvers: Vec::new(),
+            restricted_file: PathBuf::from("restricted.csv"),
+            lease_secs: 120,
+        }
+    }
 }
 
 /// The firm's particulars, shown in messages (research reports must carry
@@ -101,6 +133,20 @@ struct ConfigFile {
     #[serde(default)]
     providers: std::collections::BTreeMap<String, toml::Value>,
     channels: Option<toml::Value>,
+    #[serde(default)]
+    sending: SendingFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendingFile {
+    frequency_cap: Option<u32>,
+    quiet_hours: Option<String>,
+    quiet_hours_for_service: Option<bool>,
+    #[serde(default)]
+    approvers: Vec<String>,
+    restricted_file: Option<PathBuf>,
+    lease_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,7 +290,9 @@ impl Config {
             opt_out: file.sms.opt_out.unwrap_or_else(|| "拒收请回复R".to_owned()),
             billing: file.sms.billing.unwrap_or(SmsBilling::Domestic),
         };
+        let sending = sending(file.sending, &base_dir).map_err(|(key, m)| invalid(key, m))?;
         Ok(Self {
+            sending,
             database_url: url,
             timezone,
             risk_assessment_valid_days: valid_days,
@@ -280,6 +328,35 @@ impl Config {
     pub fn firm_time(&self) -> FirmTime {
         FirmTime::new(self.timezone)
     }
+}
+
+fn sending(file: SendingFile, base_dir: &Path) -> Result<Sending, (&'static str, String)> {
+    let defaults = Sending::default();
+    let frequency_cap = file.frequency_cap.unwrap_or(defaults.frequency_cap);
+    if frequency_cap == 0 {
+        return Err(("sending.frequency_cap", "must be at least 1".into()));
+    }
+    let quiet_hours = file
+        .quiet_hours
+        .map(|q| QuietHours::parse(&q))
+        .transpose()
+        .map_err(|m| ("sending.quiet_hours", m))?
+        .unwrap_or(defaults.quiet_hours);
+    let lease_secs = file.lease_secs.unwrap_or(defaults.lease_secs);
+    if lease_secs < 5 {
+        return Err(("sending.lease_secs", "must be at least 5".into()));
+    }
+    if let Some(a) = file.approvers.iter().find(|a| a.trim().is_empty()) {
+        return Err(("sending.approvers", format!("'{a}' is not a name")));
+    }
+    Ok(Sending {
+        frequency_cap,
+        quiet_hours,
+        quiet_hours_for_service: file.quiet_hours_for_service.unwrap_or(false),
+        approvers: file.approvers,
+        restricted_file: base_dir.join(file.restricted_file.unwrap_or(defaults.restricted_file)),
+        lease_secs,
+    })
 }
 
 /// The tracking section: both keys or neither; the secret may come from

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::campaign::Purpose;
 use crate::channel::Channel;
 use crate::client::types::{ClientId, Invalid};
 
@@ -91,6 +92,9 @@ pub struct NewEvent {
     pub channel: Option<Channel>,
     pub campaign: Option<String>,
     pub campaign_kind: Option<String>,
+    /// Whether a send was marketing; `None` (imported history) counts as
+    /// marketing for the frequency cap.
+    pub purpose: Option<Purpose>,
     pub run_id: Option<i64>,
     pub delivery_id: Option<i64>,
     /// Where the event came from: `import`, `tracking`, `dispatcher`, ...

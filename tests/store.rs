@@ -308,6 +308,7 @@ fn event(client: &str, when: DateTime<Utc>, kind: EventKind) -> NewEvent {
         channel: Some(Channel::Email),
         campaign: Some("daily-bulletin".into()),
         campaign_kind: Some("market_bulletin".into()),
+        purpose: None,
         run_id: None,
         delivery_id: None,
         source: "import".into(),

@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use chrono::NaiveDateTime;
+
+use super::timing::{QuietHours, SendBy};
 use crate::channel::Channel;
+use crate::client::types::{Cny, ProductRisk, StockCode};
 use crate::diagnostic::{line_col, Problem};
 
 /// What a campaign sends. The three herald ships templates for, or a kind
@@ -85,6 +89,16 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    pub fn parse(raw: &str) -> Result<Purpose, crate::client::types::Invalid> {
+        match raw {
+            "marketing" => Ok(Purpose::Marketing),
+            "service" => Ok(Purpose::Service),
+            other => Err(crate::client::types::Invalid(format!(
+                "'{other}' is not a purpose (marketing, service)"
+            ))),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Marketing => "marketing",
@@ -140,6 +154,51 @@ pub struct Campaign {
     /// For SMS providers that send approved templates only: the template
     /// code, and its parameters (each a template over the client's data).
     pub sms_template: Option<SmsTemplate>,
+    pub rules: SendingRules,
+}
+
+/// The constraints on who may get the campaign and when; the planner's
+/// gates and the dispatcher enforce them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SendingRules {
+    /// The product's risk; `None` for a message that promotes nothing.
+    pub product_risk: Option<ProductRisk>,
+    /// The product's entry thresholds; professional investors must meet
+    /// them too.
+    pub min_assets: Option<Cny>,
+    pub professional_only: bool,
+    /// At most this many marketing messages per client in 7 days; `None`
+    /// takes `[sending] frequency_cap`.
+    pub frequency_cap: Option<u32>,
+    /// `None` takes `[sending] quiet_hours`.
+    pub quiet_hours: Option<QuietHours>,
+    pub requires_approval: bool,
+    pub send_by: Option<SendBy>,
+    pub once_per: OncePer,
+    /// Research reports: the stocks covered, checked against the
+    /// restricted list.
+    pub stocks: Vec<StockCode>,
+    /// Research reports: nothing goes out before this local time.
+    pub release_at: Option<NaiveDateTime>,
+    pub trigger: Trigger,
+}
+
+/// Whether a client may get the campaign once per run, or once ever.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OncePer {
+    #[default]
+    Run,
+    Campaign,
+}
+
+/// What starts a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// `herald send`.
+    #[default]
+    Manual,
 }
 
 /// A provider's pre-approved SMS template.
@@ -170,6 +229,21 @@ struct CampaignToml {
     #[serde(default)]
     providers: BTreeMap<Channel, String>,
     sms_template: Option<SmsTemplate>,
+    product_risk: Option<String>,
+    min_assets: Option<toml::Value>,
+    #[serde(default)]
+    professional_only: bool,
+    frequency_cap: Option<u32>,
+    quiet_hours: Option<String>,
+    #[serde(default)]
+    requires_approval: bool,
+    send_by: Option<String>,
+    once_per: Option<OncePer>,
+    #[serde(default)]
+    stocks: Vec<String>,
+    release_at: Option<toml::Value>,
+    #[serde(default)]
+    trigger: Trigger,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +319,9 @@ impl Campaign {
                 format!("'{key}' is not a name (lower_snake_case)"),
             ));
         }
+        let rules = kind
+            .as_ref()
+            .map(|kind| sending_rules(&raw, kind, &mut |key, m| problems.push(problem(key, m))));
         let content = match raw.content.map(parse_content).transpose() {
             Ok(c) => c,
             Err((key, m)) => {
@@ -274,8 +351,8 @@ impl Campaign {
                 "is missing: staff and reports show it".into(),
             ));
         }
-        match (kind, audience) {
-            (Some(kind), Some(audience)) if problems.is_empty() => Ok(Campaign {
+        match (kind, audience, rules) {
+            (Some(kind), Some(audience), Some(rules)) if problems.is_empty() => Ok(Campaign {
                 name: stem(path),
                 path: path.to_path_buf(),
                 kind,
@@ -289,6 +366,7 @@ impl Campaign {
                 context: raw.context,
                 providers: raw.providers,
                 sms_template: raw.sms_template,
+                rules,
             }),
             _ => Err(problems),
         }
@@ -301,6 +379,125 @@ impl Campaign {
             _ => file.to_path_buf(),
         }
     }
+}
+
+/// The sending rules, each key checked; problems go to `report`.
+fn sending_rules(
+    raw: &CampaignToml,
+    kind: &Kind,
+    report: &mut dyn FnMut(&'static str, String),
+) -> SendingRules {
+    let mut check = |key: &'static str, r: Result<(), String>| {
+        if let Err(m) = r {
+            report(key, m)
+        }
+    };
+    let product_risk = raw.product_risk.as_deref().and_then(|r| {
+        ProductRisk::parse(r)
+            .map_err(|e| check("product_risk", Err(format!("{e} (R1 to R5)"))))
+            .ok()
+    });
+    let min_assets = raw.min_assets.as_ref().and_then(|v| {
+        let parsed = match v {
+            toml::Value::Integer(n) => Cny::parse(&n.to_string()),
+            toml::Value::Float(f) => Cny::parse(&f.to_string()),
+            toml::Value::String(s) => Cny::parse(s),
+            other => Err(crate::client::types::Invalid(format!(
+                "{other} is not an amount in CNY"
+            ))),
+        };
+        parsed.map_err(|e| check("min_assets", Err(e.0))).ok()
+    });
+    if (min_assets.is_some() || raw.professional_only) && product_risk.is_none() {
+        check(
+            "product_risk",
+            Err("entry thresholds belong to a product: give its risk (R1 to R5)".into()),
+        );
+    }
+    if raw.frequency_cap == Some(0) {
+        check("frequency_cap", Err("must be at least 1".into()));
+    }
+    let quiet_hours = raw.quiet_hours.as_deref().and_then(|q| {
+        QuietHours::parse(q)
+            .map_err(|m| check("quiet_hours", Err(m)))
+            .ok()
+    });
+    let send_by = raw
+        .send_by
+        .as_deref()
+        .and_then(|s| SendBy::parse(s).map_err(|m| check("send_by", Err(m))).ok());
+    let stocks: Vec<StockCode> = raw
+        .stocks
+        .iter()
+        .filter_map(|s| {
+            StockCode::parse(s)
+                .map_err(|e| check("stocks", Err(e.0)))
+                .ok()
+        })
+        .collect();
+    let release_at = raw.release_at.as_ref().and_then(|v| {
+        release_time(v)
+            .map_err(|m| check("release_at", Err(m)))
+            .ok()
+    });
+    let research = *kind == Kind::ResearchReport;
+    if research && raw.stocks.is_empty() {
+        check(
+            "stocks",
+            Err("a research report names the stocks it covers (checked against the restricted list)".into()),
+        );
+    }
+    if !research && (!raw.stocks.is_empty() || raw.release_at.is_some()) {
+        let key = if raw.stocks.is_empty() {
+            "release_at"
+        } else {
+            "stocks"
+        };
+        check(key, Err("applies to research reports only".into()));
+    }
+    SendingRules {
+        product_risk,
+        min_assets,
+        professional_only: raw.professional_only,
+        frequency_cap: raw.frequency_cap,
+        quiet_hours,
+        requires_approval: raw.requires_approval,
+        send_by,
+        // A research report reaches a client once however many runs it has.
+        once_per: raw
+            .once_per
+            .unwrap_or(if research || *kind == Kind::SeminarInvitation {
+                OncePer::Campaign
+            } else {
+                OncePer::Run
+            }),
+        stocks,
+        release_at,
+        trigger: raw.trigger,
+    }
+}
+
+/// A local release time: a TOML datetime without offset, or text
+/// `YYYY-MM-DD HH:MM`.
+fn release_time(v: &toml::Value) -> Result<NaiveDateTime, String> {
+    let text = match v {
+        toml::Value::Datetime(d) if d.offset.is_none() => d.to_string(),
+        toml::Value::String(s) => s.clone(),
+        other => {
+            return Err(format!(
+                "{other} is not a local time (write \"2026-11-25 09:30\", in the firm's time zone)"
+            ))
+        }
+    };
+    [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text.trim(), f).ok())
+    .ok_or_else(|| format!("'{text}' is not a local time (YYYY-MM-DD HH:MM)"))
 }
 
 fn stem(path: &Path) -> String {

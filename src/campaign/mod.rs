@@ -3,6 +3,9 @@
 
 pub mod content;
 pub mod file;
+pub mod gates;
+pub mod restricted;
+pub mod timing;
 pub mod validate;
 
 use chrono::NaiveDate;

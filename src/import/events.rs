@@ -143,6 +143,7 @@ fn event(
             channel: channel.flatten(),
             campaign,
             campaign_kind,
+            purpose: None,
             run_id: None,
             delivery_id: None,
             source: "import".into(),

@@ -413,6 +413,7 @@ pub struct EventColumns {
     pub channel: Option<String>,
     pub campaign: Option<String>,
     pub campaign_kind: Option<String>,
+    pub purpose: Option<String>,
     pub run_id: Option<i64>,
     pub delivery_id: Option<i64>,
     pub source: String,
@@ -422,7 +423,7 @@ pub struct EventColumns {
 
 /// The columns [`EventColumns`] reads.
 pub const EVENT_SELECT: &str =
-    "id, client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+    "id, client_id, occurred_at, kind, channel, campaign, campaign_kind, purpose, \
      run_id, delivery_id, source, details, recorded_at";
 
 impl EventColumns {
@@ -444,6 +445,12 @@ impl EventColumns {
                     .map_err(bad)?,
                 campaign: self.campaign,
                 campaign_kind: self.campaign_kind,
+                purpose: self
+                    .purpose
+                    .as_deref()
+                    .map(crate::campaign::Purpose::parse)
+                    .transpose()
+                    .map_err(bad)?,
                 run_id: self.run_id,
                 delivery_id: self.delivery_id,
                 source: self.source,

@@ -123,13 +123,13 @@ impl Store for PgStore {
             |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
         let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
             "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-             run_id, delivery_id, source, details, dedupe_key, recorded_at) \
+             run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
              SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                    source, details::jsonb, dedupe_key, $12 \
+                    source, details::jsonb, dedupe_key, $12, purpose \
              FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[]) \
+                         $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[], $13::text[]) \
                AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                    source, details, dedupe_key) \
+                    source, details, dedupe_key, purpose) \
              ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
         )
         .bind(col(|e| Some(e.client_id.to_string())))
@@ -144,6 +144,7 @@ impl Store for PgStore {
         .bind(col(|e| Some(e.details.to_string())))
         .bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
         .bind(Utc::now())
+        .bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
         .fetch_all(&mut *tx)
         .await?;
         if !stored.is_empty() {

@@ -123,7 +123,7 @@ impl Store for SqliteStore {
         for chunk in insertable.chunks(ROWS_PER_INSERT / 2) {
             let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-                 run_id, delivery_id, source, details, dedupe_key, recorded_at) ",
+                 run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) ",
             );
             qb.push_values(chunk, |mut b, (e, key)| {
                 b.push_bind(e.client_id.as_str())
@@ -137,7 +137,8 @@ impl Store for SqliteStore {
                     .push_bind(e.source.as_str())
                     .push_bind(sqlx::types::Json(&e.details))
                     .push_bind(key.as_slice())
-                    .push_bind(now);
+                    .push_bind(now)
+                    .push_bind(e.purpose.map(|p| p.as_str()));
             });
             qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
             let rows: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
