@@ -57,9 +57,9 @@ CREATE TABLE deliveries (
     UNIQUE (run_id, client_id)
 );
 
--- What a dispatcher claims next.
-CREATE INDEX deliveries_queue ON deliveries (state, not_before)
-    WHERE state IN ('queued', 'claimed', 'sending');
+-- What a dispatcher claims next, in id order; and claims that may lapse.
+CREATE INDEX deliveries_queued ON deliveries (id) WHERE state = 'queued';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state IN ('claimed', 'sending');
 
 -- Why a selected client was not sent to, one reason per client and run.
 CREATE TABLE suppressions (

@@ -5,6 +5,8 @@
 mod columns;
 mod postgres;
 mod queries;
+mod run_queries;
+pub mod runs;
 mod sqlite;
 mod upsert;
 mod writer;
@@ -140,9 +142,130 @@ pub trait ClientWriter: Send {
     async fn commit(self: Box<Self>) -> Result<(), StoreError>;
 }
 
+/// Runs and what hangs off them: what the planner writes and the
+/// dispatcher works through (see [`runs`]).
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Writes a run with its deliveries, suppressions and launch audit in
+    /// one transaction, unless a run with the same (campaign, key) exists.
+    /// `commit = false` rolls it all back (a dry run).
+    async fn plan_run(
+        &self,
+        run: &runs::NewRun,
+        deliveries: &[runs::NewDelivery],
+        suppressions: &[runs::NewSuppression],
+        audit: &runs::AuditEntry,
+        commit: bool,
+    ) -> Result<runs::Planned, StoreError>;
+
+    async fn run(&self, id: i64) -> Result<Option<runs::Run>, StoreError>;
+    async fn run_by_key(&self, campaign: &str, key: &str) -> Result<Option<runs::Run>, StoreError>;
+    /// The latest runs, newest first.
+    async fn runs(&self, limit: u32) -> Result<Vec<runs::Run>, StoreError>;
+
+    /// Moves a run from one of `from` to `to`; false if it was in none.
+    async fn set_run_state(
+        &self,
+        id: i64,
+        from: &[runs::RunState],
+        to: runs::RunState,
+        audit: Option<&runs::AuditEntry>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records the approval (the audit entry's actor and time) of the run
+    /// as `fingerprint` describes it, and lets it send.
+    async fn approve_run(
+        &self,
+        id: i64,
+        fingerprint: &str,
+        audit: &runs::AuditEntry,
+    ) -> Result<bool, StoreError>;
+
+    async fn run_counts(&self, id: i64) -> Result<runs::RunCounts, StoreError>;
+
+    async fn deliveries_in(
+        &self,
+        run: i64,
+        state: runs::DeliveryState,
+        limit: u32,
+    ) -> Result<Vec<runs::DeliveryBrief>, StoreError>;
+
+    /// What the gates read: the do-not-contact list, bad addresses,
+    /// marketing sends per client since `since`, and the clients any run
+    /// of `campaign` reached.
+    async fn gate_facts(
+        &self,
+        campaign: &str,
+        since: DateTime<Utc>,
+    ) -> Result<crate::campaign::gates::Known, StoreError>;
+
+    /// Claims up to `limit` queued deliveries due at `now` of sending runs
+    /// (of `run` only, if given) for `owner` until `lease_until`.
+    async fn claim(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+        run: Option<i64>,
+    ) -> Result<Vec<runs::Claimed>, StoreError>;
+
+    /// Marks claimed deliveries as leaving now; returns those still ours.
+    async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
+
+    /// Records outcomes, their events, bad addresses and archive records in
+    /// one transaction.
+    async fn record_deliveries(&self, updates: &[runs::DeliveryUpdate]) -> Result<(), StoreError>;
+
+    /// Gives back what `owner` claimed and has not started.
+    async fn release_claims(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Lapsed claims go back to the queue; lapsed sends become uncertain.
+    /// `all`: no other dispatcher lives, so every claim is lapsed.
+    /// Returns (requeued, uncertain).
+    async fn reclaim_lapsed(&self, now: DateTime<Utc>, all: bool)
+        -> Result<(u64, u64), StoreError>;
+
+    /// Expires queued deliveries of runs past `send_by` and marks runs with
+    /// nothing pending done. Returns how many expired.
+    async fn finish_runs(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Queues a run's uncertain deliveries again (an operator's decision).
+    async fn retry_uncertain(&self, run: i64, audit: &runs::AuditEntry) -> Result<u64, StoreError>;
+
+    async fn clients_by_ids(&self, ids: &[String]) -> Result<Vec<StoredClient>, StoreError>;
+
+    async fn do_not_contact(&self) -> Result<Vec<runs::DncEntry>, StoreError>;
+    /// Adds an entry (audited); false if it was already listed.
+    async fn dnc_add(&self, entry: &runs::DncEntry) -> Result<bool, StoreError>;
+    async fn dnc_remove(
+        &self,
+        kind: runs::DncKind,
+        value: &str,
+        audit: &runs::AuditEntry,
+    ) -> Result<bool, StoreError>;
+
+    /// Which of `addresses` are marked bad.
+    async fn bad_addresses_among(
+        &self,
+        addresses: &[String],
+    ) -> Result<HashSet<String>, StoreError>;
+
+    async fn audit(&self, entry: &runs::AuditEntry) -> Result<(), StoreError>;
+    /// The latest audit entries, newest first.
+    async fn audit_log(&self, limit: u32) -> Result<Vec<runs::AuditEntry>, StoreError>;
+
+    async fn archive_get(&self, delivery: i64) -> Result<Option<runs::ArchiveRecord>, StoreError>;
+    async fn archive_page(
+        &self,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<runs::ArchiveRecord>, StoreError>;
+}
+
 /// The database behind herald.
 #[async_trait]
-pub trait Store: Send + Sync {
+pub trait Store: RunStore + Send + Sync {
     fn backend(&self) -> Backend;
 
     /// A writer for client rows. An `atomic` writer writes all batches in one

@@ -26,6 +26,22 @@ use crate::client::{join_codes, ClientRecord, StoredClient};
 use crate::event::{Engagement, NewEvent, StoredEvent};
 
 super::queries::shared_queries!(Postgres);
+super::run_queries::run_queries!(Postgres, PgStore);
+
+async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
+    Ok(pool.begin().await?)
+}
+
+/// Dispatchers on several instances claim disjoint rows without waiting.
+const CLAIM_LOCK: &str = " FOR UPDATE OF d SKIP LOCKED";
+
+/// One writer at a time extends the archive's hash chain.
+async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_advisory_xact_lock(7243177001)")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -99,64 +115,9 @@ impl Store for PgStore {
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<&str> = events
-            .iter()
-            .map(|e| e.client_id.as_str())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let known: HashSet<String> =
-            sqlx::query_as::<_, (String,)>("SELECT id FROM clients WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .map(|(id,)| id)
-                .collect();
-        let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
-        let rows: Vec<(&NewEvent, &Vec<u8>)> = events
-            .iter()
-            .zip(&keys)
-            .filter(|(e, _)| known.contains(e.client_id.as_str()))
-            .collect();
-        let col =
-            |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
-        let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
-            "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-             run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
-             SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                    source, details::jsonb, dedupe_key, $12, purpose \
-             FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                         $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[], $13::text[]) \
-               AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                    source, details, dedupe_key, purpose) \
-             ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
-        )
-        .bind(col(|e| Some(e.client_id.to_string())))
-        .bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
-        .bind(col(|e| Some(e.kind.as_str().to_owned())))
-        .bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
-        .bind(col(|e| e.campaign.clone()))
-        .bind(col(|e| e.campaign_kind.clone()))
-        .bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
-        .bind(col(|e| Some(e.source.clone())))
-        .bind(col(|e| Some(e.details.to_string())))
-        .bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
-        .bind(Utc::now())
-        .bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
-        .fetch_all(&mut *tx)
-        .await?;
-        if !stored.is_empty() {
-            sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
-        }
+        let outcomes = insert_events_in(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(event_outcomes(
-            events,
-            &keys,
-            &known,
-            stored.into_iter().map(|(k,)| k).collect(),
-        ))
+        Ok(outcomes)
     }
 
     async fn client_events(
@@ -548,4 +509,68 @@ async fn insert_consent_log(
             .await?;
     }
     Ok(())
+}
+
+/// Stores events within `tx`: each reported as stored, duplicate or refused.
+async fn insert_events_in(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    events: &[NewEvent],
+) -> Result<Vec<EventOutcome>, StoreError> {
+    let ids: Vec<&str> = events
+        .iter()
+        .map(|e| e.client_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let known: HashSet<String> =
+        sqlx::query_as::<_, (String,)>("SELECT id FROM clients WHERE id = ANY($1)")
+            .bind(&ids)
+            .fetch_all(&mut **tx)
+            .await?
+            .into_iter()
+            .map(|(id,)| id)
+            .collect();
+    let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
+    let rows: Vec<(&NewEvent, &Vec<u8>)> = events
+        .iter()
+        .zip(&keys)
+        .filter(|(e, _)| known.contains(e.client_id.as_str()))
+        .collect();
+    let col =
+        |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
+    let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
+        "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+         run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
+         SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
+                source, details::jsonb, dedupe_key, $12, purpose \
+         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
+                     $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[], $13::text[]) \
+           AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
+                source, details, dedupe_key, purpose) \
+         ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
+    )
+    .bind(col(|e| Some(e.client_id.to_string())))
+    .bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
+    .bind(col(|e| Some(e.kind.as_str().to_owned())))
+    .bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
+    .bind(col(|e| e.campaign.clone()))
+    .bind(col(|e| e.campaign_kind.clone()))
+    .bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
+    .bind(col(|e| Some(e.source.clone())))
+    .bind(col(|e| Some(e.details.to_string())))
+    .bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
+    .bind(Utc::now())
+    .bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
+    .fetch_all(&mut **tx)
+    .await?;
+    if !stored.is_empty() {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut **tx).await?;
+    }
+    Ok(event_outcomes(
+        events,
+        &keys,
+        &known,
+        stored.into_iter().map(|(k,)| k).collect(),
+    ))
 }

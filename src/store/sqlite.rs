@@ -25,6 +25,21 @@ use crate::client::{join_codes, ClientRecord, StoredClient};
 use crate::event::{Engagement, NewEvent, StoredEvent};
 
 super::queries::shared_queries!(Sqlite);
+super::run_queries::run_queries!(Sqlite, SqliteStore);
+
+/// SQLite has one writer: take the lock when the transaction starts, not
+/// when it first writes, so two writers never deadlock upgrading.
+async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+}
+
+/// Claiming needs no row locks: the transaction holds the database's.
+const CLAIM_LOCK: &str = "";
+
+/// The write lock already keeps the archive's chain in one line.
+async fn lock_archive(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
+    Ok(())
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -110,45 +125,9 @@ impl Store for SqliteStore {
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let ids: HashSet<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
-        let known = existing_ids(&mut tx, &ids).await?;
-        let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
-        let mut stored = HashSet::new();
-        let now = Utc::now();
-        let insertable: Vec<(&NewEvent, &Vec<u8>)> = events
-            .iter()
-            .zip(&keys)
-            .filter(|(e, _)| known.contains(e.client_id.as_str()))
-            .collect();
-        for chunk in insertable.chunks(ROWS_PER_INSERT / 2) {
-            let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-                 run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) ",
-            );
-            qb.push_values(chunk, |mut b, (e, key)| {
-                b.push_bind(e.client_id.as_str())
-                    .push_bind(e.at)
-                    .push_bind(e.kind.as_str())
-                    .push_bind(e.channel.map(|c| c.as_str()))
-                    .push_bind(e.campaign.as_deref())
-                    .push_bind(e.campaign_kind.as_deref())
-                    .push_bind(e.run_id)
-                    .push_bind(e.delivery_id)
-                    .push_bind(e.source.as_str())
-                    .push_bind(sqlx::types::Json(&e.details))
-                    .push_bind(key.as_slice())
-                    .push_bind(now)
-                    .push_bind(e.purpose.map(|p| p.as_str()));
-            });
-            qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
-            let rows: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-            stored.extend(rows.into_iter().map(|(k,)| k));
-        }
-        if !stored.is_empty() {
-            sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
-        }
+        let outcomes = insert_events_in(&mut tx, events).await?;
         tx.commit().await?;
-        Ok(event_outcomes(events, &keys, &known, stored))
+        Ok(outcomes)
     }
 
     async fn client_events(
@@ -340,6 +319,51 @@ async fn upsert_clients(
         qb.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Stores events within `tx`: each reported as stored, duplicate or refused.
+async fn insert_events_in(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    events: &[NewEvent],
+) -> Result<Vec<EventOutcome>, StoreError> {
+    let ids: HashSet<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
+    let known = existing_ids(tx, &ids).await?;
+    let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
+    let mut stored = HashSet::new();
+    let now = Utc::now();
+    let insertable: Vec<(&NewEvent, &Vec<u8>)> = events
+        .iter()
+        .zip(&keys)
+        .filter(|(e, _)| known.contains(e.client_id.as_str()))
+        .collect();
+    for chunk in insertable.chunks(ROWS_PER_INSERT / 2) {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+             run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) ",
+        );
+        qb.push_values(chunk, |mut b, (e, key)| {
+            b.push_bind(e.client_id.as_str())
+                .push_bind(e.at)
+                .push_bind(e.kind.as_str())
+                .push_bind(e.channel.map(|c| c.as_str()))
+                .push_bind(e.campaign.as_deref())
+                .push_bind(e.campaign_kind.as_deref())
+                .push_bind(e.run_id)
+                .push_bind(e.delivery_id)
+                .push_bind(e.source.as_str())
+                .push_bind(sqlx::types::Json(&e.details))
+                .push_bind(key.as_slice())
+                .push_bind(now)
+                .push_bind(e.purpose.map(|p| p.as_str()));
+        });
+        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
+        let rows: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut **tx).await?;
+        stored.extend(rows.into_iter().map(|(k,)| k));
+    }
+    if !stored.is_empty() {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut **tx).await?;
+    }
+    Ok(event_outcomes(events, &keys, &known, stored))
 }
 
 /// A date as sqlx stores it in SQLite (`%F`).

@@ -1,0 +1,663 @@
+//! [`super::RunStore`] for both backends, written once. The macro is
+//! expanded in each backend's module, which supplies what differs:
+//! `begin_write` (SQLite takes the write lock at the start), `CLAIM_LOCK`
+//! (PostgreSQL skips rows another dispatcher has locked) and
+//! `lock_archive` (one writer at a time extends the hash chain).
+
+macro_rules! run_queries {
+    ($db:ty, $store:ty) => {
+        #[async_trait::async_trait]
+        impl super::RunStore for $store {
+            async fn plan_run(
+                &self,
+                run: &super::runs::NewRun,
+                deliveries: &[super::runs::NewDelivery],
+                suppressions: &[super::runs::NewSuppression],
+                audit: &super::runs::AuditEntry,
+                commit: bool,
+            ) -> Result<super::runs::Planned, super::StoreError> {
+                use super::runs::{channel_list, Planned, RunColumns, RUN_COLUMNS};
+                let mut tx = begin_write(&self.pool).await?;
+                // The unique key decides: never check-then-insert.
+                let inserted: Option<(i64,)> = sqlx::query_as(
+                    "INSERT INTO runs (campaign, run_key, kind, purpose, state, launched_by, launched_at, \
+                     content, content_hash, files, fingerprint, not_before, send_by, audience) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     ON CONFLICT (campaign, run_key) DO NOTHING RETURNING id",
+                )
+                .bind(&run.campaign)
+                .bind(&run.run_key)
+                .bind(&run.kind)
+                .bind(run.purpose.as_str())
+                .bind(run.state.as_str())
+                .bind(&run.launched_by)
+                .bind(run.launched_at)
+                .bind(&run.content)
+                .bind(&run.content_hash)
+                .bind(&run.files)
+                .bind(&run.fingerprint)
+                .bind(run.not_before)
+                .bind(run.send_by)
+                .bind(run.audience)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let select = format!("SELECT {RUN_COLUMNS} FROM runs WHERE campaign = $1 AND run_key = $2");
+                let Some((run_id,)) = inserted else {
+                    let row: RunColumns = sqlx::query_as(&select)
+                        .bind(&run.campaign)
+                        .bind(&run.run_key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    return Ok(Planned::Existing(row.into_run()?));
+                };
+                let now = run.launched_at;
+                for chunk in deliveries.chunks(1000) {
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                        "INSERT INTO deliveries (run_id, client_id, channel, address, fallback, state, \
+                         not_before, decision, updated_at) ",
+                    );
+                    qb.push_values(chunk, |mut b, d| {
+                        b.push_bind(run_id)
+                            .push_bind(&d.client_id)
+                            .push_bind(d.channel.as_str())
+                            .push_bind(&d.address)
+                            .push_bind(channel_list(&d.fallback))
+                            .push_bind("queued")
+                            .push_bind(d.not_before)
+                            .push_bind(&d.decision)
+                            .push_bind(now);
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                for chunk in suppressions.chunks(2000) {
+                    let mut qb: sqlx::QueryBuilder<$db> =
+                        sqlx::QueryBuilder::new("INSERT INTO suppressions (run_id, client_id, reason, channel) ");
+                    qb.push_values(chunk, |mut b, s| {
+                        b.push_bind(run_id)
+                            .push_bind(&s.client_id)
+                            .push_bind(s.reason)
+                            .push_bind(s.channel.map(|c| c.as_str()));
+                    });
+                    qb.build().execute(&mut *tx).await?;
+                }
+                insert_audit(&mut tx, audit).await?;
+                let row: RunColumns = sqlx::query_as(&select)
+                    .bind(&run.campaign)
+                    .bind(&run.run_key)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                if commit {
+                    tx.commit().await?;
+                } else {
+                    tx.rollback().await?;
+                }
+                Ok(Planned::New(row.into_run()?))
+            }
+
+            async fn run(&self, id: i64) -> Result<Option<super::runs::Run>, super::StoreError> {
+                use super::runs::{RunColumns, RUN_COLUMNS};
+                let row: Option<RunColumns> =
+                    sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1"))
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                row.map(RunColumns::into_run).transpose()
+            }
+
+            async fn run_by_key(
+                &self,
+                campaign: &str,
+                key: &str,
+            ) -> Result<Option<super::runs::Run>, super::StoreError> {
+                use super::runs::{RunColumns, RUN_COLUMNS};
+                let row: Option<RunColumns> = sqlx::query_as(&format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE campaign = $1 AND run_key = $2"
+                ))
+                .bind(campaign)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.map(RunColumns::into_run).transpose()
+            }
+
+            async fn runs(&self, limit: u32) -> Result<Vec<super::runs::Run>, super::StoreError> {
+                use super::runs::{RunColumns, RUN_COLUMNS};
+                let rows: Vec<RunColumns> =
+                    sqlx::query_as(&format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY id DESC LIMIT $1"))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.pool)
+                        .await?;
+                rows.into_iter().map(RunColumns::into_run).collect()
+            }
+
+            async fn set_run_state(
+                &self,
+                id: i64,
+                from: &[super::runs::RunState],
+                to: super::runs::RunState,
+                audit: Option<&super::runs::AuditEntry>,
+            ) -> Result<bool, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new("UPDATE runs SET state = ");
+                qb.push_bind(to.as_str()).push(" WHERE id = ").push_bind(id).push(" AND state IN (");
+                let mut list = qb.separated(", ");
+                for s in from {
+                    list.push_bind(s.as_str());
+                }
+                qb.push(")");
+                let changed = qb.build().execute(&mut *tx).await?.rows_affected() == 1;
+                if let (true, Some(a)) = (changed, audit) {
+                    insert_audit(&mut tx, a).await?;
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn approve_run(
+                &self,
+                id: i64,
+                fingerprint: &str,
+                audit: &super::runs::AuditEntry,
+            ) -> Result<bool, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let changed = sqlx::query(
+                    "UPDATE runs SET approved_by = $1, approved_at = $2, fingerprint = $3, \
+                     state = CASE WHEN state = 'awaiting_approval' THEN 'sending' ELSE state END \
+                     WHERE id = $4 AND state IN ('awaiting_approval', 'sending', 'paused')",
+                )
+                .bind(&audit.actor)
+                .bind(audit.at)
+                .bind(fingerprint)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if changed {
+                    insert_audit(&mut tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(changed)
+            }
+
+            async fn run_counts(&self, id: i64) -> Result<super::runs::RunCounts, super::StoreError> {
+                let mut counts = super::runs::RunCounts::default();
+                let rows: Vec<(String, String, i64)> = sqlx::query_as(
+                    "SELECT state, channel, COUNT(*) FROM deliveries WHERE run_id = $1 GROUP BY state, channel",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                for (state, channel, n) in rows {
+                    *counts.deliveries.entry(state).or_default() += n;
+                    *counts.by_channel.entry(channel).or_default() += n;
+                }
+                let rows: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT reason, COUNT(*) FROM suppressions WHERE run_id = $1 GROUP BY reason",
+                )
+                .bind(id)
+                .fetch_all(&self.pool)
+                .await?;
+                counts.suppressions = rows.into_iter().collect();
+                Ok(counts)
+            }
+
+            async fn deliveries_in(
+                &self,
+                run: i64,
+                state: super::runs::DeliveryState,
+                limit: u32,
+            ) -> Result<Vec<super::runs::DeliveryBrief>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT id, client_id, channel, state, attempts, error, provider_id, sent_at \
+                     FROM deliveries WHERE run_id = $1 AND state = $2 ORDER BY id LIMIT $3",
+                )
+                .bind(run)
+                .bind(state.as_str())
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn gate_facts(
+                &self,
+                campaign: &str,
+                since: chrono::DateTime<chrono::Utc>,
+            ) -> Result<crate::campaign::gates::Known, super::StoreError> {
+                use super::runs::DncKind;
+                let mut known = crate::campaign::gates::Known::default();
+                for entry in self.do_not_contact().await? {
+                    let set = match entry.kind {
+                        DncKind::Client => &mut known.do_not_contact.clients,
+                        DncKind::Email => &mut known.do_not_contact.emails,
+                        DncKind::Phone => &mut known.do_not_contact.phones,
+                    };
+                    set.insert(entry.value);
+                }
+                let bad: Vec<(String, String)> = sqlx::query_as("SELECT channel, address FROM bad_addresses")
+                    .fetch_all(&self.pool)
+                    .await?;
+                for (channel, address) in bad {
+                    if channel == "email" {
+                        known.bad_emails.insert(address);
+                    } else {
+                        known.bad_phones.insert(address);
+                    }
+                }
+                let recent: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT client_id, COUNT(*) FROM events WHERE kind = 'sent' AND occurred_at >= $1 \
+                     AND (purpose IS NULL OR purpose = 'marketing') GROUP BY client_id",
+                )
+                .bind(since)
+                .fetch_all(&self.pool)
+                .await?;
+                known.recent_marketing = recent.into_iter().map(|(c, n)| (c, n as u32)).collect();
+                let sent: Vec<(String,)> = sqlx::query_as(
+                    "SELECT DISTINCT d.client_id FROM deliveries d JOIN runs r ON r.id = d.run_id \
+                     WHERE r.campaign = $1 AND d.state IN ('queued', 'claimed', 'sending', 'sent', 'uncertain')",
+                )
+                .bind(campaign)
+                .fetch_all(&self.pool)
+                .await?;
+                known.already_sent = sent.into_iter().map(|(c,)| c).collect();
+                Ok(known)
+            }
+
+            async fn claim(
+                &self,
+                owner: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                lease_until: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+                run: Option<i64>,
+            ) -> Result<Vec<super::runs::Claimed>, super::StoreError> {
+                use super::runs::{ClaimedColumns, CLAIMED_COLUMNS};
+                let sql = format!(
+                    "UPDATE deliveries SET state = 'claimed', lease_owner = $1, lease_until = $2, updated_at = $3 \
+                     WHERE id IN (SELECT d.id FROM deliveries d JOIN runs r ON r.id = d.run_id \
+                       WHERE d.state = 'queued' AND d.not_before <= $3 AND r.state = 'sending' \
+                       AND (CAST($5 AS BIGINT) IS NULL OR d.run_id = $5) \
+                       ORDER BY d.id LIMIT $4{CLAIM_LOCK}) \
+                     RETURNING {CLAIMED_COLUMNS}"
+                );
+                let mut tx = begin_write(&self.pool).await?;
+                let rows: Vec<ClaimedColumns> = sqlx::query_as(&sql)
+                    .bind(owner)
+                    .bind(lease_until)
+                    .bind(now)
+                    .bind(i64::from(limit))
+                    .bind(run)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                let mut claimed: Vec<super::runs::Claimed> =
+                    rows.into_iter().map(ClaimedColumns::into_claimed).collect::<Result<_, _>>()?;
+                claimed.sort_by_key(|c| c.id);
+                Ok(claimed)
+            }
+
+            async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, super::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
+                );
+                qb.push_bind(owner).push(" AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(") RETURNING id");
+                let mut tx = begin_write(&self.pool).await?;
+                let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn record_deliveries(
+                &self,
+                updates: &[super::runs::DeliveryUpdate],
+            ) -> Result<(), super::StoreError> {
+                use super::runs::{archive_hash, channel_list, ARCHIVE_GENESIS};
+                if updates.is_empty() {
+                    return Ok(());
+                }
+                let mut tx = begin_write(&self.pool).await?;
+                let now = chrono::Utc::now();
+                for u in updates {
+                    let (channel, address, fallback) = match &u.switch_to {
+                        Some((c, a, f)) => (Some(c.as_str()), Some(a.as_str()), Some(channel_list(f))),
+                        None => (None, None, None),
+                    };
+                    sqlx::query(
+                        "UPDATE deliveries SET state = $1, provider_id = COALESCE($2, provider_id), error = $3, \
+                         not_before = COALESCE($4, not_before), sent_at = COALESCE($5, sent_at), \
+                         channel = COALESCE($6, channel), address = COALESCE($7, address), \
+                         fallback = COALESCE($8, fallback), lease_owner = NULL, lease_until = NULL, \
+                         updated_at = $9 WHERE id = $10",
+                    )
+                    .bind(u.state.as_str())
+                    .bind(&u.provider_id)
+                    .bind(&u.error)
+                    .bind(u.not_before)
+                    .bind(u.sent_at)
+                    .bind(channel)
+                    .bind(address)
+                    .bind(fallback)
+                    .bind(now)
+                    .bind(u.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    if let Some((channel, address, reason)) = &u.bad_address {
+                        sqlx::query(
+                            "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (channel, address) DO NOTHING",
+                        )
+                        .bind(channel.as_str())
+                        .bind(address)
+                        .bind(reason)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                let events: Vec<crate::event::NewEvent> =
+                    updates.iter().filter_map(|u| u.event.clone()).collect();
+                if !events.is_empty() {
+                    insert_events_in(&mut tx, &events).await?;
+                }
+                let entries: Vec<&super::runs::ArchiveEntry> =
+                    updates.iter().filter_map(|u| u.archive.as_ref()).collect();
+                if !entries.is_empty() {
+                    lock_archive(&mut tx).await?;
+                    let last: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let (mut seq, mut prev) = last.unwrap_or((0, ARCHIVE_GENESIS.to_owned()));
+                    for e in entries {
+                        seq += 1;
+                        let record = e.record.to_string();
+                        let hash = archive_hash(&prev, seq, e.delivery_id, &record);
+                        sqlx::query(
+                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, \
+                             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        )
+                        .bind(seq)
+                        .bind(e.delivery_id)
+                        .bind(e.run_id)
+                        .bind(&e.client_id)
+                        .bind(e.at)
+                        .bind(&record)
+                        .bind(&prev)
+                        .bind(&hash)
+                        .execute(&mut *tx)
+                        .await?;
+                        prev = hash;
+                    }
+                }
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let n = sqlx::query(
+                    "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL \
+                     WHERE state = 'claimed' AND lease_owner = $1",
+                )
+                .bind(owner)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn reclaim_lapsed(
+                &self,
+                now: chrono::DateTime<chrono::Utc>,
+                all: bool,
+            ) -> Result<(u64, u64), super::StoreError> {
+                // `all`: the caller knows no other dispatcher lives, so
+                // every claim is a dead one's, lapsed or not.
+                let lapsed = if all { "" } else { " AND lease_until < $1" };
+                let mut tx = begin_write(&self.pool).await?;
+                let requeued = sqlx::query(&format!(
+                    "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = $1 \
+                     WHERE state = 'claimed'{lapsed}"
+                ))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                let uncertain = sqlx::query(&format!(
+                    "UPDATE deliveries SET state = 'uncertain', lease_owner = NULL, lease_until = NULL, updated_at = $1, \
+                     error = 'the sender stopped while this message was in flight: it may have been sent' \
+                     WHERE state = 'sending'{lapsed}"
+                ))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                tx.commit().await?;
+                Ok((requeued, uncertain))
+            }
+
+            async fn finish_runs(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let expired = sqlx::query(
+                    "UPDATE deliveries SET state = 'expired', error = 'send_by passed', updated_at = $1 \
+                     WHERE state = 'queued' AND run_id IN \
+                       (SELECT id FROM runs WHERE send_by IS NOT NULL AND send_by < $1 AND state IN ('sending', 'paused'))",
+                )
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                sqlx::query(
+                    "UPDATE runs SET state = 'done' WHERE state = 'sending' AND NOT EXISTS \
+                     (SELECT 1 FROM deliveries d WHERE d.run_id = runs.id AND d.state IN ('queued', 'claimed', 'sending'))",
+                )
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(expired)
+            }
+
+            async fn retry_uncertain(
+                &self,
+                run: i64,
+                audit: &super::runs::AuditEntry,
+            ) -> Result<u64, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let n = sqlx::query(
+                    "UPDATE deliveries SET state = 'queued', error = NULL, updated_at = $1 \
+                     WHERE run_id = $2 AND state = 'uncertain'",
+                )
+                .bind(audit.at)
+                .bind(run)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    sqlx::query("UPDATE runs SET state = 'sending' WHERE id = $1 AND state = 'done'")
+                        .bind(run)
+                        .execute(&mut *tx)
+                        .await?;
+                    insert_audit(&mut tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(n)
+            }
+
+            async fn clients_by_ids(
+                &self,
+                ids: &[String],
+            ) -> Result<Vec<crate::client::StoredClient>, super::StoreError> {
+                use super::columns::{ClientColumns, CLIENT_COLUMNS};
+                let mut out = Vec::with_capacity(ids.len());
+                for chunk in ids.chunks(500) {
+                    let mut qb: sqlx::QueryBuilder<$db> =
+                        sqlx::QueryBuilder::new(format!("SELECT {} FROM clients WHERE id IN (", CLIENT_COLUMNS.join(", ")));
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(id);
+                    }
+                    qb.push(")");
+                    let rows: Vec<ClientColumns> = qb.build_query_as().fetch_all(&self.pool).await?;
+                    for row in rows {
+                        out.push(row.into_client()?);
+                    }
+                }
+                Ok(out)
+            }
+
+            async fn do_not_contact(&self) -> Result<Vec<super::runs::DncEntry>, super::StoreError> {
+                let rows: Vec<super::runs::DncColumns> = sqlx::query_as(
+                    "SELECT kind, value, reason, added_by, added_at FROM do_not_contact ORDER BY kind, value",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(super::runs::DncColumns::into_entry).collect()
+            }
+
+            async fn dnc_add(&self, entry: &super::runs::DncEntry) -> Result<bool, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let added = sqlx::query(
+                    "INSERT INTO do_not_contact (kind, value, reason, added_by, added_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (kind, value) DO NOTHING",
+                )
+                .bind(entry.kind.as_str())
+                .bind(&entry.value)
+                .bind(&entry.reason)
+                .bind(&entry.added_by)
+                .bind(entry.added_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if added {
+                    insert_audit(
+                        &mut tx,
+                        &super::runs::AuditEntry {
+                            at: entry.added_at,
+                            actor: entry.added_by.clone(),
+                            action: "suppress_add".into(),
+                            subject: format!("{}:{}", entry.kind.as_str(), entry.value),
+                            details: serde_json::json!({ "reason": entry.reason }),
+                        },
+                    )
+                    .await?;
+                }
+                tx.commit().await?;
+                Ok(added)
+            }
+
+            async fn dnc_remove(
+                &self,
+                kind: super::runs::DncKind,
+                value: &str,
+                audit: &super::runs::AuditEntry,
+            ) -> Result<bool, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let removed = sqlx::query("DELETE FROM do_not_contact WHERE kind = $1 AND value = $2")
+                    .bind(kind.as_str())
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+                    == 1;
+                if removed {
+                    insert_audit(&mut tx, audit).await?;
+                }
+                tx.commit().await?;
+                Ok(removed)
+            }
+
+            async fn bad_addresses_among(
+                &self,
+                addresses: &[String],
+            ) -> Result<std::collections::HashSet<String>, super::StoreError> {
+                let mut out = std::collections::HashSet::new();
+                for chunk in addresses.chunks(500) {
+                    let mut qb: sqlx::QueryBuilder<$db> =
+                        sqlx::QueryBuilder::new("SELECT address FROM bad_addresses WHERE address IN (");
+                    let mut list = qb.separated(", ");
+                    for a in chunk {
+                        list.push_bind(a);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&self.pool).await?;
+                    out.extend(rows.into_iter().map(|(a,)| a));
+                }
+                Ok(out)
+            }
+
+            async fn audit(&self, entry: &super::runs::AuditEntry) -> Result<(), super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                insert_audit(&mut tx, entry).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn audit_log(&self, limit: u32) -> Result<Vec<super::runs::AuditEntry>, super::StoreError> {
+                let rows: Vec<super::runs::AuditColumns> = sqlx::query_as(
+                    "SELECT at, actor, action, subject, details FROM audit_log ORDER BY id DESC LIMIT $1",
+                )
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(super::runs::AuditColumns::into_entry).collect())
+            }
+
+            async fn archive_get(
+                &self,
+                delivery: i64,
+            ) -> Result<Option<super::runs::ArchiveRecord>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash \
+                     FROM archive WHERE delivery_id = $1",
+                )
+                .bind(delivery)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
+            async fn archive_page(
+                &self,
+                after_seq: i64,
+                limit: u32,
+            ) -> Result<Vec<super::runs::ArchiveRecord>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash \
+                     FROM archive WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after_seq)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?)
+            }
+        }
+
+        async fn insert_audit(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            entry: &super::runs::AuditEntry,
+        ) -> Result<(), super::StoreError> {
+            sqlx::query(
+                "INSERT INTO audit_log (at, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(entry.at)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.subject)
+            .bind(entry.details.to_string())
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+    };
+}
+
+pub(crate) use run_queries;

@@ -1,0 +1,510 @@
+//! Runs, deliveries, suppressions, the do-not-contact list, bad addresses,
+//! the audit log and the archive: the records the planner writes and the
+//! dispatcher works through. The types are shared; the SQL is written once
+//! in `run_queries!` and expanded in each backend's module, which supplies
+//! the few statements that differ.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::campaign::Purpose;
+use crate::channel::Channel;
+use crate::client::types::Invalid;
+use crate::event::NewEvent;
+
+/// Where a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    /// Planned; waits for `herald run approve`.
+    AwaitingApproval,
+    /// Dispatchers send its queued deliveries.
+    Sending,
+    /// Stopped by an operator; `herald run resume` goes on.
+    Paused,
+    /// Nothing left to send (uncertain deliveries may remain).
+    Done,
+    /// Refused as a whole (a restricted stock); nothing was planned.
+    Stopped,
+}
+
+impl RunState {
+    pub const ALL: [RunState; 5] = [
+        Self::AwaitingApproval,
+        Self::Sending,
+        Self::Paused,
+        Self::Done,
+        Self::Stopped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Sending => "sending",
+            Self::Paused => "paused",
+            Self::Done => "done",
+            Self::Stopped => "stopped",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| Invalid(format!("'{raw}' is not a run state")))
+    }
+}
+
+impl fmt::Display for RunState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a delivery is. `Sending` is written before the message leaves; a
+/// `Sending` delivery whose claim lapsed is `Uncertain`: it may have gone,
+/// so it is never sent again without an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    Queued,
+    Claimed,
+    Sending,
+    Sent,
+    Failed,
+    Expired,
+    Uncertain,
+    /// Refused right before sending: an opt-out, a do-not-contact entry or
+    /// a bad address recorded since planning.
+    Cancelled,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 8] = [
+        Self::Queued,
+        Self::Claimed,
+        Self::Sending,
+        Self::Sent,
+        Self::Failed,
+        Self::Expired,
+        Self::Uncertain,
+        Self::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Claimed => "claimed",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Uncertain => "uncertain",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.as_str() == raw)
+            .ok_or_else(|| Invalid(format!("'{raw}' is not a delivery state")))
+    }
+}
+
+/// A run to plan.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub campaign: String,
+    pub run_key: String,
+    pub kind: String,
+    pub purpose: Purpose,
+    pub state: RunState,
+    pub launched_by: Option<String>,
+    pub launched_at: DateTime<Utc>,
+    /// The content snapshot (JSON) and its hash.
+    pub content: String,
+    pub content_hash: String,
+    /// The files planned from (JSON: path → hash).
+    pub files: String,
+    pub fingerprint: String,
+    pub not_before: Option<DateTime<Utc>>,
+    pub send_by: Option<DateTime<Utc>>,
+    pub audience: i64,
+}
+
+/// A stored run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub campaign: String,
+    pub run_key: String,
+    pub kind: String,
+    pub purpose: Purpose,
+    pub state: RunState,
+    pub launched_by: Option<String>,
+    pub launched_at: DateTime<Utc>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<DateTime<Utc>>,
+    #[serde(skip)]
+    pub content: String,
+    pub content_hash: String,
+    #[serde(skip)]
+    pub files: String,
+    pub fingerprint: String,
+    pub not_before: Option<DateTime<Utc>>,
+    pub send_by: Option<DateTime<Utc>>,
+    pub audience: i64,
+    pub stop_reason: Option<String>,
+}
+
+/// `runs` as read.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RunColumns {
+    id: i64,
+    campaign: String,
+    run_key: String,
+    kind: String,
+    purpose: String,
+    state: String,
+    launched_by: Option<String>,
+    launched_at: DateTime<Utc>,
+    approved_by: Option<String>,
+    approved_at: Option<DateTime<Utc>>,
+    content: String,
+    content_hash: String,
+    files: String,
+    fingerprint: String,
+    not_before: Option<DateTime<Utc>>,
+    send_by: Option<DateTime<Utc>>,
+    audience: i64,
+    stop_reason: Option<String>,
+}
+
+pub(crate) const RUN_COLUMNS: &str = "id, campaign, run_key, kind, purpose, state, launched_by, \
+     launched_at, approved_by, approved_at, content, content_hash, files, fingerprint, \
+     not_before, send_by, audience, stop_reason";
+
+impl RunColumns {
+    pub(crate) fn into_run(self) -> Result<Run, super::StoreError> {
+        let bad = |e: Invalid| super::StoreError::Corrupt(format!("run {}: {e}", self.id));
+        Ok(Run {
+            id: self.id,
+            purpose: Purpose::parse(&self.purpose).map_err(bad)?,
+            state: RunState::parse(&self.state).map_err(bad)?,
+            campaign: self.campaign,
+            run_key: self.run_key,
+            kind: self.kind,
+            launched_by: self.launched_by,
+            launched_at: self.launched_at,
+            approved_by: self.approved_by,
+            approved_at: self.approved_at,
+            content: self.content,
+            content_hash: self.content_hash,
+            files: self.files,
+            fingerprint: self.fingerprint,
+            not_before: self.not_before,
+            send_by: self.send_by,
+            audience: self.audience,
+            stop_reason: self.stop_reason,
+        })
+    }
+}
+
+/// One planned message.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub client_id: String,
+    pub channel: Channel,
+    pub address: String,
+    pub fallback: Vec<Channel>,
+    pub not_before: DateTime<Utc>,
+    /// JSON: the gates' verdict, suitability and consent state at planning.
+    pub decision: String,
+}
+
+/// One selected client who gets nothing, and why.
+#[derive(Debug, Clone)]
+pub struct NewSuppression {
+    pub client_id: String,
+    pub reason: &'static str,
+    pub channel: Option<Channel>,
+}
+
+/// What planning did.
+#[derive(Debug)]
+pub enum Planned {
+    /// The run was planned now.
+    New(Run),
+    /// A run with this key already existed: nothing was written.
+    Existing(Run),
+}
+
+/// A delivery a dispatcher claimed.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub id: i64,
+    pub run_id: i64,
+    pub client_id: String,
+    pub channel: Channel,
+    pub address: String,
+    pub fallback: Vec<Channel>,
+    pub attempts: i32,
+    pub decision: String,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ClaimedColumns {
+    id: i64,
+    run_id: i64,
+    client_id: String,
+    channel: String,
+    address: String,
+    fallback: String,
+    attempts: i32,
+    decision: String,
+}
+
+pub(crate) const CLAIMED_COLUMNS: &str =
+    "id, run_id, client_id, channel, address, fallback, attempts, decision";
+
+impl ClaimedColumns {
+    pub(crate) fn into_claimed(self) -> Result<Claimed, super::StoreError> {
+        let bad = |e: Invalid| super::StoreError::Corrupt(format!("delivery {}: {e}", self.id));
+        Ok(Claimed {
+            id: self.id,
+            run_id: self.run_id,
+            channel: Channel::parse(&self.channel).map_err(bad)?,
+            fallback: parse_channels(&self.fallback).map_err(bad)?,
+            client_id: self.client_id,
+            address: self.address,
+            attempts: self.attempts,
+            decision: self.decision,
+        })
+    }
+}
+
+pub(crate) fn channel_list(channels: &[Channel]) -> String {
+    channels
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+fn parse_channels(raw: &str) -> Result<Vec<Channel>, Invalid> {
+    raw.split(';')
+        .filter(|s| !s.is_empty())
+        .map(Channel::parse)
+        .collect()
+}
+
+/// What became of a claimed delivery, to record.
+#[derive(Debug, Clone)]
+pub struct DeliveryUpdate {
+    pub id: i64,
+    pub state: DeliveryState,
+    pub provider_id: Option<String>,
+    pub error: Option<String>,
+    /// For `Queued`: when to try again.
+    pub not_before: Option<DateTime<Utc>>,
+    pub sent_at: Option<DateTime<Utc>>,
+    /// Falling through to the next channel: (channel, address, channels left).
+    pub switch_to: Option<(Channel, String, Vec<Channel>)>,
+    /// An address to mark bad: (channel, address, reason).
+    pub bad_address: Option<(Channel, String, String)>,
+    pub event: Option<NewEvent>,
+    pub archive: Option<ArchiveEntry>,
+}
+
+impl DeliveryUpdate {
+    pub fn new(id: i64, state: DeliveryState) -> Self {
+        Self {
+            id,
+            state,
+            provider_id: None,
+            error: None,
+            not_before: None,
+            sent_at: None,
+            switch_to: None,
+            bad_address: None,
+            event: None,
+            archive: None,
+        }
+    }
+}
+
+/// A sent message to archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveEntry {
+    pub delivery_id: i64,
+    pub run_id: i64,
+    pub client_id: String,
+    pub at: DateTime<Utc>,
+    pub record: serde_json::Value,
+}
+
+/// An archived message with its place in the chain.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ArchiveRecord {
+    pub seq: i64,
+    pub delivery_id: i64,
+    pub run_id: i64,
+    pub client_id: String,
+    pub archived_at: DateTime<Utc>,
+    pub record: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The hash that chains archive record `seq` to the one before.
+pub fn archive_hash(prev_hash: &str, seq: i64, delivery_id: i64, record: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(prev_hash.as_bytes());
+    h.update(seq.to_be_bytes());
+    h.update(delivery_id.to_be_bytes());
+    h.update(record.as_bytes());
+    hex(&h.finalize())
+}
+
+/// The chain's first `prev_hash`.
+pub const ARCHIVE_GENESIS: &str = "herald-archive-v1";
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One line of the audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct AuditColumns {
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    subject: String,
+    details: String,
+}
+
+impl AuditColumns {
+    pub(crate) fn into_entry(self) -> AuditEntry {
+        AuditEntry {
+            at: self.at,
+            actor: self.actor,
+            action: self.action,
+            subject: self.subject,
+            details: serde_json::from_str(&self.details).unwrap_or(serde_json::Value::Null),
+        }
+    }
+}
+
+/// What a do-not-contact entry names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DncKind {
+    Client,
+    Email,
+    Phone,
+}
+
+impl DncKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DncKind::Client => "client",
+            DncKind::Email => "email",
+            DncKind::Phone => "phone",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        match raw {
+            "client" => Ok(DncKind::Client),
+            "email" => Ok(DncKind::Email),
+            "phone" => Ok(DncKind::Phone),
+            other => Err(Invalid(format!(
+                "'{other}' is not a do-not-contact kind (client, email, phone)"
+            ))),
+        }
+    }
+}
+
+/// One do-not-contact entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct DncEntry {
+    pub kind: DncKind,
+    pub value: String,
+    pub reason: String,
+    pub added_by: String,
+    pub added_at: DateTime<Utc>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct DncColumns {
+    kind: String,
+    value: String,
+    reason: String,
+    added_by: String,
+    added_at: DateTime<Utc>,
+}
+
+impl DncColumns {
+    pub(crate) fn into_entry(self) -> Result<DncEntry, super::StoreError> {
+        Ok(DncEntry {
+            kind: DncKind::parse(&self.kind).map_err(|e| super::StoreError::Corrupt(e.0))?,
+            value: self.value,
+            reason: self.reason,
+            added_by: self.added_by,
+            added_at: self.added_at,
+        })
+    }
+}
+
+/// A run's deliveries by state and channel, and its suppressions by reason.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RunCounts {
+    pub deliveries: BTreeMap<String, i64>,
+    pub by_channel: BTreeMap<String, i64>,
+    pub suppressions: BTreeMap<String, i64>,
+}
+
+impl RunCounts {
+    pub fn state(&self, s: DeliveryState) -> i64 {
+        self.deliveries.get(s.as_str()).copied().unwrap_or(0)
+    }
+
+    /// Deliveries not yet finished one way or the other.
+    pub fn pending(&self) -> i64 {
+        [
+            DeliveryState::Queued,
+            DeliveryState::Claimed,
+            DeliveryState::Sending,
+        ]
+        .iter()
+        .map(|s| self.state(*s))
+        .sum()
+    }
+}
+
+/// A delivery in a listing (uncertain ones, a run's failures).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryBrief {
+    pub id: i64,
+    pub client_id: String,
+    pub channel: String,
+    pub state: String,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub provider_id: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+}
