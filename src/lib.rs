@@ -13,6 +13,7 @@ pub mod event;
 pub mod http;
 pub mod import;
 pub mod message;
+pub mod run;
 pub mod segment;
 pub mod store;
 pub mod time;

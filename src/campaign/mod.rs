@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use std::collections::BTreeMap;
 
-use crate::channel::{Channel, SmsMessage};
+use crate::channel::{Channel, EmailMessage, Message, Outgoing, SmsMessage, Unsubscribe};
 use crate::client::Client;
 use crate::config::Config;
 use crate::diagnostic::Problem;
@@ -46,6 +46,9 @@ pub struct Prepared {
     sms_params: Option<handlebars::Handlebars<'static>>,
     /// Data documents free for reuse: building one copies the run's content.
     contexts: std::sync::Mutex<Vec<Context>>,
+    /// For the `List-Unsubscribe` targets of marketing email.
+    links: Option<Links>,
+    unsubscribe_mailto: Option<String>,
 }
 
 impl Prepared {
@@ -54,6 +57,21 @@ impl Prepared {
         campaign: Campaign,
         config: &Config,
         today: NaiveDate,
+    ) -> Result<Prepared, Vec<Problem>> {
+        let content = content::load(&campaign)
+            .await
+            .map_err(|e| vec![e.to_problem(&campaign.path)])?;
+        Self::with_content(campaign, config, today, content)
+    }
+
+    /// Loads the templates of a campaign whose content is already known:
+    /// a run renders every message from the snapshot taken when it was
+    /// planned.
+    pub fn with_content(
+        campaign: Campaign,
+        config: &Config,
+        today: NaiveDate,
+        content: Value,
     ) -> Result<Prepared, Vec<Problem>> {
         let set = TemplateSet::load(&config.base_dir.join("templates"), &campaign.templates)?;
         let needed: Vec<Part> = campaign
@@ -73,9 +91,6 @@ impl Prepared {
         if !missing.is_empty() {
             return Err(missing);
         }
-        let content = content::load(&campaign)
-            .await
-            .map_err(|e| vec![e.to_problem(&campaign.path)])?;
         let links = config
             .tracking
             .as_ref()
@@ -103,7 +118,7 @@ impl Prepared {
             &config.firm,
             today,
         );
-        let renderer = Renderer::new(&set, config.timezone, links, dressing, &run_data);
+        let renderer = Renderer::new(&set, config.timezone, links.clone(), dressing, &run_data);
         let sms_params = campaign
             .sms_template
             .as_ref()
@@ -117,6 +132,8 @@ impl Prepared {
             run_data,
             sms_params,
             contexts: std::sync::Mutex::new(Vec::new()),
+            links,
+            unsubscribe_mailto: config.email_sender.unsubscribe_mailto.clone(),
         })
     }
 
@@ -158,6 +175,58 @@ impl Prepared {
                 text: self.sms(ctx, client, delivery)?.text,
             }),
         }
+    }
+
+    /// The message for one client on `channel`, ready for an adapter:
+    /// marketing email carries its `List-Unsubscribe` targets.
+    pub fn outgoing(
+        &self,
+        client: &Client,
+        delivery: i64,
+        channel: Channel,
+    ) -> Result<Outgoing, RenderFailure> {
+        let no_address = |what: &str| RenderFailure {
+            file: self.campaign.path.clone(),
+            line: None,
+            message: format!("client {} has no {what}", client.id),
+        };
+        let message = self.with_context(|ctx| -> Result<Message, RenderFailure> {
+            Ok(match channel {
+                Channel::Email => {
+                    let email = self.email(ctx, client, delivery)?;
+                    let to = client.email.clone().ok_or_else(|| no_address("email"))?;
+                    Message::Email(EmailMessage {
+                        to,
+                        to_name: client.name.clone(),
+                        subject: email.subject,
+                        text: email.text,
+                        html: email.html,
+                        attachments: Vec::new(),
+                        unsubscribe: self.unsubscribe(delivery),
+                    })
+                }
+                Channel::Sms => Message::Sms(self.sms_message(ctx, client, delivery)?),
+            })
+        })?;
+        Ok(Outgoing {
+            delivery,
+            campaign: self.campaign.name.clone(),
+            message,
+        })
+    }
+
+    fn unsubscribe(&self, delivery: i64) -> Option<Unsubscribe> {
+        if self.campaign.purpose != Purpose::Marketing {
+            return None;
+        }
+        let links = self.links.as_ref()?;
+        Some(Unsubscribe {
+            url: links.action(delivery, crate::tracking::token::Action::Unsubscribe),
+            mailto: self
+                .unsubscribe_mailto
+                .as_deref()
+                .and_then(|m| links.unsubscribe_mailto(delivery, m)),
+        })
     }
 
     /// A data document for one thread to render with.

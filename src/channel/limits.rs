@@ -50,6 +50,15 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// For a channel that only writes local files.
+    pub fn local() -> Self {
+        Self {
+            rate_per_second: 100_000,
+            concurrency: 32,
+            ..Self::default()
+        }
+    }
+
     pub fn check(&self) -> Result<(), String> {
         let positive = [
             ("rate_per_second", u64::from(self.rate_per_second)),

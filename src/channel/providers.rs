@@ -48,6 +48,8 @@ impl ProviderToml {
             Some(v) => v
                 .try_into()
                 .map_err(|e: toml::de::Error| format!("limits: {}", e.message()))?,
+            // Files on local disk need no protecting from a burst.
+            None if kind == "outbox" => Limits::local(),
             None => Limits::default(),
         };
         let rest = toml::Value::Table(table);

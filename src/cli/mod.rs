@@ -7,6 +7,7 @@ pub(crate) mod campaigns;
 mod channels;
 mod clients;
 pub(crate) mod import;
+mod runs;
 mod segment;
 
 use std::path::PathBuf;
@@ -67,6 +68,13 @@ pub enum Command {
     Channels(channels::ChannelsCommand),
     /// Render exactly what one client would receive from a campaign; sends nothing
     Preview(campaigns::PreviewArgs),
+    /// Plan a campaign's run (segment, compliance gates) and send it in the foreground
+    Send(runs::SendArgs),
+    /// List the latest runs
+    Runs(runs::RunsArgs),
+    /// Work with one run
+    #[command(subcommand)]
+    Run(runs::RunCommand),
     /// Measure herald's hot paths
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -151,6 +159,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Import(cmd) => import::run(cmd, &*store, &config).await,
                 Command::Clients(cmd) => clients::run(cmd, &*store, &config).await,
                 Command::Preview(args) => campaigns::preview(args, &*store, &config).await,
+                Command::Send(args) => runs::send(args, &*store, &config).await,
+                Command::Runs(args) => runs::runs(args, &*store).await,
+                Command::Run(cmd) => runs::run_command(cmd, &*store, &config).await,
                 Command::Segment(_)
                 | Command::Rule(_)
                 | Command::Campaigns(_)
@@ -197,7 +208,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::with_capacity(s.len() + s.len() / 3);
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -410,7 +410,7 @@ impl AuditColumns {
 }
 
 /// What a do-not-contact entry names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DncKind {
     Client,

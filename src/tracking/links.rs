@@ -55,6 +55,15 @@ impl Links {
         format!("{}/{}/{token}{suffix}", self.base, Self::segment(action))
     }
 
+    /// `unsubscribe+TOKEN@example.com` for the mailbox
+    /// `unsubscribe@example.com`: mail to it unsubscribes this delivery's
+    /// client (`herald inbound ingest`).
+    pub fn unsubscribe_mailto(&self, delivery: i64, mailbox: &str) -> Option<String> {
+        let (local, domain) = mailbox.trim().split_once('@')?;
+        let token = self.token(delivery, Action::Unsubscribe, "");
+        Some(format!("{local}+{token}@{domain}"))
+    }
+
     fn token(&self, delivery: i64, action: Action, target: &str) -> String {
         token::sign(&self.secret, Claims { delivery, action }, target)
     }

@@ -1,0 +1,585 @@
+//! The dispatcher: claims queued deliveries under a lease, re-checks each
+//! client right before sending, renders from the run's snapshot, sends
+//! through the channel under its limits, and records the outcome.
+//!
+//! Exactly once: a delivery is marked `sending` (committed) before its
+//! message leaves, at most one window of `concurrency` at a time, and its
+//! outcome is committed after. A crash between the two leaves it
+//! `sending`; once its lease lapses it becomes `uncertain` and is never
+//! sent again without an operator. No database transaction is open while
+//! a message is on the network.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::json;
+
+use super::files;
+use crate::campaign::{Campaign, Prepared, Purpose};
+use crate::channel::providers::Providers;
+use crate::channel::{Channel, Failure, Message, Outgoing};
+use crate::client::consent::ConsentScope;
+use crate::client::StoredClient;
+use crate::config::Config;
+use crate::event::{EventKind, NewEvent};
+use crate::store::runs::{
+    ArchiveEntry, AuditEntry, Claimed, DeliveryState, DeliveryUpdate, DncKind, Run, RunState,
+};
+use crate::store::Store;
+
+/// How many times a delivery may come back to the queue after its channel
+/// kept failing transiently, before it is failed.
+const MAX_ROUNDS: i32 = 3;
+
+/// How long a transiently failed delivery waits before its next round.
+const ROUND_PAUSE_SECS: i64 = 300;
+
+/// What one pass of the dispatcher did.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Progress {
+    pub sent: u64,
+    pub failed: u64,
+    pub retrying: u64,
+    pub cancelled: u64,
+    pub expired: u64,
+    pub deferred: u64,
+    pub fell_through: u64,
+}
+
+impl Progress {
+    fn add(&mut self, o: &Progress) {
+        self.sent += o.sent;
+        self.failed += o.failed;
+        self.retrying += o.retrying;
+        self.cancelled += o.cancelled;
+        self.expired += o.expired;
+        self.deferred += o.deferred;
+        self.fell_through += o.fell_through;
+    }
+}
+
+/// One dispatcher: its identity (the claims' owner), its channels, and
+/// the runs it has prepared.
+pub struct Dispatcher<'a> {
+    store: &'a dyn Store,
+    config: &'a Config,
+    providers: Providers,
+    owner: String,
+    /// Deliveries marked `sending` at once: the most that can be
+    /// uncertain after a crash.
+    window: usize,
+    batch: u32,
+    runs: HashMap<i64, Arc<PreparedRun>>,
+}
+
+/// A run ready to render: its campaign with the content snapshot.
+struct PreparedRun {
+    run: Run,
+    prepared: Prepared,
+    /// Why the run may not send now (files changed after approval).
+    blocked: Option<String>,
+}
+
+impl<'a> Dispatcher<'a> {
+    pub fn new(store: &'a dyn Store, config: &'a Config, providers: Providers) -> Self {
+        let window = providers
+            .all()
+            .map(|g| g.limits().concurrency as usize)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        Self {
+            store,
+            config,
+            providers,
+            owner: format!(
+                "{}:{}:{}",
+                hostname(),
+                std::process::id(),
+                Utc::now().timestamp_millis()
+            ),
+            window,
+            batch: (window * 4).clamp(64, 1000) as u32,
+            runs: HashMap::new(),
+        }
+    }
+
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// Sends what is due (of `run` only, if given) until nothing is, or
+    /// `stop` is set; `report` sees the progress after each window.
+    pub async fn drain(
+        &mut self,
+        run: Option<i64>,
+        stop: &AtomicBool,
+        report: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<Progress> {
+        let mut total = Progress::default();
+        while !stop.load(Ordering::Relaxed) {
+            let now = Utc::now();
+            total.expired += self.store.finish_runs(now).await?;
+            let lease = Duration::seconds(self.config.sending.lease_secs as i64);
+            let claimed = self
+                .store
+                .claim(&self.owner, now, now + lease, self.batch, run)
+                .await?;
+            if claimed.is_empty() {
+                break;
+            }
+            let mut rest = claimed.as_slice();
+            while !rest.is_empty() {
+                if stop.load(Ordering::Relaxed) {
+                    self.store.release_claims(&self.owner).await?;
+                    return Ok(total);
+                }
+                let (window, tail) = rest.split_at(self.window.min(rest.len()));
+                rest = tail;
+                let done = self.send_window(window).await?;
+                total.add(&done);
+                report(&total);
+            }
+        }
+        self.store.release_claims(&self.owner).await?;
+        self.store.finish_runs(Utc::now()).await?;
+        Ok(total)
+    }
+
+    /// Housekeeping before sending: lapsed claims back to the queue,
+    /// lapsed sends uncertain. `alone`: no other dispatcher can be running
+    /// (SQLite, under the send lock), so every claim is a dead one's.
+    pub async fn recover(&self, alone: bool) -> Result<(u64, u64)> {
+        Ok(self.store.reclaim_lapsed(Utc::now(), alone).await?)
+    }
+
+    async fn send_window(&mut self, window: &[Claimed]) -> Result<Progress> {
+        let now = Utc::now();
+        let mut progress = Progress::default();
+        let mut updates = Vec::new();
+        let ids: Vec<String> = window.iter().map(|c| c.client_id.clone()).collect();
+        let clients: HashMap<String, StoredClient> = self
+            .store
+            .clients_by_ids(&ids)
+            .await?
+            .into_iter()
+            .map(|c| (c.client.id.to_string(), c))
+            .collect();
+        let checks = SendChecks::load(self.store, window).await?;
+        let mut ready = Vec::new();
+        for c in window {
+            let run = self.prepared_run(c.run_id).await?;
+            if let Some(why) = &run.blocked {
+                // The whole run waits for approval again; give it back.
+                updates.push(requeue(c.id, now, why));
+                continue;
+            }
+            if run.run.send_by.is_some_and(|by| by < now) {
+                progress.expired += 1;
+                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Expired);
+                u.error = Some("send_by passed".into());
+                updates.push(u);
+                continue;
+            }
+            let Some(client) = clients.get(&c.client_id) else {
+                progress.cancelled += 1;
+                updates.push(cancel(c.id, "the client is no longer in the database"));
+                continue;
+            };
+            if let Some(at) = self.quiet_until(&run, c.channel, now) {
+                progress.deferred += 1;
+                let mut u = requeue(c.id, at, "quiet hours");
+                u.error = None;
+                updates.push(u);
+                continue;
+            }
+            match checks.refusal(&run.run, c, client) {
+                Some(reason) => {
+                    progress.cancelled += 1;
+                    updates.push(cancel(c.id, reason));
+                }
+                None => ready.push((c, run, client)),
+            }
+        }
+        let leaving: HashSet<i64> = self
+            .store
+            .mark_sending(
+                &self.owner,
+                &ready.iter().map(|(c, ..)| c.id).collect::<Vec<_>>(),
+            )
+            .await?
+            .into_iter()
+            .collect();
+        let sends = ready
+            .into_iter()
+            .filter(|(c, ..)| leaving.contains(&c.id))
+            .map(|(c, run, client)| self.send_one(c, run, client));
+        let outcomes: Vec<(DeliveryUpdate, Tally)> = futures::stream::iter(sends)
+            .buffer_unordered(self.window)
+            .collect()
+            .await;
+        for (u, tally) in outcomes {
+            match tally {
+                Tally::Sent => progress.sent += 1,
+                Tally::Failed => progress.failed += 1,
+                Tally::Retrying => progress.retrying += 1,
+                Tally::FellThrough => progress.fell_through += 1,
+            }
+            updates.push(u);
+        }
+        self.store.record_deliveries(&updates).await?;
+        Ok(progress)
+    }
+
+    /// When an SMS of this run must wait for quiet hours to end.
+    fn quiet_until(
+        &self,
+        run: &PreparedRun,
+        channel: Channel,
+        now: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let applies =
+            run.run.purpose == Purpose::Marketing || self.config.sending.quiet_hours_for_service;
+        if channel != Channel::Sms || !applies {
+            return None;
+        }
+        let quiet = run
+            .prepared
+            .campaign
+            .rules
+            .quiet_hours
+            .unwrap_or(self.config.sending.quiet_hours);
+        let at = quiet.next_allowed(now, self.config.timezone);
+        (at > now).then_some(at)
+    }
+
+    async fn send_one(
+        &self,
+        c: &Claimed,
+        run: Arc<PreparedRun>,
+        client: &StoredClient,
+    ) -> (DeliveryUpdate, Tally) {
+        let now = Utc::now();
+        let prepared = &run.prepared;
+        let outgoing = match prepared.outgoing(&client.client, c.id, c.channel) {
+            Ok(o) => o,
+            Err(e) => {
+                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                u.error = Some(format!("cannot render: {}", e.to_problem()));
+                return (u, Tally::Failed);
+            }
+        };
+        let preferred = prepared
+            .campaign
+            .providers
+            .get(&c.channel)
+            .map(String::as_str);
+        let governed = match self.providers.route(c.channel, run.run.purpose, preferred) {
+            Ok(g) => g.clone(),
+            Err(e) => {
+                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                u.error = Some(e);
+                return (u, Tally::Failed);
+            }
+        };
+        let outcome = governed.send(&outgoing).await;
+        let event = |kind: EventKind, details: serde_json::Value| NewEvent {
+            client_id: client.client.id.clone(),
+            at: Utc::now(),
+            kind,
+            channel: Some(c.channel),
+            campaign: Some(run.run.campaign.clone()),
+            campaign_kind: Some(run.run.kind.clone()),
+            purpose: Some(run.run.purpose),
+            run_id: Some(run.run.id),
+            delivery_id: Some(c.id),
+            source: "dispatcher".into(),
+            details,
+        };
+        match outcome.result {
+            Ok(accepted) => {
+                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
+                u.sent_at = Some(now);
+                u.event = Some(event(
+                    EventKind::Sent,
+                    json!({ "provider": governed.adapter().name() }),
+                ));
+                u.archive = Some(archive_entry(
+                    &run.run,
+                    c,
+                    client,
+                    &outgoing,
+                    &accepted.provider_id,
+                    now,
+                ));
+                u.provider_id = Some(accepted.provider_id);
+                (u, Tally::Sent)
+            }
+            Err(e) => match e.failure {
+                Failure::Transient { .. } if c.attempts < MAX_ROUNDS => {
+                    let at = Utc::now() + Duration::seconds(ROUND_PAUSE_SECS);
+                    (requeue(c.id, at, &e.message), Tally::Retrying)
+                }
+                Failure::Permanent { bad_address: true } => {
+                    let bad = (c.channel, c.address.clone(), e.message.clone());
+                    match next_channel(c, client) {
+                        Some((channel, address, fallback)) => {
+                            let mut u = requeue(c.id, Utc::now(), &e.message);
+                            u.switch_to = Some((channel, address, fallback));
+                            u.bad_address = Some(bad);
+                            u.event =
+                                Some(event(EventKind::Bounced, json!({ "error": e.message })));
+                            (u, Tally::FellThrough)
+                        }
+                        None => {
+                            let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                            u.error = Some(e.message.clone());
+                            u.bad_address = Some(bad);
+                            u.event =
+                                Some(event(EventKind::Bounced, json!({ "error": e.message })));
+                            (u, Tally::Failed)
+                        }
+                    }
+                }
+                _ => {
+                    let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                    u.error = Some(e.message.clone());
+                    u.event = Some(event(EventKind::Failed, json!({ "error": e.message })));
+                    (u, Tally::Failed)
+                }
+            },
+        }
+    }
+
+    /// The run with its campaign prepared from the content snapshot, once
+    /// per dispatcher.
+    async fn prepared_run(&mut self, id: i64) -> Result<Arc<PreparedRun>> {
+        if let Some(r) = self.runs.get(&id) {
+            return Ok(r.clone());
+        }
+        let run = self
+            .store
+            .run(id)
+            .await?
+            .with_context(|| format!("run {id} is not in the database"))?;
+        let path = super::plan::campaign_path(self.config, &run.campaign);
+        let campaign = Campaign::load(&path).map_err(|ps| {
+            anyhow::anyhow!(ps
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n"))
+        })?;
+        let content: serde_json::Value =
+            serde_json::from_str(&run.content).context("the run's content snapshot")?;
+        let today = run
+            .launched_at
+            .with_timezone(&self.config.timezone)
+            .date_naive();
+        let blocked = self.approval_lapsed(&run, &campaign).await?;
+        let prepared =
+            Prepared::with_content(campaign, self.config, today, content).map_err(|ps| {
+                anyhow::anyhow!(ps
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"))
+            })?;
+        let prepared = Arc::new(PreparedRun {
+            run,
+            prepared,
+            blocked,
+        });
+        self.runs.insert(id, prepared.clone());
+        Ok(prepared)
+    }
+
+    /// A run that was approved must send what was approved: if any file
+    /// changed since, it goes back to awaiting approval.
+    async fn approval_lapsed(&self, run: &Run, campaign: &Campaign) -> Result<Option<String>> {
+        if run.approved_by.is_none() {
+            return Ok(None);
+        }
+        let approved: files::FileHashes = serde_json::from_str(&run.files).unwrap_or_default();
+        let now = files::hash_files(
+            &files::campaign_files(campaign, self.config),
+            &self.config.base_dir,
+        );
+        let changed = files::changed(&approved, &now);
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        let why = format!(
+            "changed after approval: {}; run `herald run approve {}` again",
+            changed.join(", "),
+            run.id
+        );
+        self.store
+            .set_run_state(
+                run.id,
+                &[RunState::Sending],
+                RunState::AwaitingApproval,
+                Some(&AuditEntry {
+                    at: Utc::now(),
+                    actor: "herald".into(),
+                    action: "approval_lapsed".into(),
+                    subject: format!("run {}", run.id),
+                    details: json!({ "changed": changed }),
+                }),
+            )
+            .await?;
+        Ok(Some(why))
+    }
+}
+
+enum Tally {
+    Sent,
+    Failed,
+    Retrying,
+    FellThrough,
+}
+
+fn requeue(id: i64, at: DateTime<Utc>, why: &str) -> DeliveryUpdate {
+    let mut u = DeliveryUpdate::new(id, DeliveryState::Queued);
+    u.not_before = Some(at);
+    u.error = Some(why.to_owned());
+    u
+}
+
+fn cancel(id: i64, why: &str) -> DeliveryUpdate {
+    let mut u = DeliveryUpdate::new(id, DeliveryState::Cancelled);
+    u.error = Some(why.to_owned());
+    u
+}
+
+/// The next channel in the delivery's fallback the client has an address
+/// for.
+fn next_channel(c: &Claimed, client: &StoredClient) -> Option<(Channel, String, Vec<Channel>)> {
+    let mut rest = c.fallback.iter();
+    for &channel in rest.by_ref() {
+        let address = match channel {
+            Channel::Email => client.client.email.as_ref().map(|e| e.as_str().to_owned()),
+            Channel::Sms => client.client.phone.as_ref().map(|m| m.as_str().to_owned()),
+        };
+        if let Some(address) = address {
+            return Some((channel, address, rest.copied().collect()));
+        }
+    }
+    None
+}
+
+/// What is re-checked right before a send: opt-outs, consents, the
+/// do-not-contact list and bad addresses recorded since planning.
+struct SendChecks {
+    dnc: HashSet<(DncKind, String)>,
+    bad: HashSet<String>,
+}
+
+impl SendChecks {
+    async fn load(store: &dyn Store, window: &[Claimed]) -> Result<SendChecks> {
+        let dnc = store
+            .do_not_contact()
+            .await?
+            .into_iter()
+            .map(|e| (e.kind, e.value))
+            .collect();
+        let addresses: Vec<String> = window.iter().map(|c| c.address.clone()).collect();
+        let bad = store.bad_addresses_among(&addresses).await?;
+        Ok(SendChecks { dnc, bad })
+    }
+
+    fn refusal(&self, run: &Run, c: &Claimed, client: &StoredClient) -> Option<&'static str> {
+        if self.dnc.contains(&(DncKind::Client, c.client_id.clone())) {
+            return Some("do_not_contact");
+        }
+        let kind = match c.channel {
+            Channel::Email => DncKind::Email,
+            Channel::Sms => DncKind::Phone,
+        };
+        if self.dnc.contains(&(kind, c.address.clone())) {
+            return Some("do_not_contact");
+        }
+        if self.bad.contains(&c.address) {
+            return Some("bad_address");
+        }
+        let current = match c.channel {
+            Channel::Email => client.client.email.as_ref().map(|e| e.as_str()),
+            Channel::Sms => client.client.phone.as_ref().map(|m| m.as_str()),
+        };
+        if current != Some(c.address.as_str()) {
+            return Some("address_changed");
+        }
+        if run.purpose == Purpose::Marketing {
+            let state = client.consents[ConsentScope::from(c.channel).index()];
+            if !state.granted {
+                return Some(if state.is_protected_opt_out() {
+                    "unsubscribed"
+                } else {
+                    "no_consent"
+                });
+            }
+        }
+        None
+    }
+}
+
+/// What the archive keeps: enough to reproduce the message (the run's
+/// snapshot, the files' hashes, the client's data as rendered) and the
+/// hash of the message itself, with the decision and consent at send time.
+fn archive_entry(
+    run: &Run,
+    c: &Claimed,
+    client: &StoredClient,
+    outgoing: &Outgoing,
+    provider_id: &str,
+    at: DateTime<Utc>,
+) -> ArchiveEntry {
+    let message = serde_json::to_value(&outgoing.message).unwrap_or_default();
+    let message_hash = files::content_hash(&message.to_string());
+    let address = match &outgoing.message {
+        Message::Email(e) => e.to.as_str().to_owned(),
+        Message::Sms(s) => s.to().as_str().to_owned(),
+    };
+    ArchiveEntry {
+        delivery_id: c.id,
+        run_id: run.id,
+        client_id: c.client_id.clone(),
+        at,
+        record: json!({
+            "run": { "id": run.id, "campaign": run.campaign, "key": run.run_key,
+                     "content_hash": run.content_hash, "fingerprint": run.fingerprint },
+            "approved_by": run.approved_by,
+            "channel": c.channel,
+            "address": address,
+            "provider_id": provider_id,
+            "decision": serde_json::from_str::<serde_json::Value>(&c.decision).unwrap_or_default(),
+            "consent_at_send": consent_json(&client.consents),
+            "client": serde_json::to_value(&client.client).unwrap_or_default(),
+            "message": message,
+            "message_sha256": message_hash,
+        }),
+    }
+}
+
+fn consent_json(states: &crate::client::consent::ConsentStates) -> serde_json::Value {
+    ConsentScope::ALL
+        .iter()
+        .map(|s| {
+            let c = states[s.index()];
+            (
+                s.as_str().to_owned(),
+                json!({ "granted": c.granted, "source": c.source.as_str(), "at": c.at }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into())
+}
