@@ -2,6 +2,7 @@
 //! the library and prints its result, as text for people or `--json` for
 //! scripts. Errors end as one line on standard error and a non-zero exit.
 
+mod archive;
 mod bench;
 pub(crate) mod campaigns;
 mod channels;
@@ -9,6 +10,7 @@ mod clients;
 pub(crate) mod import;
 mod runs;
 mod segment;
+mod suppress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +77,15 @@ pub enum Command {
     /// Work with one run
     #[command(subcommand)]
     Run(runs::RunCommand),
+    /// The do-not-contact list
+    #[command(subcommand)]
+    Suppress(suppress::SuppressCommand),
+    /// Consents: lifting an opt-out herald recorded
+    #[command(subcommand)]
+    Consent(suppress::ConsentCommand),
+    /// What was sent, kept for compliance
+    #[command(subcommand)]
+    Archive(archive::ArchiveCommand),
     /// Measure herald's hot paths
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -162,6 +173,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Send(args) => runs::send(args, &*store, &config).await,
                 Command::Runs(args) => runs::runs(args, &*store).await,
                 Command::Run(cmd) => runs::run_command(cmd, &*store, &config).await,
+                Command::Suppress(cmd) => suppress::suppress(cmd, &*store).await,
+                Command::Consent(cmd) => suppress::consent(cmd, &*store).await,
+                Command::Archive(cmd) => archive::run(cmd, &*store).await,
                 Command::Segment(_)
                 | Command::Rule(_)
                 | Command::Campaigns(_)

@@ -1,0 +1,181 @@
+//! `herald archive show|verify`: what was sent, kept for compliance, and a
+//! check that nothing in the archive was changed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use serde::Serialize;
+
+use super::print_json;
+use crate::store::runs::{archive_hash, ArchiveRecord, ARCHIVE_GENESIS};
+use crate::store::Store;
+
+#[derive(Debug, Subcommand)]
+pub enum ArchiveCommand {
+    /// Show the archived message of a delivery: content, recipient, decision, consent, approver
+    Show {
+        /// The delivery's number (in herald run show, and in the X-Herald-Delivery header)
+        delivery: i64,
+        /// Write the email's HTML to this file
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the whole archive's hash chain
+    Verify {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: ArchiveCommand, store: &dyn Store) -> Result<ExitCode> {
+    match cmd {
+        ArchiveCommand::Show {
+            delivery,
+            html,
+            json,
+        } => show(store, delivery, html, json).await,
+        ArchiveCommand::Verify { json } => {
+            let report = verify(store).await?;
+            if json {
+                print_json(&report)?;
+            } else if let Some(b) = &report.broken {
+                println!(
+                    "archive BROKEN at record {} (delivery {}): {}; {} records before it are intact",
+                    b.seq, b.delivery_id, b.problem, report.intact
+                );
+            } else {
+                println!("archive intact: {} records, chain verified", report.intact);
+            }
+            Ok(if report.broken.is_none() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
+async fn show(
+    store: &dyn Store,
+    delivery: i64,
+    html: Option<PathBuf>,
+    json: bool,
+) -> Result<ExitCode> {
+    let record = store.archive_get(delivery).await?.with_context(|| {
+        format!("delivery {delivery} is not in the archive (only sent messages are)")
+    })?;
+    let body: serde_json::Value =
+        serde_json::from_str(&record.record).context("the archived record")?;
+    if let Some(path) = &html {
+        let text = body["message"]["html"].as_str().unwrap_or_default();
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if json {
+        print_json(&serde_json::json!({ "archive": record, "record": body }))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let m = &body["message"];
+    println!(
+        "delivery {} · run {} ({}/{})",
+        record.delivery_id,
+        record.run_id,
+        body["run"]["campaign"].as_str().unwrap_or(""),
+        body["run"]["key"].as_str().unwrap_or("")
+    );
+    println!(
+        "sent      {}",
+        record.archived_at.format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    println!(
+        "client    {} · {} {}",
+        record.client_id,
+        body["channel"].as_str().unwrap_or(""),
+        body["address"].as_str().unwrap_or("")
+    );
+    println!("provider  {}", body["provider_id"].as_str().unwrap_or(""));
+    println!(
+        "approved  {}",
+        body["approved_by"]
+            .as_str()
+            .unwrap_or("(no approval required)")
+    );
+    println!("decision  {}", body["decision"]);
+    println!("consent   {}", body["consent_at_send"]);
+    if let Some(subject) = m["subject"].as_str() {
+        println!("subject   {subject}");
+        println!("\n{}", m["text"].as_str().unwrap_or(""));
+    } else if let Some(text) = m["text"].as_str() {
+        println!("\n{text}");
+    } else {
+        println!("template  {} {}", m["code"], m["params"]);
+    }
+    println!("\nrecord {} · hash {}", record.seq, record.hash);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Serialize)]
+pub struct VerifyReport {
+    pub intact: u64,
+    pub broken: Option<Broken>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Broken {
+    pub seq: i64,
+    pub delivery_id: i64,
+    pub problem: String,
+}
+
+/// Walks the chain from the start: each record must follow the one before
+/// (no gap), name its hash, and hash to what it says.
+pub async fn verify(store: &dyn Store) -> Result<VerifyReport> {
+    let mut prev_hash = ARCHIVE_GENESIS.to_owned();
+    let mut prev_seq = 0;
+    let mut intact = 0;
+    loop {
+        let page = store.archive_page(prev_seq, 5000).await?;
+        if page.is_empty() {
+            return Ok(VerifyReport {
+                intact,
+                broken: None,
+            });
+        }
+        for r in page {
+            if let Some(problem) = check(&r, prev_seq, &prev_hash) {
+                let broken = Broken {
+                    seq: r.seq,
+                    delivery_id: r.delivery_id,
+                    problem,
+                };
+                return Ok(VerifyReport {
+                    intact,
+                    broken: Some(broken),
+                });
+            }
+            prev_seq = r.seq;
+            prev_hash = r.hash;
+            intact += 1;
+        }
+    }
+}
+
+fn check(r: &ArchiveRecord, prev_seq: i64, prev_hash: &str) -> Option<String> {
+    if r.seq != prev_seq + 1 {
+        return Some(format!(
+            "records {} to {} are missing",
+            prev_seq + 1,
+            r.seq - 1
+        ));
+    }
+    if r.prev_hash != prev_hash {
+        return Some("it does not follow the record before it".into());
+    }
+    if archive_hash(prev_hash, r.seq, r.delivery_id, &r.record) != r.hash {
+        return Some("its content does not match its hash: it was changed".into());
+    }
+    None
+}

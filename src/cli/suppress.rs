@@ -1,0 +1,293 @@
+//! `herald suppress …` (the do-not-contact list) and `herald consent
+//! restore` (the only way to lift an opt-out herald recorded). Every change
+//! is audited with who made it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use serde_json::json;
+
+use super::print_json;
+use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource};
+use crate::client::types::{ClientId, Email, Mobile};
+use crate::store::runs::{AuditEntry, DncEntry, DncKind};
+use crate::store::Store;
+
+/// What an entry names: exactly one of the three.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct Target {
+    /// A client id
+    #[arg(long, value_name = "ID")]
+    pub client: Option<String>,
+    /// An email address
+    #[arg(long, value_name = "ADDRESS")]
+    pub email: Option<String>,
+    /// A mobile number
+    #[arg(long, value_name = "NUMBER")]
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SuppressCommand {
+    /// Put a client, address or number on the do-not-contact list
+    Add {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long)]
+        reason: String,
+        #[arg(long, value_name = "NAME")]
+        by: String,
+    },
+    /// Take an entry off the list
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Show the list
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add the entries of a CSV file with the columns kind,value,reason (kind: client, email or phone)
+    Import {
+        file: PathBuf,
+        #[arg(long, value_name = "NAME")]
+        by: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Lift an opt-out herald recorded (unsubscribe link, SMS reply, mail, operator); audited
+    Restore {
+        /// The client's id
+        client: String,
+        /// email, sms or personalised_marketing
+        #[arg(long, value_name = "C")]
+        channel: String,
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        /// Why (the client's written request, its reference)
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCode> {
+    match cmd {
+        SuppressCommand::Add { target, reason, by } => {
+            let (kind, value) = normalise_target(&target)?;
+            let entry = DncEntry {
+                kind,
+                value: value.clone(),
+                reason,
+                added_by: by,
+                added_at: Utc::now(),
+            };
+            if store.dnc_add(&entry).await? {
+                println!(
+                    "{} {} added to the do-not-contact list",
+                    kind.as_str(),
+                    shown(kind, &value)
+                );
+            } else {
+                println!(
+                    "{} {} was already on the list",
+                    kind.as_str(),
+                    shown(kind, &value)
+                );
+            }
+        }
+        SuppressCommand::Remove { target, by, reason } => {
+            let (kind, value) = normalise_target(&target)?;
+            let audit = AuditEntry {
+                at: Utc::now(),
+                actor: by,
+                action: "suppress_remove".into(),
+                subject: format!("{}:{value}", kind.as_str()),
+                details: json!({ "reason": reason }),
+            };
+            if !store.dnc_remove(kind, &value, &audit).await? {
+                bail!(
+                    "{} {} is not on the do-not-contact list",
+                    kind.as_str(),
+                    shown(kind, &value)
+                );
+            }
+            println!(
+                "{} {} removed from the do-not-contact list",
+                kind.as_str(),
+                shown(kind, &value)
+            );
+        }
+        SuppressCommand::List { json } => {
+            let list = store.do_not_contact().await?;
+            if json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("the do-not-contact list is empty");
+            } else {
+                for e in list {
+                    println!(
+                        "{:<7} {:<28} {}  {} ({})",
+                        e.kind.as_str(),
+                        e.value,
+                        e.added_at.format("%Y-%m-%d"),
+                        e.reason,
+                        e.added_by
+                    );
+                }
+            }
+        }
+        SuppressCommand::Import { file, by } => {
+            let entries = read_list(&file, &by)?;
+            let mut added = 0;
+            for e in &entries {
+                if store.dnc_add(e).await? {
+                    added += 1;
+                }
+            }
+            println!(
+                "{}: {added} added, {} already listed",
+                file.display(),
+                entries.len() - added
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn consent(cmd: ConsentCommand, store: &dyn Store) -> Result<ExitCode> {
+    let ConsentCommand::Restore {
+        client,
+        channel,
+        by,
+        reason,
+    } = cmd;
+    let id = ClientId::parse(&client).with_context(|| format!("client id '{client}'"))?;
+    let scope = ConsentScope::parse(&channel).map_err(|e| anyhow::anyhow!("--channel: {}", e.0))?;
+    let stored = store
+        .client(&id)
+        .await?
+        .with_context(|| format!("no client with id '{id}'"))?;
+    let current = stored.consents[scope.index()];
+    if current.granted {
+        bail!(
+            "client {id} has not opted out of {}: nothing to restore",
+            scope.as_str()
+        );
+    }
+    if !current.is_protected_opt_out() {
+        bail!(
+            "client {id}'s {} consent was refused by the client file, not recorded by herald: the next import sets it",
+            scope.as_str()
+        );
+    }
+    let at = Utc::now();
+    let change = ConsentChange {
+        client_id: id.clone(),
+        scope,
+        granted: true,
+        source: ConsentSource::Operator,
+        at,
+        actor: Some(by.clone()),
+        note: Some(reason.clone()),
+    };
+    store.record_consent(&change).await?;
+    store
+        .audit(&AuditEntry {
+            at,
+            actor: by,
+            action: "consent_restore".into(),
+            subject: format!("client {id}"),
+            details: json!({
+                "scope": scope.as_str(),
+                "reason": reason,
+                "opted_out_by": current.source.as_str(),
+                "opted_out_at": current.at,
+            }),
+        })
+        .await?;
+    println!(
+        "client {id}: {} consent restored (it was refused by {} on {})",
+        scope.as_str(),
+        current.source,
+        current.at.format("%Y-%m-%d %H:%M UTC")
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn normalise_target(t: &Target) -> Result<(DncKind, String)> {
+    match (&t.client, &t.email, &t.phone) {
+        (Some(c), _, _) => normalise(DncKind::Client, c),
+        (_, Some(e), _) => normalise(DncKind::Email, e),
+        (_, _, Some(p)) => normalise(DncKind::Phone, p),
+        _ => bail!("give --client, --email or --phone"),
+    }
+}
+
+/// The value as herald stores it, so that the gates match it: a parsed
+/// client id, a normalised email, an E.164 number.
+fn normalise(kind: DncKind, raw: &str) -> Result<(DncKind, String)> {
+    let value = match kind {
+        DncKind::Client => ClientId::parse(raw).map(|c| c.to_string()),
+        DncKind::Email => Email::parse(raw).map(|e| e.as_str().to_owned()),
+        DncKind::Phone => Mobile::parse(raw).map(|m| m.as_str().to_owned()),
+    }
+    .map_err(|e| anyhow::anyhow!("{}: {}", kind.as_str(), e.0))?;
+    Ok((kind, value))
+}
+
+/// Addresses and numbers are personal data: shown masked.
+fn shown(kind: DncKind, value: &str) -> String {
+    match kind {
+        DncKind::Client => value.to_owned(),
+        DncKind::Email => Email::parse(value).map_or_else(|_| value.to_owned(), |e| e.masked()),
+        DncKind::Phone => Mobile::parse(value).map_or_else(|_| value.to_owned(), |m| m.masked()),
+    }
+}
+
+/// Reads `kind,value,reason` rows; a bad row stops the import before
+/// anything is added, naming its line and field.
+fn read_list(file: &std::path::Path, by: &str) -> Result<Vec<DncEntry>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let headers = reader.headers()?.clone();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let (Some(k), Some(v)) = (col("kind"), col("value")) else {
+        bail!(
+            "{}:1: the header must name the columns kind,value,reason",
+            file.display()
+        );
+    };
+    let r = col("reason");
+    let now = Utc::now();
+    let mut entries = Vec::new();
+    for record in reader.records() {
+        let record = record.with_context(|| format!("cannot read {}", file.display()))?;
+        let line = record.position().map_or(0, |p| p.line());
+        let at =
+            |field: &str, m: String| anyhow::anyhow!("{}:{line}: '{field}': {m}", file.display());
+        let kind = DncKind::parse(record.get(k).unwrap_or("")).map_err(|e| at("kind", e.0))?;
+        let (_, value) =
+            normalise(kind, record.get(v).unwrap_or("")).map_err(|e| at("value", e.to_string()))?;
+        entries.push(DncEntry {
+            kind,
+            value,
+            reason: r.and_then(|r| record.get(r)).unwrap_or("").to_owned(),
+            added_by: by.to_owned(),
+            added_at: now,
+        });
+    }
+    Ok(entries)
+}
