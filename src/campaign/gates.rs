@@ -317,9 +317,17 @@ pub fn unsuitable(policy: &Policy, client: &ClientView) -> Option<Reason> {
 }
 
 /// The first channel, in the campaign's order, the client can be reached
-/// on; the reason of the first channel when none can.
+/// on. When none can, the weightiest reason: a recorded refusal says more
+/// than a missing address.
 fn reachable(policy: &Policy, known: &Known, client: &ClientView) -> Verdict {
-    let mut first_refusal = None;
+    let weight = |r: Reason| match r {
+        Reason::DoNotContact => 0,
+        Reason::Unsubscribed => 1,
+        Reason::BadAddress => 2,
+        Reason::NoConsent => 3,
+        _ => 4,
+    };
+    let mut refusal: Option<(Reason, Channel)> = None;
     let mut chosen: Option<(Channel, String)> = None;
     let mut fallback = Vec::new();
     for &channel in &policy.channels {
@@ -327,20 +335,23 @@ fn reachable(policy: &Policy, known: &Known, client: &ClientView) -> Verdict {
             Ok(address) if chosen.is_none() => chosen = Some((channel, address)),
             Ok(_) => fallback.push(channel),
             Err(reason) => {
-                first_refusal.get_or_insert(Verdict::Suppress {
-                    reason,
-                    channel: Some(channel),
-                });
+                if refusal.is_none_or(|(r, _)| weight(reason) < weight(r)) {
+                    refusal = Some((reason, channel));
+                }
             }
         }
     }
-    match chosen {
-        Some((channel, address)) => Verdict::Send {
+    match (chosen, refusal) {
+        (Some((channel, address)), _) => Verdict::Send {
             channel,
             address,
             fallback,
         },
-        None => first_refusal.unwrap_or(suppress(Reason::NoAddress)),
+        (None, Some((reason, channel))) => Verdict::Suppress {
+            reason,
+            channel: Some(channel),
+        },
+        (None, None) => suppress(Reason::NoAddress),
     }
 }
 
@@ -692,6 +703,16 @@ mod tests {
             }
         ));
         k.do_not_contact.phones.insert("+8613800000000".into());
+        // A recorded refusal outweighs a bad address.
+        assert_eq!(
+            verdict(&policy(None), &k, c("1", 3)),
+            Verdict::Suppress {
+                reason: Reason::DoNotContact,
+                channel: Some(Channel::Sms)
+            }
+        );
+        k.do_not_contact.phones.clear();
+        k.bad_phones.insert("+8613800000000".into());
         assert_eq!(
             verdict(&policy(None), &k, c("1", 3)),
             Verdict::Suppress {

@@ -1,0 +1,332 @@
+//! `herald send` and the commands around a run, as an operator uses them:
+//! a dry run, approval, an opt-out recorded after planning, consent repair
+//! and the archive. Messages go to the file outbox.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn herald(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HERALD_DATABASE_URL")
+        .output()
+        .expect("run herald")
+}
+
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = herald(dir, args);
+    assert!(
+        o.status.success(),
+        "herald {args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn fails(dir: &Path, args: &[&str]) -> String {
+    let o = herald(dir, args);
+    assert!(!o.status.success(), "herald {args:?} should fail");
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(dir: &Path, args: &[&str]) -> Value {
+    serde_json::from_str(&ok(dir, args)).expect("JSON")
+}
+
+const CLIENTS: &str = "\
+id,name,email,phone,risk_level,risk_assessed_on,consent_email,consent_sms
+a1,甲,a1@example.com,13800000001,C4,2026-06-01,true,true
+a2,乙,a2@example.com,13800000002,C4,2026-06-01,true,true
+a3,丙,a3@example.com,13800000003,C4,2026-06-01,true,true
+a4,丁,,13800000004,C4,2026-06-01,true,true
+a5,戊,a5@example.com,13800000005,C2,2026-06-01,true,true
+";
+
+/// A folder with the shipped templates, an offer campaign and five clients.
+fn folder(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for sub in ["templates", "rules", "campaigns"] {
+        copy_dir(&repo.join(sub), &dir.path().join(sub));
+    }
+    std::fs::write(
+        dir.path().join("herald.toml"),
+        format!("[firm]\nname = \"某某证券股份有限公司\"\nshort_name = \"某某证券\"\n\
+         [email]\nfrom = \"某某证券 <research@example.com>\"\nunsubscribe_mailto = \"unsubscribe@example.com\"\n\
+         [tracking]\nbase_url = \"https://t.example.com\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n\
+         [sending]\napprovers = [\"王敏\", \"李强\"]\nquiet_hours = \"{}\"\n",
+            far_quiet_hours()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("campaigns/offer.toml"),
+        format!(
+            "kind = \"product_offer\"\npurpose = \"marketing\"\ntitle = \"产品推介\"\n\
+             audience = \"broadcast\"\ntemplates = \"market_bulletin\"\nchannels = [\"email\", \"sms\"]\n\
+             product_risk = \"R3\"\n{extra}\n[content]\nfile = \"content/market_bulletin.json\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("c.csv"), CLIENTS).unwrap();
+    ok(dir.path(), &["import", "clients", "c.csv"]);
+    dir
+}
+
+/// A one-minute quiet window twelve hours from now, so that SMS in these
+/// tests are never deferred.
+fn far_quiet_hours() -> String {
+    let t =
+        chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai) + chrono::Duration::hours(12);
+    let end = t + chrono::Duration::minutes(1);
+    format!("{}-{}", t.format("%H:%M"), end.format("%H:%M"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+fn outbox_emails(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("outbox"))
+        .map(|d| {
+            d.filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            })
+            .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_dry_run_counts_per_gate_and_stores_nothing() {
+    let dir = folder("");
+    let v = json(dir.path(), &["send", "offer", "--dry-run", "--json"]);
+    assert_eq!(v["planned"], 4);
+    assert_eq!(v["by_channel"]["email"], 3);
+    assert_eq!(v["by_channel"]["sms"], 1);
+    assert_eq!(v["suppressed"]["risk_level"], 1);
+    let runs = json(dir.path(), &["runs", "--json"]);
+    assert_eq!(
+        runs.as_array().unwrap().len(),
+        0,
+        "a dry run stores nothing"
+    );
+    assert_eq!(outbox_emails(dir.path()), 0);
+}
+
+#[test]
+fn a_run_sends_once_and_a_second_send_resumes_it() {
+    let dir = folder("");
+    let v = json(dir.path(), &["send", "offer", "--by", "张伟", "--json"]);
+    assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");
+    assert_eq!(outbox_emails(dir.path()), 3);
+    let again = ok(dir.path(), &["send", "offer"]);
+    assert!(again.contains("resuming it, not planning again"), "{again}");
+    assert_eq!(outbox_emails(dir.path()), 3, "nobody gets it twice");
+    // Another key is another run.
+    let v = json(dir.path(), &["send", "offer", "--key", "second", "--json"]);
+    assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");
+    assert_eq!(outbox_emails(dir.path()), 6);
+}
+
+#[test]
+fn approval_needs_another_listed_person_and_unchanged_files() {
+    let dir = folder("requires_approval = true");
+    let v = json(dir.path(), &["send", "offer", "--by", "王敏", "--json"]);
+    assert_eq!(v["run"]["state"], "awaiting_approval");
+    assert_eq!(outbox_emails(dir.path()), 0, "nothing before approval");
+    let run = v["run"]["id"].to_string();
+    let err = fails(dir.path(), &["run", "approve", &run, "--by", "王敏"]);
+    assert!(err.contains("another approver"), "{err}");
+    let err = fails(dir.path(), &["run", "approve", &run, "--by", "张伟"]);
+    assert!(err.contains("not an approver"), "{err}");
+    // A template edited after planning: the approval would not cover it.
+    let subject = dir.path().join("templates/market_bulletin/subject.hbs");
+    let original = std::fs::read_to_string(&subject).unwrap();
+    std::fs::write(&subject, format!("{original} ")).unwrap();
+    let err = fails(dir.path(), &["run", "approve", &run, "--by", "李强"]);
+    assert!(err.contains("files changed since run"), "{err}");
+    assert!(err.contains("subject.hbs"), "{err}");
+    std::fs::write(&subject, &original).unwrap();
+    ok(dir.path(), &["run", "approve", &run, "--by", "李强"]);
+    let v = json(dir.path(), &["send", "offer", "--json"]);
+    assert_eq!(v["run"]["approved_by"], "李强");
+    assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");
+    let shown = json(dir.path(), &["archive", "verify", "--json"]);
+    assert_eq!(shown["intact"], 4);
+}
+
+#[test]
+fn an_opt_out_recorded_after_planning_is_honoured() {
+    let dir = folder("");
+    ok(dir.path(), &["send", "offer", "--plan-only"]);
+    ok(
+        dir.path(),
+        &[
+            "suppress", "add", "--client", "a1", "--reason", "投诉", "--by", "客服",
+        ],
+    );
+    ok(
+        dir.path(),
+        &[
+            "suppress",
+            "add",
+            "--phone",
+            "13800000004",
+            "--reason",
+            "本人要求",
+            "--by",
+            "客服",
+        ],
+    );
+    let v = json(dir.path(), &["send", "offer", "--json"]);
+    assert_eq!(v["counts"]["deliveries"]["sent"], 2, "{v}");
+    assert_eq!(v["counts"]["deliveries"]["cancelled"], 2, "{v}");
+    assert_eq!(outbox_emails(dir.path()), 2);
+    // The next run plans around the list.
+    let v = json(
+        dir.path(),
+        &["send", "offer", "--key", "next", "--dry-run", "--json"],
+    );
+    assert_eq!(v["suppressed"]["do_not_contact"], 2, "{v}");
+}
+
+#[test]
+fn the_archive_shows_what_was_sent_and_detects_a_change() {
+    let dir = folder("");
+    ok(dir.path(), &["send", "offer", "--by", "张伟"]);
+    let shown = json(dir.path(), &["archive", "show", "1", "--json"]);
+    let record = &shown["record"];
+    assert_eq!(record["channel"], "email");
+    assert_eq!(record["decision"]["product_risk"], "R3");
+    assert_eq!(record["decision"]["risk_level"], "C4");
+    assert!(record["message"]["subject"]
+        .as_str()
+        .unwrap()
+        .starts_with("【广告】"));
+    assert!(record["message"]["unsubscribe"]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("https://t.example.com/u/"));
+    let v = json(dir.path(), &["archive", "verify", "--json"]);
+    assert_eq!(v["intact"], 4);
+    // Change one archived record behind herald's back.
+    let db = dir.path().join("herald.db");
+    let conn = rusqlite_free_update(&db);
+    assert!(conn, "the record was changed");
+    let o = herald(dir.path(), &["archive", "verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("BROKEN at record 2"));
+}
+
+/// Rewrites archive record 2 through sqlx, as a tamperer with database
+/// access would.
+fn rusqlite_free_update(db: &Path) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query(
+            "UPDATE archive SET record = replace(record, '产品推介', '产品推荐') WHERE seq = 2",
+        )
+        .execute(&mut conn)
+        .await
+        .unwrap()
+        .rows_affected()
+            == 1
+    })
+}
+
+#[test]
+fn consent_restore_lifts_only_an_opt_out_herald_recorded() {
+    let dir = folder("");
+    let err = fails(
+        dir.path(),
+        &[
+            "consent",
+            "restore",
+            "a1",
+            "--channel",
+            "sms",
+            "--by",
+            "客服",
+            "--reason",
+            "x",
+        ],
+    );
+    assert!(err.contains("has not opted out"), "{err}");
+    // An opt-out by SMS reply, as the tracking server records it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let url = herald::store::DatabaseUrl::new(format!(
+            "sqlite://{}",
+            dir.path().join("herald.db").display()
+        ));
+        let store = herald::store::open(&url).await.unwrap();
+        let change = herald::client::consent::ConsentChange {
+            client_id: herald::client::types::ClientId::parse("a1").unwrap(),
+            scope: herald::client::consent::ConsentScope::Sms,
+            granted: false,
+            source: herald::client::consent::ConsentSource::SmsReply,
+            at: chrono::Utc::now(),
+            actor: None,
+            note: Some("TD".into()),
+        };
+        assert!(store.record_consent(&change).await.unwrap());
+        store.close().await;
+    });
+    let out = ok(
+        dir.path(),
+        &[
+            "consent",
+            "restore",
+            "a1",
+            "--channel",
+            "sms",
+            "--by",
+            "客服",
+            "--reason",
+            "书面申请 #7",
+        ],
+    );
+    assert!(out.contains("sms consent restored"), "{out}");
+    assert!(out.contains("sms_reply"), "{out}");
+    let shown = json(dir.path(), &["clients", "show", "a1", "--json"]);
+    assert_eq!(shown["consents"]["sms"]["granted"], true, "{shown}");
+    let err = fails(
+        dir.path(),
+        &[
+            "consent",
+            "restore",
+            "zz",
+            "--channel",
+            "sms",
+            "--by",
+            "x",
+            "--reason",
+            "y",
+        ],
+    );
+    assert!(err.contains("no client"), "{err}");
+}
