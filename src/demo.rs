@@ -230,6 +230,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         crate::cli::campaigns::preview(args, &*store, &config).await?;
         println!();
     }
+    step("9. 发送到 outbox/ 文件夹 / herald send: the three campaigns, to the file outbox");
+    send_campaigns(&*store, &config).await?;
     let total = store.count_clients().await?;
     store.close().await;
 
@@ -334,6 +336,42 @@ async fn first_client(
         }
     }
     anyhow::bail!("no generated client fits")
+}
+
+/// Launches the shipped campaigns as staff would: marketing launches, and
+/// the research report waits for compliance to approve it.
+async fn send_campaigns(store: &dyn crate::store::Store, config: &Config) -> Result<()> {
+    use crate::cli::runs::{run_command, send, RunCommand, SendArgs};
+    let launch = |campaign: &str| SendArgs {
+        campaign: campaign.into(),
+        dry_run: false,
+        key: None,
+        by: Some("市场部张伟".into()),
+        as_of: None,
+        plan_only: false,
+        json: false,
+    };
+    for campaign in ["daily_bulletin", "research_600519", "strategy_seminar"] {
+        println!("\n$ herald send {campaign} --by 市场部张伟");
+        send(launch(campaign), store, config).await?;
+    }
+    let research = store
+        .run_by_key("research_600519", &config.firm_time().today().to_string())
+        .await?
+        .context("the research run was planned")?;
+    println!("\n$ herald run approve {} --by 合规部王敏", research.id);
+    run_command(
+        RunCommand::Approve {
+            run: research.id.to_string(),
+            by: "合规部王敏".into(),
+        },
+        store,
+        config,
+    )
+    .await?;
+    println!("\n$ herald send research_600519");
+    send(launch("research_600519"), store, config).await?;
+    Ok(())
 }
 
 /// Checks the shipped campaigns, as `herald campaigns validate` would.

@@ -8,7 +8,7 @@ pub(crate) mod campaigns;
 mod channels;
 mod clients;
 pub(crate) mod import;
-mod runs;
+pub(crate) mod runs;
 mod segment;
 mod suppress;
 

@@ -214,6 +214,15 @@ async fn finish(
         print_json(&json!({ "run": run, "counts": counts, "progress": progress, "note": note }))?;
     } else {
         print_counts(&run, &counts);
+        let waiting = counts.state(DeliveryState::Queued);
+        if progress.is_some() && waiting > 0 {
+            println!(
+                "{} wait for their time (quiet hours, release, retry): herald send {} --key {} sends them when due",
+                thousands(waiting as u64),
+                run.campaign,
+                run.run_key
+            );
+        }
         if let Some(n) = note {
             println!("{n}");
         }
@@ -243,18 +252,19 @@ fn print_plan(r: &PlanReport) {
         }
     );
     for (channel, n) in &r.by_channel {
-        println!("  {channel:<26} {:>10}", thousands(*n as u64));
+        row(&format!("by {channel}"), *n as i64);
     }
     if r.deferred > 0 {
-        println!(
-            "  {:<26} {:>10}",
-            "deferred (quiet hours, release)",
-            thousands(r.deferred as u64)
-        );
+        row("deferred (quiet hours, release)", r.deferred as i64);
     }
     for (reason, n) in &r.suppressed {
-        println!("  suppressed: {reason:<14} {:>10}", thousands(*n as u64));
+        row(&format!("suppressed: {reason}"), *n as i64);
     }
+}
+
+/// One count, aligned under the others.
+fn row(label: &str, n: i64) {
+    println!("  {label:<36} {:>10}", thousands(n.max(0) as u64));
 }
 
 fn print_counts(run: &Run, counts: &crate::store::runs::RunCounts) {
@@ -270,7 +280,7 @@ fn print_counts(run: &Run, counts: &crate::store::runs::RunCounts) {
             .map_or(String::new(), |a| format!(", approved by {a}"))
     );
     for (state, n) in &counts.deliveries {
-        println!("  {state:<12} {:>10}", thousands(*n as u64));
+        row(state, *n);
     }
     if counts.state(DeliveryState::Uncertain) > 0 {
         println!(
@@ -342,10 +352,10 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
             } else {
                 print_counts(&run, &counts);
                 for (reason, n) in &counts.suppressions {
-                    println!("  suppressed: {reason:<26} {:>8}", thousands(*n as u64));
+                    row(&format!("suppressed: {reason}"), *n);
                 }
                 for (channel, n) in &counts.by_channel {
-                    println!("  by {channel:<10} {:>10}", thousands(*n as u64));
+                    row(&format!("by {channel}"), *n);
                 }
                 for d in &uncertain {
                     println!(
