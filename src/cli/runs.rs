@@ -89,6 +89,9 @@ pub enum RunCommand {
 }
 
 pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<ExitCode> {
+    // A channel that cannot be built fails the launch before anything is
+    // planned.
+    let providers = Providers::from_config(config).map_err(anyhow::Error::msg)?;
     let now = Utc::now();
     let opts = PlanOptions {
         key: args.key.clone(),
@@ -123,17 +126,22 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
     if args.plan_only || run.state != RunState::Sending {
         return finish(store, &run, args.json, None, None).await;
     }
-    let progress = dispatch(store, config, &run, args.json).await?;
+    let progress = dispatch(store, config, providers, &run, args.json).await?;
     finish(store, &run, args.json, None, Some(progress)).await
 }
 
 /// Sends the run in the foreground until nothing is due or Ctrl-C.
-async fn dispatch(store: &dyn Store, config: &Config, run: &Run, quiet: bool) -> Result<Progress> {
+async fn dispatch(
+    store: &dyn Store,
+    config: &Config,
+    providers: Providers,
+    run: &Run,
+    quiet: bool,
+) -> Result<Progress> {
     let _lock = match store.backend() {
         Backend::Sqlite => Some(SendLock::take(config)?),
         Backend::Postgres => None,
     };
-    let providers = Providers::from_config(config).map_err(anyhow::Error::msg)?;
     let mut dispatcher = Dispatcher::new(store, config, providers);
     let (requeued, uncertain) = dispatcher.recover(_lock.is_some()).await?;
     if uncertain > 0 && !quiet {

@@ -87,10 +87,12 @@ struct PreparedRun {
 
 impl<'a> Dispatcher<'a> {
     pub fn new(store: &'a dyn Store, config: &'a Config, providers: Providers) -> Self {
+        // The narrowest channel's concurrency: a window may be all of one
+        // channel, and no more of it may be in flight than it allows.
         let window = providers
             .all()
             .map(|g| g.limits().concurrency as usize)
-            .max()
+            .min()
             .unwrap_or(1)
             .max(1);
         Self {

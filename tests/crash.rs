@@ -1,0 +1,447 @@
+//! Exactly once across `kill -9`: `herald send` is killed twenty times in
+//! the middle of sending 10,000 emails to a real SMTP server run by this
+//! test, then run to completion. No delivery may arrive twice, none may be
+//! lost: every planned delivery ends `sent` or `uncertain`, every `sent`
+//! one arrived exactly once, and each kill leaves at most one window
+//! (`concurrency`) of deliveries uncertain.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+/// Clients, all of them planned: one email each.
+const CLIENTS: usize = 10_000;
+/// How many times `herald send` is killed.
+const KILLS: usize = 20;
+/// The SMTP provider's concurrency, and so herald's sending window.
+const CONCURRENCY: usize = 4;
+/// Messages per second: modest, so that a full run takes several seconds
+/// and the kills land while sending.
+const RATE: u32 = 500;
+
+/// One message the server accepted.
+struct Received {
+    /// The value of herald's `X-Herald-Delivery` header.
+    delivery: Option<String>,
+    /// The envelope recipients (`RCPT TO`).
+    recipients: Vec<String>,
+}
+
+/// Everything the server accepted, in order.
+type Inbox = Arc<Mutex<Vec<Received>>>;
+
+/// Starts a minimal SMTP server on 127.0.0.1 on `rt`; returns its port.
+fn start_smtp_server(rt: &tokio::runtime::Runtime, inbox: Inbox) -> u16 {
+    let listener = rt.block_on(async { TcpListener::bind("127.0.0.1:0").await.unwrap() });
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        let mut queue_id = 0u64;
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                continue;
+            };
+            queue_id += 1_000_000;
+            tokio::spawn(session(socket, inbox.clone(), queue_id));
+        }
+    });
+    port
+}
+
+/// One SMTP connection (enough of RFC 5321 for lettre's client). A client
+/// that disappears, in the middle of DATA included, ends the session and
+/// what it was sending is not recorded.
+async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64) {
+    let _ = socket.set_nodelay(true);
+    let (read, mut write) = socket.into_split();
+    let mut lines = BufReader::new(read);
+    if write.write_all(b"220 crash.test ESMTP\r\n").await.is_err() {
+        return;
+    }
+    let mut recipients: Vec<String> = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&line);
+        let verb = text.get(..4).unwrap_or("").to_ascii_uppercase();
+        let reply: String = match verb.as_str() {
+            "EHLO" => "250-crash.test\r\n250 8BITMIME\r\n".into(),
+            "HELO" | "NOOP" => "250 2.0.0 OK\r\n".into(),
+            "MAIL" | "RSET" => {
+                recipients.clear();
+                "250 2.0.0 OK\r\n".into()
+            }
+            "RCPT" => {
+                let address = text
+                    .split_once('<')
+                    .and_then(|(_, rest)| rest.split_once('>'))
+                    .map(|(a, _)| a.to_ascii_lowercase())
+                    .unwrap_or_default();
+                recipients.push(address);
+                "250 2.1.5 OK\r\n".into()
+            }
+            "DATA" => {
+                if write.write_all(b"354 go ahead\r\n").await.is_err() {
+                    return;
+                }
+                let mut delivery = None;
+                let mut in_headers = true;
+                loop {
+                    let mut l = Vec::new();
+                    match lines.read_until(b'\n', &mut l).await {
+                        // The client died mid-message: nothing arrived.
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    }
+                    if l == b".\r\n" || l == b".\n" {
+                        break;
+                    }
+                    if in_headers {
+                        let h = String::from_utf8_lossy(&l);
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            in_headers = false;
+                        } else if let Some((name, value)) = h.split_once(':') {
+                            if name.eq_ignore_ascii_case("X-Herald-Delivery") {
+                                delivery = Some(value.trim().to_owned());
+                            }
+                        }
+                    }
+                }
+                queue_id += 1;
+                inbox.lock().unwrap().push(Received {
+                    delivery,
+                    recipients: std::mem::take(&mut recipients),
+                });
+                format!("250 2.0.0 Ok: queued as Q{queue_id}\r\n")
+            }
+            "QUIT" => {
+                let _ = write.write_all(b"221 2.0.0 bye\r\n").await;
+                return;
+            }
+            _ => "502 5.5.2 not implemented\r\n".into(),
+        };
+        if write.write_all(reply.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A small deterministic RNG (xorshift64*), to need no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn herald(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir).env_remove("HERALD_DATABASE_URL");
+    cmd
+}
+
+fn run_ok(dir: &Path, args: &[&str]) -> Output {
+    let o = herald(dir).args(args).output().expect("run herald");
+    assert!(
+        o.status.success(),
+        "herald {}: {}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The working folder: configuration, the shipped templates and rules, the
+/// campaign, and 10,000 clients who all consent to marketing email.
+fn working_folder(dir: &Path, smtp_port: u16) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The outbox carries SMS only (routing needs some SMS provider). Its
+    // own concurrency is larger than SMTP's: herald's sending window must
+    // still be the narrowest channel's, so a kill leaves at most
+    // CONCURRENCY uncertain.
+    let config = format!(
+        r#"[firm]
+name = "某某证券股份有限公司"
+short_name = "某某证券"
+
+[email]
+from = "某某证券 <research@example.com>"
+
+[tracking]
+base_url = "https://t.example.com"
+secret = "0123456789abcdef0123456789abcdef"
+
+[providers.smtp]
+kind = "smtp"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+pool_size = {CONCURRENCY}
+timeout_secs = 10
+
+[providers.smtp.limits]
+concurrency = {CONCURRENCY}
+rate_per_second = {RATE}
+
+[providers.outbox]
+kind = "outbox"
+dir = "outbox"
+
+[channels]
+email = "smtp"
+sms = "outbox"
+
+[sending]
+lease_secs = 5
+"#
+    );
+    std::fs::write(dir.join("herald.toml"), config).unwrap();
+    copy_dir(&repo.join("templates"), &dir.join("templates"));
+    copy_dir(&repo.join("rules"), &dir.join("rules"));
+    copy_dir(
+        &repo.join("campaigns/content"),
+        &dir.join("campaigns/content"),
+    );
+    std::fs::write(
+        dir.join("campaigns/crash.toml"),
+        r#"kind = "market_bulletin"
+purpose = "marketing"
+title = "崩溃测试快报"
+audience = "broadcast"
+templates = "market_bulletin"
+channels = ["email"]
+
+[content]
+file = "content/market_bulletin.json"
+"#,
+    )
+    .unwrap();
+    let mut csv = String::from(
+        "id,name,email,phone,branch,advisor,risk_level,assets,tags,holdings,watchlist,\
+         birthday,opened_on,last_trade_on,consent_email,consent_sms\n",
+    );
+    for i in 1..=CLIENTS {
+        csv.push_str(&format!(
+            "C{i:06},客户{i},client{i}@example.com,,上海浦东新区营业部,李宁,C3,100000.00,,,,\
+             1980-01-01,2020-01-01,2026-01-01,true,false\n"
+        ));
+    }
+    std::fs::write(dir.join("clients.csv"), csv).unwrap();
+}
+
+/// Spawns `herald send crash --key crash --by tester`, its output to files.
+fn spawn_send(dir: &Path, n: usize) -> Child {
+    herald(dir)
+        .args(["send", "crash", "--key", "crash", "--by", "tester"])
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(dir.join(format!("send-{n}.out"))).unwrap())
+        .stderr(std::fs::File::create(dir.join(format!("send-{n}.err"))).unwrap())
+        .spawn()
+        .expect("spawn herald send")
+}
+
+#[test]
+fn each_message_is_sent_exactly_once_across_kill_9() {
+    let started = Instant::now();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let inbox: Inbox = Arc::new(Mutex::new(Vec::new()));
+    let port = start_smtp_server(&rt, inbox.clone());
+    let received = || inbox.lock().unwrap().len();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    working_folder(dir, port);
+    run_ok(dir, &["import", "clients", "clients.csv"]);
+    eprintln!("crash: set up in {:.1} s", started.elapsed().as_secs_f64());
+    let dry = run_ok(
+        dir,
+        &["send", "crash", "--key", "crash", "--dry-run", "--json"],
+    );
+    let plan: serde_json::Value = serde_json::from_slice(&dry.stdout).unwrap();
+    assert_eq!(
+        plan["planned"], CLIENTS,
+        "every client is planned: {plan:#}"
+    );
+    assert_eq!(received(), 0, "a dry run sends nothing");
+
+    let mut rng = Rng(0x5eed_c0ff_ee15_2026);
+    let mut landed = 0;
+    let mut completed = 0;
+    let mut previous_kill = 0;
+    for n in 0..KILLS {
+        let before = received();
+        let mut child = spawn_send(dir, n);
+        // Wait for this sender's first message, or for it to end.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut exited = None;
+        while received() <= before {
+            if let Some(status) = child.try_wait().unwrap() {
+                exited = Some(status);
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("send {n}: no message within 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        if exited.is_none() {
+            std::thread::sleep(Duration::from_millis(rng.below(301)));
+            exited = child.try_wait().unwrap();
+        }
+        if let Some(status) = exited {
+            // The run finished before the kill: nothing to kill.
+            assert!(
+                status.success(),
+                "send {n} failed: {}",
+                std::fs::read_to_string(dir.join(format!("send-{n}.err"))).unwrap_or_default()
+            );
+            completed += 1;
+            continue;
+        }
+        let at_kill = received();
+        child.kill().expect("kill -9");
+        child.wait().unwrap();
+        if at_kill < CLIENTS && at_kill > previous_kill {
+            landed += 1;
+        }
+        previous_kill = at_kill;
+    }
+    let at_last_kill = received();
+    let kills_took = started.elapsed();
+
+    // The last sender runs to the end; it recovers the dead ones' claims.
+    let last = run_ok(dir, &["send", "crash", "--key", "crash"]);
+    let after_kills = received();
+    let final_took = started.elapsed() - kills_took;
+
+    let show = run_ok(dir, &["run", "show", "crash/crash", "--json"]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+    let counts = shown["counts"]["deliveries"].as_object().unwrap();
+    let state = |s: &str| counts.get(s).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let sent = state("sent");
+    let uncertain = state("uncertain");
+    let uncertain_ids: HashSet<String> = shown["uncertain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].to_string())
+        .collect();
+
+    let inbox = inbox.lock().unwrap();
+    let total = inbox.len();
+    eprintln!(
+        "crash: {landed} of {KILLS} kills landed mid-send ({completed} runs completed unkilled), \
+         {uncertain} uncertain, {sent} sent, {total} received ({at_last_kill} by the last kill), \
+         {:.1} s (kills done at {:.1} s, final run {:.1} s)",
+        started.elapsed().as_secs_f64(),
+        kills_took.as_secs_f64(),
+        final_took.as_secs_f64()
+    );
+
+    // The kills landed while sending, and sending went on after them.
+    assert!(
+        landed >= 15,
+        "only {landed} of {KILLS} kills landed mid-send"
+    );
+    assert!(after_kills > at_last_kill, "the final run sent the rest");
+
+    // No delivery arrived twice; every message carried its delivery id.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for m in inbox.iter() {
+        let id = m
+            .delivery
+            .as_deref()
+            .expect("every message carries X-Herald-Delivery");
+        *seen.entry(id).or_default() += 1;
+    }
+    let twice: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "deliveries received more than once: {twice:?}"
+    );
+
+    // No client received two messages.
+    let mut per_address: HashMap<&str, usize> = HashMap::new();
+    for m in inbox.iter() {
+        assert_eq!(m.recipients.len(), 1, "one recipient per message");
+        *per_address.entry(m.recipients[0].as_str()).or_default() += 1;
+    }
+    let doubled: Vec<_> = per_address.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "clients who got two messages: {doubled:?}"
+    );
+
+    // Every planned delivery ended sent or uncertain: none was lost.
+    assert_eq!(
+        sent + uncertain,
+        CLIENTS,
+        "planned deliveries that are neither sent nor uncertain: {counts:?}"
+    );
+    assert_eq!(
+        uncertain_ids.len(),
+        uncertain,
+        "run show lists every uncertain delivery"
+    );
+    // Each kill leaves at most one window of deliveries uncertain.
+    assert!(
+        uncertain <= KILLS * CONCURRENCY,
+        "{uncertain} uncertain after {KILLS} kills with concurrency {CONCURRENCY}"
+    );
+    // Received: every sent delivery, and some of the uncertain ones.
+    assert!(
+        total >= sent && total <= sent + uncertain,
+        "received {total}, sent {sent}, uncertain {uncertain}"
+    );
+    let received_sent = seen
+        .keys()
+        .filter(|id| !uncertain_ids.contains(**id))
+        .count();
+    assert_eq!(
+        received_sent, sent,
+        "the deliveries recorded sent are exactly those received, less the uncertain ones"
+    );
+
+    // The final send resumed the same run rather than planning another.
+    let out = String::from_utf8_lossy(&last.stdout);
+    assert!(out.contains("crash/crash"), "{out}");
+    drop(inbox);
+    rt.shutdown_background();
+}
