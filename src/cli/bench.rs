@@ -32,6 +32,17 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Plan a run of a campaign against the database (segment, every gate,
+    /// deliveries and suppressions written), and, as the reference, insert
+    /// the same number of delivery rows with one prepared statement in one
+    /// transaction
+    Plan {
+        /// The campaign to plan (a new run key each time)
+        #[arg(long, default_value = "daily_bulletin")]
+        campaign: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Render and send messages through a channel adapter to a local server
     Send {
         /// email: through the SMTP adapter to --smtp; sms: through the HTTP
@@ -57,6 +68,19 @@ pub enum BenchCommand {
 }
 
 #[derive(Debug, Serialize)]
+struct PlanFigures {
+    campaign: String,
+    backend: String,
+    clients: u64,
+    selected: usize,
+    planned: usize,
+    suppressed: usize,
+    plan_seconds: f64,
+    reference_seconds: f64,
+    ratio: f64,
+}
+
+#[derive(Debug, Serialize)]
 struct RenderFigures {
     campaign: String,
     clients: u64,
@@ -69,6 +93,12 @@ struct RenderFigures {
 
 pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
     match cmd {
+        BenchCommand::Plan { campaign, json } => {
+            let store = super::open_store(config).await?;
+            let result = plan(&campaign, json, &*store, config).await;
+            store.close().await;
+            result
+        }
         BenchCommand::Render {
             campaign,
             clients,
@@ -160,6 +190,71 @@ async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<E
             figures.emails_per_second,
             figures.average_bytes,
             figures.average_html_bytes
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn plan(
+    campaign: &str,
+    json: bool,
+    store: &dyn crate::store::Store,
+    config: &Config,
+) -> Result<ExitCode> {
+    use crate::run::plan::{plan, PlanOptions};
+    use crate::store::runs::NewDelivery;
+    let now = chrono::Utc::now();
+    let opts = PlanOptions {
+        key: Some(format!("bench-{}", now.timestamp_millis())),
+        by: Some("bench".into()),
+        dry_run: false,
+        now,
+        today: None,
+    };
+    let clients = store.count_clients().await?;
+    let started = Instant::now();
+    let report = plan(store, config, campaign, &opts).await?;
+    let plan_seconds = started.elapsed().as_secs_f64();
+    let rows: Vec<NewDelivery> = (0..report.planned)
+        .map(|i| NewDelivery {
+            client_id: format!("{:010}", i + 1),
+            channel: crate::channel::Channel::Email,
+            address: format!("client{i}@example.com"),
+            fallback: vec![crate::channel::Channel::Sms],
+            not_before: now,
+            decision: r#"{"channel":"email","consent":{"email":true,"personalised_marketing":true,"sms":true},"investor_type":"ordinary","lowest_risk_category":false,"product_risk":null,"risk_assessed_on":"2025-01-20","risk_level":"C3"}"#.into(),
+        })
+        .collect();
+    let started = Instant::now();
+    store.insert_reference_rows(&rows).await?;
+    let reference_seconds = started.elapsed().as_secs_f64();
+    let figures = PlanFigures {
+        campaign: report.run.campaign.clone(),
+        backend: format!("{:?}", store.backend()).to_lowercase(),
+        clients,
+        selected: report.audience,
+        planned: report.planned,
+        suppressed: report.suppressed.values().sum(),
+        plan_seconds,
+        reference_seconds,
+        ratio: plan_seconds / reference_seconds.max(1e-9),
+    };
+    if json {
+        print_json(&figures)?;
+    } else {
+        println!(
+            "planned {} on {} ({} clients): {} selected, {} deliveries, {} suppressed in {:.2} s; \
+             reference insert of {} rows {:.2} s; ratio {:.2}",
+            figures.campaign,
+            figures.backend,
+            figures.clients,
+            figures.selected,
+            figures.planned,
+            figures.suppressed,
+            figures.plan_seconds,
+            figures.planned,
+            figures.reference_seconds,
+            figures.ratio
         );
     }
     Ok(ExitCode::SUCCESS)

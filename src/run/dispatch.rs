@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::json;
 
@@ -68,7 +67,7 @@ impl Progress {
 pub struct Dispatcher<'a> {
     store: &'a dyn Store,
     config: &'a Config,
-    providers: Providers,
+    providers: Arc<Providers>,
     owner: String,
     /// Deliveries marked `sending` at once: the most that can be
     /// uncertain after a crash.
@@ -98,7 +97,7 @@ impl<'a> Dispatcher<'a> {
         Self {
             store,
             config,
-            providers,
+            providers: Arc::new(providers),
             owner: format!(
                 "{}:{}:{}",
                 hostname(),
@@ -106,7 +105,7 @@ impl<'a> Dispatcher<'a> {
                 Utc::now().timestamp_millis()
             ),
             window,
-            batch: (window * 4).clamp(64, 1000) as u32,
+            batch: (window * 32).clamp(64, 1000) as u32,
             runs: HashMap::new(),
         }
     }
@@ -120,7 +119,7 @@ impl<'a> Dispatcher<'a> {
     pub async fn drain(
         &mut self,
         run: Option<i64>,
-        stop: &AtomicBool,
+        stop: &Arc<AtomicBool>,
         report: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<Progress> {
         let mut total = Progress::default();
@@ -135,18 +134,14 @@ impl<'a> Dispatcher<'a> {
             if claimed.is_empty() {
                 break;
             }
-            let mut rest = claimed.as_slice();
-            while !rest.is_empty() {
-                if stop.load(Ordering::Relaxed) {
-                    self.store.release_claims(&self.owner).await?;
-                    return Ok(total);
-                }
-                let (window, tail) = rest.split_at(self.window.min(rest.len()));
-                rest = tail;
-                let done = self.send_window(window).await?;
-                total.add(&done);
-                report(&total);
-            }
+            let done = self
+                .send_batch(&claimed, stop, &mut |p| {
+                    let mut t = total;
+                    t.add(p);
+                    report(&t);
+                })
+                .await?;
+            total.add(&done);
         }
         self.store.release_claims(&self.owner).await?;
         self.store.finish_runs(Utc::now()).await?;
@@ -160,21 +155,86 @@ impl<'a> Dispatcher<'a> {
         Ok(self.store.reclaim_lapsed(Utc::now(), alone).await?)
     }
 
-    async fn send_window(&mut self, window: &[Claimed]) -> Result<Progress> {
+    /// Sends a claimed batch: the checks for the whole batch first, then
+    /// each message through mark → send → record, at most `window` at once.
+    /// A message is `sending` only while one of those `window` slots holds
+    /// it, so a crash leaves at most `window` uncertain.
+    async fn send_batch(
+        &mut self,
+        batch: &[Claimed],
+        stop: &Arc<AtomicBool>,
+        report: &mut (dyn FnMut(&Progress) + Send),
+    ) -> Result<Progress> {
+        let (mut progress, checked, ready) = self.check_batch(batch).await?;
+        self.store.record_deliveries(&checked).await?;
+        report(&progress);
+        let this: &Self = self;
+        // Rendering is the CPU work: done for the batch on every core
+        // before anything goes out; the sends then only wait on the network.
+        let ready: Vec<Rendered> = {
+            use rayon::prelude::*;
+            ready.into_par_iter().map(render).collect()
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer = group_writer(this.store, &this.owner, rx);
+        let queue = Arc::new(std::sync::Mutex::new(ready.into_iter()));
+        let (tally_tx, mut tally_rx) = tokio::sync::mpsc::unbounded_channel();
+        let slots = async {
+            // Collected first, so that the originals are dropped and the
+            // writer and the counter end when the last slot does.
+            // Each slot is a task of its own, so that slots send (and the
+            // adapters encode) on every core.
+            let slots: Vec<_> = (0..this.window)
+                .map(|_| {
+                    tokio::spawn(slot(
+                        this.providers.clone(),
+                        queue.clone(),
+                        tx.clone(),
+                        tally_tx.clone(),
+                        stop.clone(),
+                    ))
+                })
+                .collect();
+            drop((tx, tally_tx));
+            futures::future::join_all(slots).await;
+        };
+        let senders = async {
+            while let Some(tally) = tally_rx.recv().await {
+                match tally {
+                    Tally::Sent => progress.sent += 1,
+                    Tally::Failed => progress.failed += 1,
+                    Tally::Retrying => progress.retrying += 1,
+                    Tally::FellThrough => progress.fell_through += 1,
+                }
+                report(&progress);
+            }
+        };
+        let (written, (), ()) = tokio::join!(writer, slots, senders);
+        written?;
+        Ok(progress)
+    }
+
+    /// What must not be sent now (expired, deferred, refused since
+    /// planning, its run blocked), as updates; and what may, with its run
+    /// and client.
+    async fn check_batch(
+        &mut self,
+        batch: &[Claimed],
+    ) -> Result<(Progress, Vec<DeliveryUpdate>, Vec<Ready>)> {
         let now = Utc::now();
         let mut progress = Progress::default();
         let mut updates = Vec::new();
-        let ids: Vec<String> = window.iter().map(|c| c.client_id.clone()).collect();
-        let clients: HashMap<String, StoredClient> = self
+        let ids: Vec<String> = batch.iter().map(|c| c.client_id.clone()).collect();
+        let mut clients: HashMap<String, StoredClient> = self
             .store
             .clients_by_ids(&ids)
             .await?
             .into_iter()
             .map(|c| (c.client.id.to_string(), c))
             .collect();
-        let checks = SendChecks::load(self.store, window).await?;
+        let checks = SendChecks::load(self.store, batch).await?;
         let mut ready = Vec::new();
-        for c in window {
+        for c in batch {
             let run = self.prepared_run(c.run_id).await?;
             if let Some(why) = &run.blocked {
                 // The whole run waits for approval again; give it back.
@@ -188,7 +248,7 @@ impl<'a> Dispatcher<'a> {
                 updates.push(u);
                 continue;
             }
-            let Some(client) = clients.get(&c.client_id) else {
+            let Some(client) = clients.remove(&c.client_id) else {
                 progress.cancelled += 1;
                 updates.push(cancel(c.id, "the client is no longer in the database"));
                 continue;
@@ -200,42 +260,15 @@ impl<'a> Dispatcher<'a> {
                 updates.push(u);
                 continue;
             }
-            match checks.refusal(&run.run, c, client) {
+            match checks.refusal(&run.run, c, &client) {
                 Some(reason) => {
                     progress.cancelled += 1;
                     updates.push(cancel(c.id, reason));
                 }
-                None => ready.push((c, run, client)),
+                None => ready.push((c.clone(), run, client)),
             }
         }
-        let leaving: HashSet<i64> = self
-            .store
-            .mark_sending(
-                &self.owner,
-                &ready.iter().map(|(c, ..)| c.id).collect::<Vec<_>>(),
-            )
-            .await?
-            .into_iter()
-            .collect();
-        let sends = ready
-            .into_iter()
-            .filter(|(c, ..)| leaving.contains(&c.id))
-            .map(|(c, run, client)| self.send_one(c, run, client));
-        let outcomes: Vec<(DeliveryUpdate, Tally)> = futures::stream::iter(sends)
-            .buffer_unordered(self.window)
-            .collect()
-            .await;
-        for (u, tally) in outcomes {
-            match tally {
-                Tally::Sent => progress.sent += 1,
-                Tally::Failed => progress.failed += 1,
-                Tally::Retrying => progress.retrying += 1,
-                Tally::FellThrough => progress.fell_through += 1,
-            }
-            updates.push(u);
-        }
-        self.store.record_deliveries(&updates).await?;
-        Ok(progress)
+        Ok((progress, updates, ready))
     }
 
     /// When an SMS of this run must wait for quiet hours to end.
@@ -258,104 +291,6 @@ impl<'a> Dispatcher<'a> {
             .unwrap_or(self.config.sending.quiet_hours);
         let at = quiet.next_allowed(now, self.config.timezone);
         (at > now).then_some(at)
-    }
-
-    async fn send_one(
-        &self,
-        c: &Claimed,
-        run: Arc<PreparedRun>,
-        client: &StoredClient,
-    ) -> (DeliveryUpdate, Tally) {
-        let now = Utc::now();
-        let prepared = &run.prepared;
-        let outgoing = match prepared.outgoing(&client.client, c.id, c.channel) {
-            Ok(o) => o,
-            Err(e) => {
-                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
-                u.error = Some(format!("cannot render: {}", e.to_problem()));
-                return (u, Tally::Failed);
-            }
-        };
-        let preferred = prepared
-            .campaign
-            .providers
-            .get(&c.channel)
-            .map(String::as_str);
-        let governed = match self.providers.route(c.channel, run.run.purpose, preferred) {
-            Ok(g) => g.clone(),
-            Err(e) => {
-                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
-                u.error = Some(e);
-                return (u, Tally::Failed);
-            }
-        };
-        let outcome = governed.send(&outgoing).await;
-        let event = |kind: EventKind, details: serde_json::Value| NewEvent {
-            client_id: client.client.id.clone(),
-            at: Utc::now(),
-            kind,
-            channel: Some(c.channel),
-            campaign: Some(run.run.campaign.clone()),
-            campaign_kind: Some(run.run.kind.clone()),
-            purpose: Some(run.run.purpose),
-            run_id: Some(run.run.id),
-            delivery_id: Some(c.id),
-            source: "dispatcher".into(),
-            details,
-        };
-        match outcome.result {
-            Ok(accepted) => {
-                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
-                u.sent_at = Some(now);
-                u.event = Some(event(
-                    EventKind::Sent,
-                    json!({ "provider": governed.adapter().name() }),
-                ));
-                u.archive = Some(archive_entry(
-                    &run.run,
-                    c,
-                    client,
-                    &outgoing,
-                    &accepted.provider_id,
-                    now,
-                ));
-                u.provider_id = Some(accepted.provider_id);
-                (u, Tally::Sent)
-            }
-            Err(e) => match e.failure {
-                Failure::Transient { .. } if c.attempts < MAX_ROUNDS => {
-                    let at = Utc::now() + Duration::seconds(ROUND_PAUSE_SECS);
-                    (requeue(c.id, at, &e.message), Tally::Retrying)
-                }
-                Failure::Permanent { bad_address: true } => {
-                    let bad = (c.channel, c.address.clone(), e.message.clone());
-                    match next_channel(c, client) {
-                        Some((channel, address, fallback)) => {
-                            let mut u = requeue(c.id, Utc::now(), &e.message);
-                            u.switch_to = Some((channel, address, fallback));
-                            u.bad_address = Some(bad);
-                            u.event =
-                                Some(event(EventKind::Bounced, json!({ "error": e.message })));
-                            (u, Tally::FellThrough)
-                        }
-                        None => {
-                            let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
-                            u.error = Some(e.message.clone());
-                            u.bad_address = Some(bad);
-                            u.event =
-                                Some(event(EventKind::Bounced, json!({ "error": e.message })));
-                            (u, Tally::Failed)
-                        }
-                    }
-                }
-                _ => {
-                    let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
-                    u.error = Some(e.message.clone());
-                    u.event = Some(event(EventKind::Failed, json!({ "error": e.message })));
-                    (u, Tally::Failed)
-                }
-            },
-        }
     }
 
     /// The run with its campaign prepared from the content snapshot, once
@@ -436,6 +371,222 @@ impl<'a> Dispatcher<'a> {
             )
             .await?;
         Ok(Some(why))
+    }
+}
+
+/// A delivery that passed its checks, with its run and client.
+type Ready = (Claimed, Arc<PreparedRun>, StoredClient);
+
+/// A delivery with its message rendered, and the message as the archive
+/// keeps it (JSON); or why it could not be rendered.
+struct Rendered {
+    claimed: Claimed,
+    run: Arc<PreparedRun>,
+    client: StoredClient,
+    /// The message, its JSON and that JSON's SHA-256.
+    message: Result<(Outgoing, String, String), String>,
+}
+
+fn render((claimed, run, client): Ready) -> Rendered {
+    let message = run
+        .prepared
+        .outgoing(&client.client, claimed.id, claimed.channel)
+        .map(|o| {
+            let json = serde_json::to_string(&o.message).unwrap_or_default();
+            let hash = files::content_hash(&json);
+            (o, json, hash)
+        })
+        .map_err(|e| format!("cannot render: {}", e.to_problem()));
+    Rendered {
+        claimed,
+        run,
+        client,
+        message,
+    }
+}
+
+/// A slot's request to the group writer: record its last outcome and/or
+/// mark its next delivery `sending`; answered with whether the mark took
+/// (the claim was still ours).
+struct Step {
+    record: Option<Box<DeliveryUpdate>>,
+    mark: Option<i64>,
+    done: tokio::sync::oneshot::Sender<bool>,
+}
+
+/// `None` when the writer has stopped (a database error, reported by it).
+async fn step(
+    tx: &tokio::sync::mpsc::UnboundedSender<Step>,
+    record: Option<DeliveryUpdate>,
+    mark: Option<i64>,
+) -> Option<bool> {
+    let (done, answer) = tokio::sync::oneshot::channel();
+    let step = Step {
+        record: record.map(Box::new),
+        mark,
+        done,
+    };
+    tx.send(step).ok()?;
+    answer.await.ok()
+}
+
+/// Commits the slots' steps in groups: whatever is waiting when a commit
+/// ends goes into the next, one transaction for all of them.
+async fn group_writer(
+    store: &dyn Store,
+    owner: &str,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Step>,
+) -> Result<()> {
+    while let Some(first) = rx.recv().await {
+        let mut steps = vec![first];
+        while steps.len() < 512 {
+            match rx.try_recv() {
+                Ok(s) => steps.push(s),
+                Err(_) => break,
+            }
+        }
+        let mut updates = Vec::new();
+        let mut marks = Vec::new();
+        let mut answers = Vec::new();
+        for s in steps {
+            updates.extend(s.record.map(|u| *u));
+            marks.extend(s.mark);
+            answers.push((s.mark, s.done));
+        }
+        let ours: HashSet<i64> = store
+            .record_and_mark(&updates, owner, &marks)
+            .await?
+            .into_iter()
+            .collect();
+        for (mark, done) in answers {
+            let _ = done.send(mark.is_none_or(|id| ours.contains(&id)));
+        }
+    }
+    Ok(())
+}
+
+/// One of `window` slots: takes messages from the queue one at a time.
+/// Recording a message's outcome and marking the next one `sending`
+/// share a transaction, so a slot never holds two `sending` at once.
+async fn slot(
+    providers: Arc<Providers>,
+    queue: Arc<std::sync::Mutex<std::vec::IntoIter<Rendered>>>,
+    tx: tokio::sync::mpsc::UnboundedSender<Step>,
+    tallies: tokio::sync::mpsc::UnboundedSender<Tally>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut done: Option<DeliveryUpdate> = None;
+    loop {
+        let next = if stop.load(Ordering::Relaxed) {
+            None
+        } else {
+            queue.lock().unwrap_or_else(|e| e.into_inner()).next()
+        };
+        let Some(r) = next else { break };
+        match step(&tx, done.take(), Some(r.claimed.id)).await {
+            None => return,
+            Some(false) => continue,
+            Some(true) => {}
+        }
+        let (update, tally) = send_one(&providers, r).await;
+        let _ = tallies.send(tally);
+        done = Some(update);
+    }
+    if let Some(update) = done {
+        step(&tx, Some(update), None).await;
+    }
+}
+
+async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally) {
+    let (c, run, client) = (&r.claimed, &r.run, &r.client);
+    let now = Utc::now();
+    let prepared = &run.prepared;
+    let (outgoing, message, message_hash) = match r.message {
+        Ok(m) => m,
+        Err(e) => {
+            let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+            u.error = Some(e);
+            return (u, Tally::Failed);
+        }
+    };
+    let preferred = prepared
+        .campaign
+        .providers
+        .get(&c.channel)
+        .map(String::as_str);
+    let governed = match providers.route(c.channel, run.run.purpose, preferred) {
+        Ok(g) => g.clone(),
+        Err(e) => {
+            let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+            u.error = Some(e);
+            return (u, Tally::Failed);
+        }
+    };
+    let outcome = governed.send(&outgoing).await;
+    let event = |kind: EventKind, details: serde_json::Value| NewEvent {
+        client_id: client.client.id.clone(),
+        at: Utc::now(),
+        kind,
+        channel: Some(c.channel),
+        campaign: Some(run.run.campaign.clone()),
+        campaign_kind: Some(run.run.kind.clone()),
+        purpose: Some(run.run.purpose),
+        run_id: Some(run.run.id),
+        delivery_id: Some(c.id),
+        source: "dispatcher".into(),
+        details,
+    };
+    match outcome.result {
+        Ok(accepted) => {
+            let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
+            u.sent_at = Some(now);
+            u.event = Some(event(
+                EventKind::Sent,
+                json!({ "provider": governed.adapter().name() }),
+            ));
+            u.archive = Some(archive_entry(
+                &run.run,
+                c,
+                client,
+                &outgoing,
+                (message, message_hash),
+                &accepted.provider_id,
+                now,
+            ));
+            u.provider_id = Some(accepted.provider_id);
+            (u, Tally::Sent)
+        }
+        Err(e) => match e.failure {
+            Failure::Transient { .. } if c.attempts < MAX_ROUNDS => {
+                let at = Utc::now() + Duration::seconds(ROUND_PAUSE_SECS);
+                (requeue(c.id, at, &e.message), Tally::Retrying)
+            }
+            Failure::Permanent { bad_address: true } => {
+                let bad = (c.channel, c.address.clone(), e.message.clone());
+                match next_channel(c, client) {
+                    Some((channel, address, fallback)) => {
+                        let mut u = requeue(c.id, Utc::now(), &e.message);
+                        u.switch_to = Some((channel, address, fallback));
+                        u.bad_address = Some(bad);
+                        u.event = Some(event(EventKind::Bounced, json!({ "error": e.message })));
+                        (u, Tally::FellThrough)
+                    }
+                    None => {
+                        let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                        u.error = Some(e.message.clone());
+                        u.bad_address = Some(bad);
+                        u.event = Some(event(EventKind::Bounced, json!({ "error": e.message })));
+                        (u, Tally::Failed)
+                    }
+                }
+            }
+            _ => {
+                let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
+                u.error = Some(e.message.clone());
+                u.event = Some(event(EventKind::Failed, json!({ "error": e.message })));
+                (u, Tally::Failed)
+            }
+        },
     }
 }
 
@@ -538,11 +689,10 @@ fn archive_entry(
     c: &Claimed,
     client: &StoredClient,
     outgoing: &Outgoing,
+    (message, message_hash): (String, String),
     provider_id: &str,
     at: DateTime<Utc>,
 ) -> ArchiveEntry {
-    let message = serde_json::to_value(&outgoing.message).unwrap_or_default();
-    let message_hash = files::content_hash(&message.to_string());
     let address = match &outgoing.message {
         Message::Email(e) => e.to.as_str().to_owned(),
         Message::Sms(s) => s.to().as_str().to_owned(),
@@ -552,20 +702,30 @@ fn archive_entry(
         run_id: run.id,
         client_id: c.client_id.clone(),
         at,
-        record: json!({
-            "run": { "id": run.id, "campaign": run.campaign, "key": run.run_key,
-                     "content_hash": run.content_hash, "fingerprint": run.fingerprint },
-            "approved_by": run.approved_by,
-            "channel": c.channel,
-            "address": address,
-            "provider_id": provider_id,
-            "decision": serde_json::from_str::<serde_json::Value>(&c.decision).unwrap_or_default(),
-            "consent_at_send": consent_json(&client.consents),
-            "client": serde_json::to_value(&client.client).unwrap_or_default(),
-            "message": message,
-            "message_sha256": message_hash,
-        }),
+        record: with_message(
+            json!({
+                "run": { "id": run.id, "campaign": run.campaign, "key": run.run_key,
+                         "content_hash": run.content_hash, "fingerprint": run.fingerprint },
+                "approved_by": run.approved_by,
+                "channel": c.channel,
+                "address": address,
+                "provider_id": provider_id,
+                "decision": serde_json::from_str::<serde_json::Value>(&c.decision).unwrap_or_default(),
+                "consent_at_send": consent_json(&client.consents),
+                "client": serde_json::to_value(&client.client).unwrap_or_default(),
+                "message_sha256": message_hash,
+            }),
+            &message,
+        ),
     }
+}
+
+/// The record's JSON with the message's JSON (serialized while rendering,
+/// on every core) added as its `message`.
+fn with_message(meta: serde_json::Value, message: &str) -> String {
+    let meta = meta.to_string();
+    let open = meta.strip_suffix('}').unwrap_or(&meta);
+    format!("{open},\"message\":{message}}}")
 }
 
 fn consent_json(states: &crate::client::consent::ConsentStates) -> serde_json::Value {

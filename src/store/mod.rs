@@ -217,6 +217,16 @@ pub trait RunStore: Send + Sync {
     /// one transaction.
     async fn record_deliveries(&self, updates: &[runs::DeliveryUpdate]) -> Result<(), StoreError>;
 
+    /// Records outcomes and marks `mark` (claimed by `owner`) as leaving,
+    /// in one transaction; returns the marked ids still ours. A slot that
+    /// finishes one message and starts the next never holds two.
+    async fn record_and_mark(
+        &self,
+        updates: &[runs::DeliveryUpdate],
+        owner: &str,
+        mark: &[i64],
+    ) -> Result<Vec<i64>, StoreError>;
+
     /// Gives back what `owner` claimed and has not started.
     async fn release_claims(&self, owner: &str) -> Result<u64, StoreError>;
 
@@ -254,6 +264,11 @@ pub trait RunStore: Send + Sync {
     async fn audit(&self, entry: &runs::AuditEntry) -> Result<(), StoreError>;
     /// The latest audit entries, newest first.
     async fn audit_log(&self, limit: u32) -> Result<Vec<runs::AuditEntry>, StoreError>;
+
+    /// The benchmark's reference: inserts `rows` into a scratch copy of
+    /// `deliveries` with one prepared statement, row by row, in one
+    /// transaction, and drops it.
+    async fn insert_reference_rows(&self, rows: &[runs::NewDelivery]) -> Result<(), StoreError>;
 
     async fn archive_get(&self, delivery: i64) -> Result<Option<runs::ArchiveRecord>, StoreError>;
     async fn archive_page(

@@ -32,6 +32,14 @@ async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgre
     Ok(pool.begin().await?)
 }
 
+/// The benchmark's scratch table: `deliveries`' columns and indexes.
+const CREATE_REFERENCE_TABLE: &str =
+    "CREATE TABLE bench_deliveries (LIKE deliveries INCLUDING DEFAULTS INCLUDING IDENTITY INCLUDING CONSTRAINTS INCLUDING INDEXES)";
+
+/// Instants bound into a derived table need their type spelt out.
+const TS_OPEN: &str = "CAST(";
+const TS_CLOSE: &str = " AS TIMESTAMPTZ)";
+
 /// Dispatchers on several instances claim disjoint rows without waiting.
 const CLAIM_LOCK: &str = " FOR UPDATE OF d SKIP LOCKED";
 

@@ -297,109 +297,47 @@ macro_rules! run_queries {
             }
 
             async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, super::StoreError> {
-                if ids.is_empty() {
-                    return Ok(Vec::new());
-                }
-                let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
-                );
-                qb.push_bind(owner).push(" AND id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                qb.push(") RETURNING id");
-                let mut tx = begin_write(&self.pool).await?;
-                let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                tx.commit().await?;
-                Ok(rows.into_iter().map(|(id,)| id).collect())
+                self.record_and_mark(&[], owner, ids).await
             }
 
             async fn record_deliveries(
                 &self,
                 updates: &[super::runs::DeliveryUpdate],
             ) -> Result<(), super::StoreError> {
-                use super::runs::{archive_hash, channel_list, ARCHIVE_GENESIS};
-                if updates.is_empty() {
-                    return Ok(());
+                self.record_and_mark(updates, "", &[]).await.map(|_| ())
+            }
+
+            async fn record_and_mark(
+                &self,
+                updates: &[super::runs::DeliveryUpdate],
+                owner: &str,
+                mark: &[i64],
+            ) -> Result<Vec<i64>, super::StoreError> {
+                if updates.is_empty() && mark.is_empty() {
+                    return Ok(Vec::new());
                 }
                 let mut tx = begin_write(&self.pool).await?;
-                let now = chrono::Utc::now();
-                for u in updates {
-                    let (channel, address, fallback) = match &u.switch_to {
-                        Some((c, a, f)) => (Some(c.as_str()), Some(a.as_str()), Some(channel_list(f))),
-                        None => (None, None, None),
-                    };
-                    sqlx::query(
-                        "UPDATE deliveries SET state = $1, provider_id = COALESCE($2, provider_id), error = $3, \
-                         not_before = COALESCE($4, not_before), sent_at = COALESCE($5, sent_at), \
-                         channel = COALESCE($6, channel), address = COALESCE($7, address), \
-                         fallback = COALESCE($8, fallback), lease_owner = NULL, lease_until = NULL, \
-                         updated_at = $9 WHERE id = $10",
-                    )
-                    .bind(u.state.as_str())
-                    .bind(&u.provider_id)
-                    .bind(&u.error)
-                    .bind(u.not_before)
-                    .bind(u.sent_at)
-                    .bind(channel)
-                    .bind(address)
-                    .bind(fallback)
-                    .bind(now)
-                    .bind(u.id)
-                    .execute(&mut *tx)
-                    .await?;
-                    if let Some((channel, address, reason)) = &u.bad_address {
-                        sqlx::query(
-                            "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (channel, address) DO NOTHING",
-                        )
-                        .bind(channel.as_str())
-                        .bind(address)
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    }
+                if !updates.is_empty() {
+                    record_in(&mut tx, updates).await?;
                 }
-                let events: Vec<crate::event::NewEvent> =
-                    updates.iter().filter_map(|u| u.event.clone()).collect();
-                if !events.is_empty() {
-                    insert_events_in(&mut tx, &events).await?;
-                }
-                let entries: Vec<&super::runs::ArchiveEntry> =
-                    updates.iter().filter_map(|u| u.archive.as_ref()).collect();
-                if !entries.is_empty() {
-                    lock_archive(&mut tx).await?;
-                    let last: Option<(i64, String)> =
-                        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                    let (mut seq, mut prev) = last.unwrap_or((0, ARCHIVE_GENESIS.to_owned()));
-                    for e in entries {
-                        seq += 1;
-                        let record = e.record.to_string();
-                        let hash = archive_hash(&prev, seq, e.delivery_id, &record);
-                        sqlx::query(
-                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, \
-                             prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                        )
-                        .bind(seq)
-                        .bind(e.delivery_id)
-                        .bind(e.run_id)
-                        .bind(&e.client_id)
-                        .bind(e.at)
-                        .bind(&record)
-                        .bind(&prev)
-                        .bind(&hash)
-                        .execute(&mut *tx)
-                        .await?;
-                        prev = hash;
+                let mut marked = Vec::new();
+                if !mark.is_empty() {
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                        "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
+                    );
+                    qb.push_bind(owner).push(" AND id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in mark {
+                        list.push_bind(*id);
                     }
+                    qb.push(") RETURNING id");
+                    let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                    marked = rows.into_iter().map(|(id,)| id).collect();
                 }
                 tx.commit().await?;
-                Ok(())
+                Ok(marked)
             }
+
 
             async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
@@ -612,6 +550,36 @@ macro_rules! run_queries {
                 Ok(rows.into_iter().map(super::runs::AuditColumns::into_entry).collect())
             }
 
+            async fn insert_reference_rows(
+                &self,
+                rows: &[super::runs::NewDelivery],
+            ) -> Result<(), super::StoreError> {
+                use super::runs::channel_list;
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query(CREATE_REFERENCE_TABLE).execute(&mut *tx).await?;
+                let now = chrono::Utc::now();
+                for d in rows {
+                    sqlx::query(
+                        "INSERT INTO bench_deliveries (run_id, client_id, channel, address, fallback, state, \
+                         not_before, decision, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    )
+                    .bind(0_i64)
+                    .bind(&d.client_id)
+                    .bind(d.channel.as_str())
+                    .bind(&d.address)
+                    .bind(channel_list(&d.fallback))
+                    .bind("queued")
+                    .bind(d.not_before)
+                    .bind(&d.decision)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                tx.commit().await?;
+                sqlx::query("DROP TABLE bench_deliveries").execute(&self.pool).await?;
+                Ok(())
+            }
+
             async fn archive_get(
                 &self,
                 delivery: i64,
@@ -639,6 +607,100 @@ macro_rules! run_queries {
                 .fetch_all(&self.pool)
                 .await?)
             }
+        }
+
+        /// Records outcomes, their events, bad addresses and archive records
+        /// within `tx`.
+        async fn record_in(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            updates: &[super::runs::DeliveryUpdate],
+        ) -> Result<(), super::StoreError> {
+            use super::runs::{archive_hash, channel_list, ARCHIVE_GENESIS};
+
+                let now = chrono::Utc::now();
+                // One statement for the whole group: each statement is a
+                // round trip to the driver's thread.
+                for chunk in updates.chunks(400) {
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                        "UPDATE deliveries SET state = v.state, provider_id = COALESCE(v.provider_id, deliveries.provider_id), \
+                         error = v.error, not_before = COALESCE(v.not_before, deliveries.not_before), \
+                         sent_at = COALESCE(v.sent_at, deliveries.sent_at), channel = COALESCE(v.channel, deliveries.channel), \
+                         address = COALESCE(v.address, deliveries.address), fallback = COALESCE(v.fallback, deliveries.fallback), \
+                         lease_owner = NULL, lease_until = NULL, updated_at = ",
+                    );
+                    qb.push_bind(now).push(" FROM (");
+                    for (i, u) in chunk.iter().enumerate() {
+                        let (channel, address, fallback) = match &u.switch_to {
+                            Some((c, a, f)) => (Some(c.as_str()), Some(a.clone()), Some(channel_list(f))),
+                            None => (None, None, None),
+                        };
+                        qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+                        qb.push("CAST(").push_bind(u.id).push(" AS BIGINT) AS id, CAST(")
+                            .push_bind(u.state.as_str()).push(" AS TEXT) AS state, CAST(")
+                            .push_bind(u.provider_id.clone()).push(" AS TEXT) AS provider_id, CAST(")
+                            .push_bind(u.error.clone()).push(" AS TEXT) AS error, ")
+                            .push(TS_OPEN).push_bind(u.not_before).push(TS_CLOSE).push(" AS not_before, ")
+                            .push(TS_OPEN).push_bind(u.sent_at).push(TS_CLOSE).push(" AS sent_at, CAST(")
+                            .push_bind(channel).push(" AS TEXT) AS channel, CAST(")
+                            .push_bind(address).push(" AS TEXT) AS address, CAST(")
+                            .push_bind(fallback).push(" AS TEXT) AS fallback");
+                    }
+                    qb.push(") AS v WHERE deliveries.id = v.id");
+                    qb.build().execute(&mut **tx).await?;
+                }
+                for u in updates {
+                    if let Some((channel, address, reason)) = &u.bad_address {
+                        sqlx::query(
+                            "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
+                             ON CONFLICT (channel, address) DO NOTHING",
+                        )
+                        .bind(channel.as_str())
+                        .bind(address)
+                        .bind(reason)
+                        .bind(now)
+                        .execute(&mut **tx)
+                        .await?;
+                    }
+                }
+                let events: Vec<crate::event::NewEvent> =
+                    updates.iter().filter_map(|u| u.event.clone()).collect();
+                if !events.is_empty() {
+                    insert_events_in(tx, &events).await?;
+                }
+                let entries: Vec<&super::runs::ArchiveEntry> =
+                    updates.iter().filter_map(|u| u.archive.as_ref()).collect();
+                if !entries.is_empty() {
+                    lock_archive(tx).await?;
+                    let last: Option<(i64, String)> =
+                        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+                            .fetch_optional(&mut **tx)
+                            .await?;
+                    let (mut seq, mut prev) = last.unwrap_or((0, ARCHIVE_GENESIS.to_owned()));
+                    let mut rows = Vec::with_capacity(entries.len());
+                    for e in entries {
+                        seq += 1;
+                        let record = &e.record;
+                        let hash = archive_hash(&prev, seq, e.delivery_id, record);
+                        rows.push((seq, e, record, std::mem::replace(&mut prev, hash.clone()), hash));
+                    }
+                    for chunk in rows.chunks(200) {
+                        let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash) ",
+                        );
+                        qb.push_values(chunk, |mut b, (seq, e, record, prev_hash, hash)| {
+                            b.push_bind(*seq)
+                                .push_bind(e.delivery_id)
+                                .push_bind(e.run_id)
+                                .push_bind(&e.client_id)
+                                .push_bind(e.at)
+                                .push_bind(record)
+                                .push_bind(prev_hash)
+                                .push_bind(hash);
+                        });
+                        qb.build().execute(&mut **tx).await?;
+                    }
+                }
+            Ok(())
         }
 
         async fn insert_audit(

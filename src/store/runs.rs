@@ -344,7 +344,8 @@ pub struct ArchiveEntry {
     pub run_id: i64,
     pub client_id: String,
     pub at: DateTime<Utc>,
-    pub record: serde_json::Value,
+    /// JSON.
+    pub record: String,
 }
 
 /// An archived message with its place in the chain.

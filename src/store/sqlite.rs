@@ -33,6 +33,19 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// The benchmark's scratch table: `deliveries`' columns and indexes. It is
+/// a regular table (temporary ones live per connection) dropped after use.
+const CREATE_REFERENCE_TABLE: &str = "CREATE TABLE bench_deliveries (\
+    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, client_id TEXT NOT NULL, channel TEXT NOT NULL, \
+    address TEXT NOT NULL, fallback TEXT NOT NULL, state TEXT NOT NULL, not_before TEXT NOT NULL, \
+    decision TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (run_id, client_id)); \
+    CREATE INDEX bench_deliveries_queued ON bench_deliveries (id) WHERE state = 'queued'";
+
+/// Instants bound into a derived table: SQLite keeps them as text (a cast
+/// to an unknown type would make them numbers).
+const TS_OPEN: &str = "";
+const TS_CLOSE: &str = "";
+
 /// Claiming needs no row locks: the transaction holds the database's.
 const CLAIM_LOCK: &str = "";
 
