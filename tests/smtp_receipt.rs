@@ -370,7 +370,7 @@ fn client(i: usize) -> (String, String) {
 
 /// Whether client `i` holds or watches 600519 (the research audience).
 fn follows_600519(i: usize) -> bool {
-    i % 5 == 0 || i % 7 == 0
+    i.is_multiple_of(5) || i.is_multiple_of(7)
 }
 
 /// The working folder: configuration with the DKIM key and the SMTP
