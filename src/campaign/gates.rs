@@ -4,7 +4,7 @@
 //! as [`Known`], so every gate is tested without a database.
 //!
 //! Which gates apply to marketing and which to service messages is
-//! [`GATE_TABLE`], printed in `rules/README.md` and `ARCHITECTURE.md`.
+//! [`GATE_TABLE`], the same table as in `rules/README.md`.
 
 use std::collections::{HashMap, HashSet};
 
@@ -98,8 +98,8 @@ pub struct GateRow {
     pub service: &'static str,
 }
 
-/// Which gates apply to what. [`decide`] follows this table; a test holds
-/// the two together.
+/// Which gates apply to what: [`decide`] follows this table, and a test
+/// holds it equal to the one in `rules/README.md`.
 pub const GATE_TABLE: &[GateRow] = &[
     GateRow {
         gate: "no consent for the channel",
@@ -107,12 +107,12 @@ pub const GATE_TABLE: &[GateRow] = &[
         service: "no",
     },
     GateRow {
-        gate: "unsubscribed (opt-out herald recorded)",
+        gate: "unsubscribed (an opt-out herald recorded)",
         marketing: "yes",
         service: "no",
     },
     GateRow {
-        gate: "do-not-contact list",
+        gate: "the do-not-contact list (`herald suppress`)",
         marketing: "yes",
         service: "yes",
     },
@@ -122,22 +122,22 @@ pub const GATE_TABLE: &[GateRow] = &[
         service: "no",
     },
     GateRow {
-        gate: "no usable or bounced address (next channel tried)",
+        gate: "no usable or a bounced address (the next channel is tried)",
         marketing: "yes",
         service: "yes",
     },
     GateRow {
-        gate: "suitability and entry thresholds",
-        marketing: "product campaigns, no override",
+        gate: "suitability and entry thresholds (no override of any kind)",
+        marketing: "campaigns with a product risk",
         service: "if it promotes a product",
     },
     GateRow {
         gate: "missing or expired risk assessment",
-        marketing: "product campaigns",
+        marketing: "campaigns with a product risk",
         service: "if it promotes a product",
     },
     GateRow {
-        gate: "restricted stock, release time",
+        gate: "restricted list, release time",
         marketing: "research reports",
         service: "research reports",
     },
@@ -147,22 +147,22 @@ pub const GATE_TABLE: &[GateRow] = &[
         service: "no",
     },
     GateRow {
-        gate: "once per campaign",
-        marketing: "if once_per = \"campaign\"",
-        service: "if once_per = \"campaign\"",
+        gate: "once per campaign (`once_per = \"campaign\"`)",
+        marketing: "yes",
+        service: "yes",
     },
     GateRow {
-        gate: "duplicate contact point within the run",
+        gate: "one message per contact point (the most conservative account decides)",
         marketing: "yes",
         service: "yes",
     },
     GateRow {
         gate: "quiet hours for SMS (deferred, not dropped)",
         marketing: "yes",
-        service: "[sending] quiet_hours_for_service",
+        service: "configurable",
     },
     GateRow {
-        gate: "send_by passed (expired)",
+        gate: "`send_by` passed (expired, not sent late)",
         marketing: "yes",
         service: "yes",
     },
@@ -518,6 +518,26 @@ mod tests {
         match v {
             Verdict::Suppress { reason, .. } => Some(reason),
             Verdict::Send { .. } => None,
+        }
+    }
+
+    #[test]
+    fn the_gate_table_is_the_one_in_the_staff_guide() {
+        let guide = include_str!("../../rules/README.md");
+        let table = &guide[guide.find("| gate | marketing | service |").unwrap()..];
+        let rows: Vec<Vec<&str>> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+            .collect();
+        assert_eq!(rows.len(), GATE_TABLE.len());
+        for (row, gate) in rows.iter().zip(GATE_TABLE) {
+            assert_eq!(
+                &row[..3],
+                &[gate.gate, gate.marketing, gate.service],
+                "rules/README.md differs from GATE_TABLE"
+            );
         }
     }
 
