@@ -126,8 +126,9 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
     if args.plan_only || run.state != RunState::Sending {
         return finish(store, &run, args.json, None, None).await;
     }
-    let progress = dispatch(store, config, providers, &run, args.json).await?;
-    finish(store, &run, args.json, None, Some(progress)).await
+    let (progress, stopped) = dispatch(store, config, providers, &run, args.json).await?;
+    // Stopped by hand, what is left is not waiting for its time: say nothing of it.
+    finish(store, &run, args.json, None, (!stopped).then_some(progress)).await
 }
 
 /// Sends the run in the foreground until nothing is due or Ctrl-C.
@@ -137,7 +138,7 @@ async fn dispatch(
     providers: Providers,
     run: &Run,
     quiet: bool,
-) -> Result<Progress> {
+) -> Result<(Progress, bool)> {
     let _lock = match store.backend() {
         Backend::Sqlite => Some(SendLock::take(config)?),
         Backend::Postgres => None,
@@ -156,9 +157,8 @@ async fn dispatch(
     let watcher = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                stop.store(true, Ordering::Relaxed);
-            }
+            stopping().await;
+            stop.store(true, Ordering::Relaxed);
         })
     };
     let counts = store.run_counts(run.id).await?;
@@ -187,13 +187,30 @@ async fn dispatch(
     let result = dispatcher.drain(Some(run.id), &stop, &mut report).await;
     watcher.abort();
     bar.finish_and_clear();
-    if stop.load(Ordering::Relaxed) && !quiet {
+    let stopped = stop.load(Ordering::Relaxed);
+    if stopped && !quiet {
         eprintln!(
             "stopped: the run is resumable with herald send {} --key {}",
             run.campaign, run.run_key
         );
     }
-    result
+    result.map(|p| (p, stopped))
+}
+
+/// Ctrl-C, or SIGTERM (a service manager stopping herald).
+async fn stopping() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
