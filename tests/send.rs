@@ -330,3 +330,31 @@ fn consent_restore_lifts_only_an_opt_out_herald_recorded() {
     );
     assert!(err.contains("no client"), "{err}");
 }
+
+#[test]
+fn validate_names_a_restricted_stock_and_an_approval_nobody_can_give() {
+    let dir = folder("requires_approval = true");
+    std::fs::write(
+        dir.path().join("restricted.csv"),
+        "code,from,to,reason\n600519,2020-01-01,,投行项目\n",
+    )
+    .unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "research_600519"]);
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("'stocks': 600519 is on the restricted list"),
+        "{out}"
+    );
+    assert!(out.contains("restricted.csv:2, 投行项目"), "{out}");
+    // Without approvers, a campaign that needs approval cannot go out.
+    let toml = dir.path().join("herald.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("approvers = [\"王敏\", \"李强\"]", "")).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "offer"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("'requires_approval': nobody can approve it"),
+        "{out}"
+    );
+}

@@ -74,6 +74,7 @@ async fn check_campaign(
     today: NaiveDate,
 ) -> Vec<Problem> {
     let mut problems = check_rule(&campaign, config, today);
+    problems.extend(check_sending(&campaign, config, today));
     let prepared = match Prepared::new(campaign, config, today).await {
         Ok(p) => p,
         Err(mut more) => {
@@ -114,6 +115,47 @@ fn check_rule(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<Pro
         Err(e) if e.line == 0 => vec![Problem::error(&campaign.path, e.message).about("audience")],
         Err(e) => vec![Problem::error(Path::new(&e.file), e.message).at(e.line, e.column)],
     }
+}
+
+/// What would stop a run of this campaign today: a covered stock on the
+/// restricted list, an approval nobody may give.
+fn check_sending(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let at = |key: &str, message: String| {
+        let (line, column) = key_line(&campaign.path, key);
+        Problem::error(&campaign.path, message)
+            .at(line, column)
+            .about(key)
+    };
+    if !campaign.rules.stocks.is_empty() {
+        match super::restricted::RestrictedList::load(&config.sending.restricted_file) {
+            Err(e) => problems.push(Problem::error(&config.sending.restricted_file, e)),
+            Ok(list) => {
+                if let Some(r) = list.blocking(&campaign.rules.stocks, today) {
+                    problems.push(at(
+                        "stocks",
+                        format!(
+                            "{} is on the restricted list on {today} ({}:{}{}): a run would be stopped",
+                            r.code,
+                            list.path.display(),
+                            r.line,
+                            if r.reason.is_empty() { String::new() } else { format!(", {}", r.reason) }
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    if campaign.rules.requires_approval && config.sending.approvers.is_empty() {
+        problems.push(at(
+            "requires_approval",
+            format!(
+                "nobody can approve it: [sending] approvers in {} is empty",
+                config.source
+            ),
+        ));
+    }
+    problems
 }
 
 fn content_origin(campaign: &Campaign) -> PathBuf {
