@@ -36,7 +36,8 @@ async fn setup(store: &dyn Store, url: &str, dir: &Path) -> Config {
     std::fs::write(
         dir.join("herald.toml"),
         "[firm]\nname = \"某某证券股份有限公司\"\nshort_name = \"某某证券\"\n\
-         licence = \"某某证券股份有限公司具备证券投资咨询业务资格。\"\n",
+         licence = \"某某证券股份有限公司具备证券投资咨询业务资格。\"\n\
+         [tracking]\nbase_url = \"https://t.example.com\"\nsecret = \"0123456789abcdef0123456789abcdef\"\n",
     )
     .unwrap();
     std::fs::write(dir.join("c.csv"), CLIENTS).unwrap();
@@ -194,6 +195,64 @@ async fn a_second_launch_resumes_the_same_run(store: &dyn Store, url: &str) {
     assert_eq!(counts.state(DeliveryState::Queued), 7, "planned once");
 }
 
+/// Two dispatchers (two instances) work through one run together: each
+/// delivery is sent once, and the archive's chain holds.
+async fn two_dispatchers_send_each_delivery_once(store: &dyn Store, url: &str) {
+    use herald::channel::providers::Providers;
+    use herald::run::dispatch::Dispatcher;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(store, url, dir.path()).await;
+    // Email only: the default quiet hours would defer SMS at night.
+    std::fs::write(
+        dir.path().join("campaigns/news.toml"),
+        "kind = \"product_offer\"\npurpose = \"marketing\"\ntitle = \"产品推介\"\n\
+         audience = \"broadcast\"\ntemplates = \"market_bulletin\"\nchannels = [\"email\"]\n\
+         [content]\nfile = \"content/market_bulletin.json\"\n",
+    )
+    .unwrap();
+    let (planned, report) = planned(store, &config, "news").await;
+    assert_eq!(planned.len(), 7);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut a = Dispatcher::new(store, &config, Providers::from_config(&config).unwrap());
+    let mut b = Dispatcher::new(store, &config, Providers::from_config(&config).unwrap());
+    let (mut quiet_a, mut quiet_b) = (|_: &_| {}, |_: &_| {});
+    let (ra, rb) = tokio::join!(
+        a.drain(Some(report.run.id), &stop, &mut quiet_a),
+        b.drain(Some(report.run.id), &stop, &mut quiet_b)
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.sent + rb.sent, 7, "{ra:?} {rb:?}");
+    let counts = store.run_counts(report.run.id).await.unwrap();
+    assert_eq!(counts.state(DeliveryState::Sent), 7);
+    let emails = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "eml")
+        })
+        .count();
+    assert_eq!(emails, 7, "one file per delivery");
+    let chain = store.archive_page(0, 100).await.unwrap();
+    assert_eq!(chain.len(), 7);
+    let mut prev = herald::store::runs::ARCHIVE_GENESIS.to_owned();
+    for (i, r) in chain.iter().enumerate() {
+        assert_eq!(r.seq, i as i64 + 1);
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(
+            herald::store::runs::archive_hash(&prev, r.seq, r.delivery_id, &r.record),
+            r.hash
+        );
+        prev = r.hash.clone();
+    }
+    let run = store.run(report.run.id).await.unwrap().unwrap();
+    assert_eq!(run.state, herald::store::runs::RunState::Done);
+}
+
 macro_rules! with_url {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -224,4 +283,5 @@ with_url!(
     professionals_still_meet_entry_thresholds,
     a_restricted_stock_stops_a_research_report,
     a_second_launch_resumes_the_same_run,
+    two_dispatchers_send_each_delivery_once,
 );

@@ -358,3 +358,18 @@ fn validate_names_a_restricted_stock_and_an_approval_nobody_can_give() {
         "{out}"
     );
 }
+
+#[test]
+fn a_campaign_that_cannot_render_is_refused_before_it_is_planned() {
+    let dir = folder("");
+    let toml = dir.path().join("herald.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let start = text.find("[tracking]").unwrap();
+    let end = text.find("[sending]").unwrap();
+    std::fs::write(&toml, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let err = fails(dir.path(), &["send", "offer"]);
+    assert!(err.contains("cannot be rendered"), "{err}");
+    assert!(err.contains("tracking"), "{err}");
+    let runs = json(dir.path(), &["runs", "--json"]);
+    assert_eq!(runs.as_array().unwrap().len(), 0, "nothing was planned");
+}

@@ -12,6 +12,37 @@ use super::print_json;
 use crate::store::runs::{archive_hash, ArchiveRecord, ARCHIVE_GENESIS};
 use crate::store::Store;
 
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// How many of the latest entries
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `herald audit`: the latest entries of the audit log, newest first.
+pub async fn audit(args: AuditArgs, store: &dyn Store) -> Result<ExitCode> {
+    let entries = store.audit_log(args.limit).await?;
+    if args.json {
+        print_json(&entries)?;
+    } else if entries.is_empty() {
+        println!("the audit log is empty");
+    } else {
+        for e in entries {
+            println!(
+                "{}  {:<16} {:<18} {}  {}",
+                e.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                e.actor,
+                e.action,
+                e.subject,
+                e.details
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ArchiveCommand {
     /// Show the archived message of a delivery: content, recipient, decision, consent, approver

@@ -83,6 +83,8 @@ pub enum Command {
     /// Consents: lifting an opt-out herald recorded
     #[command(subcommand)]
     Consent(suppress::ConsentCommand),
+    /// Who did what: launches, approvals, consent restores, list changes
+    Audit(archive::AuditArgs),
     /// What was sent, kept for compliance
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
@@ -178,6 +180,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Suppress(cmd) => suppress::suppress(cmd, &*store).await,
                 Command::Consent(cmd) => suppress::consent(cmd, &*store).await,
                 Command::Archive(cmd) => archive::run(cmd, &*store).await,
+                Command::Audit(args) => archive::audit(args, &*store).await,
                 Command::Segment(_)
                 | Command::Rule(_)
                 | Command::Campaigns(_)

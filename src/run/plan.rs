@@ -198,6 +198,9 @@ pub async fn plan(
         }
     }
     report.planned = deliveries.len();
+    if let Some(first) = deliveries.first() {
+        render_check(store, &prepared, first).await?;
+    }
     let send_by = campaign
         .rules
         .send_by
@@ -245,6 +248,27 @@ pub async fn plan(
         // Another launch won the race for this key: resume that run.
         Planned::Existing(run) => Ok(existing(run)),
     }
+}
+
+/// Renders the first planned message: a run whose messages cannot render
+/// (a template error, no tracking secret for its links) is refused before
+/// it is stored, rather than failing every delivery.
+async fn render_check(store: &dyn Store, prepared: &Prepared, first: &NewDelivery) -> Result<()> {
+    let id = crate::client::types::ClientId::parse(&first.client_id)
+        .map_err(|e| anyhow::anyhow!(e.0))?;
+    let client = store
+        .client(&id)
+        .await?
+        .with_context(|| format!("client {id} vanished while planning"))?;
+    prepared
+        .outgoing(&client.client, 0, first.channel)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: the campaign's messages cannot be rendered",
+                e.to_problem()
+            )
+        })?;
+    Ok(())
 }
 
 fn existing(run: Run) -> PlanReport {
