@@ -38,6 +38,10 @@ const MAX_ROUNDS: i32 = 3;
 /// How long a transiently failed delivery waits before its next round.
 const ROUND_PAUSE_SECS: i64 = 300;
 
+/// How often a draining dispatcher expires stale deliveries and closes
+/// finished runs.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// What one pass of the dispatcher did.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Progress {
@@ -123,9 +127,15 @@ impl<'a> Dispatcher<'a> {
         report: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<Progress> {
         let mut total = Progress::default();
+        // Expiring and closing runs scan their deliveries: now and then,
+        // not per batch. A claimed delivery past `send_by` expires anyway.
+        let mut housekeeping = std::time::Instant::now() - HOUSEKEEPING_EVERY;
         while !stop.load(Ordering::Relaxed) {
             let now = Utc::now();
-            total.expired += self.store.finish_runs(now).await?;
+            if housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
+                total.expired += self.store.finish_runs(now).await?;
+                housekeeping = std::time::Instant::now();
+            }
             let lease = Duration::seconds(self.config.sending.lease_secs as i64);
             let claimed = self
                 .store
