@@ -4,6 +4,7 @@
 # the frequency cap and engagement rules cost what they will).
 #
 #   benches/campaigns.sh [CLIENTS] [SENDS]      (defaults 1000000 and 100000)
+#   BACKENDS=sqlite benches/campaigns.sh …      (sqlite, postgres, or both: the default)
 #
 # Plan: `herald bench plan` plans the shipped daily_bulletin (a rule, every
 # gate, deliveries and suppressions written in one transaction); the
@@ -110,8 +111,12 @@ one_backend() {
 }
 
 cd "$W"
-export HERALD_DATABASE_URL="sqlite://$W/herald.db"
-one_backend SQLite
+BACKENDS="${BACKENDS:-both}"
+if [ "$BACKENDS" != postgres ]; then
+    export HERALD_DATABASE_URL="sqlite://$W/herald.db"
+    one_backend SQLite
+fi
+[ "$BACKENDS" = sqlite ] && exit 0
 psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS herald_campbench WITH (FORCE)" >/dev/null
 psql -q "$PG_ADMIN" -c "CREATE DATABASE herald_campbench" >/dev/null
 export HERALD_DATABASE_URL="${PG_ADMIN%/*}/herald_campbench"
