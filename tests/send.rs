@@ -373,3 +373,29 @@ fn a_campaign_that_cannot_render_is_refused_before_it_is_planned() {
     let runs = json(dir.path(), &["runs", "--json"]);
     assert_eq!(runs.as_array().unwrap().len(), 0, "nothing was planned");
 }
+
+#[test]
+fn a_paused_run_sends_nothing_until_resumed_and_then_each_once() {
+    let dir = folder("");
+    let v = json(dir.path(), &["send", "offer", "--plan-only", "--json"]);
+    let run = v["run"]["id"].to_string();
+    ok(dir.path(), &["run", "pause", &run, "--by", "值班员"]);
+    let err = fails(dir.path(), &["run", "pause", &run, "--by", "值班员"]);
+    assert!(err.contains("not sending"), "{err}");
+    let v = json(dir.path(), &["send", "offer", "--json"]);
+    assert_eq!(v["run"]["state"], "paused");
+    assert_eq!(outbox_emails(dir.path()), 0, "a paused run sends nothing");
+    ok(dir.path(), &["run", "resume", &run, "--by", "值班员"]);
+    let v = json(dir.path(), &["send", "offer", "--json"]);
+    assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");
+    ok(dir.path(), &["send", "offer"]);
+    assert_eq!(outbox_emails(dir.path()), 3, "each email once");
+    let audit = json(dir.path(), &["audit", "--json"]);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["resume", "pause", "launch"]);
+}
