@@ -226,7 +226,7 @@ fn the_archive_shows_what_was_sent_and_detects_a_change() {
     assert_eq!(v["intact"], 4);
     // Change one archived record behind herald's back.
     let db = dir.path().join("herald.db");
-    let conn = rusqlite_free_update(&db);
+    let conn = tamper_with_record_2(&db);
     assert!(conn, "the record was changed");
     let o = herald(dir.path(), &["archive", "verify"]);
     assert_eq!(o.status.code(), Some(1));
@@ -235,7 +235,7 @@ fn the_archive_shows_what_was_sent_and_detects_a_change() {
 
 /// Rewrites archive record 2 through sqlx, as a tamperer with database
 /// access would.
-fn rusqlite_free_update(db: &Path) -> bool {
+fn tamper_with_record_2(db: &Path) -> bool {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -245,7 +245,7 @@ fn rusqlite_free_update(db: &Path) -> bool {
         let url = format!("sqlite://{}", db.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
         sqlx::query(
-            "UPDATE archive SET record = replace(record, '产品推介', '产品推荐') WHERE seq = 2",
+            "UPDATE archive SET record = replace(record, '\"provider_id\":\"', '\"provider_id\":\"x') WHERE seq = 2",
         )
         .execute(&mut conn)
         .await
