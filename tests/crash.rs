@@ -5,6 +5,8 @@
 //! one arrived exactly once, and each kill leaves at most one window
 //! (`concurrency`) of deliveries uncertain.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -169,19 +171,6 @@ fn run_ok(dir: &Path, args: &[&str]) -> Output {
     o
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// The working folder: configuration, the shipped templates and rules, the
 /// campaign, and 10,000 clients who all consent to marketing email.
 fn working_folder(dir: &Path, smtp_port: u16) {
@@ -227,9 +216,9 @@ lease_secs = 5
 "#
     );
     std::fs::write(dir.join("herald.toml"), config).unwrap();
-    copy_dir(&repo.join("templates"), &dir.join("templates"));
-    copy_dir(&repo.join("rules"), &dir.join("rules"));
-    copy_dir(
+    common::copy_dir(&repo.join("templates"), &dir.join("templates"));
+    common::copy_dir(&repo.join("rules"), &dir.join("rules"));
+    common::copy_dir(
         &repo.join("campaigns/content"),
         &dir.join("campaigns/content"),
     );

@@ -2,6 +2,8 @@
 //! setup in a folder of its own, `herald campaigns validate` and
 //! `herald preview`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -28,19 +30,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// The shipped campaigns, rules and templates with a configuration, and
 /// three clients: one with everything, one with nothing optional, one
 /// reachable by SMS only.
@@ -48,7 +37,7 @@ fn project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["campaigns", "rules", "templates"] {
-        copy_dir(&repo.join(sub), &dir.path().join(sub));
+        common::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     let config = std::fs::read_to_string(repo.join("examples/herald.toml"))
         .unwrap()

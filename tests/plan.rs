@@ -31,7 +31,7 @@ pro,专业庚,pro@example.com,13800000007,C1,2026-06-01,false,professional_a,300
 async fn setup(store: &dyn Store, url: &str, dir: &Path) -> Config {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["templates", "rules", "campaigns"] {
-        copy_dir(&repo.join(sub), &dir.join(sub));
+        common::copy_dir(&repo.join(sub), &dir.join(sub));
     }
     std::fs::write(
         dir.join("herald.toml"),
@@ -51,19 +51,6 @@ async fn setup(store: &dyn Store, url: &str, dir: &Path) -> Config {
         .unwrap();
     assert_eq!(report.rejected, 0);
     Config::load(Some(&dir.join("herald.toml")), Some(url.to_owned())).unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// A product offer to every client with email consent (broadcast, so only

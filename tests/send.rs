@@ -2,6 +2,8 @@
 //! a dry run, approval, an opt-out recorded after planning, consent repair
 //! and the archive. Messages go to the file outbox.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -51,7 +53,7 @@ fn folder(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["templates", "rules", "campaigns"] {
-        copy_dir(&repo.join(sub), &dir.path().join(sub));
+        common::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     std::fs::write(
         dir.path().join("herald.toml"),
@@ -84,19 +86,6 @@ fn far_quiet_hours() -> String {
         chrono::Utc::now().with_timezone(&chrono_tz::Asia::Shanghai) + chrono::Duration::hours(12);
     let end = t + chrono::Duration::minutes(1);
     format!("{}-{}", t.format("%H:%M"), end.format("%H:%M"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 fn outbox_emails(dir: &Path) -> usize {

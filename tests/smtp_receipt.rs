@@ -22,6 +22,8 @@
 //! Without `python3` or its `smtpd` module (removed in Python 3.12) the test
 //! says so loudly on stderr and passes.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -350,19 +352,6 @@ fn json(dir: &Path, args: &[&str]) -> Value {
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("herald {args:?}: {e}: {out}"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// Client `i`: their name and address.
 fn client(i: usize) -> (String, String) {
     (format!("客户{i}号"), format!("client{i}@example.com"))
@@ -379,7 +368,7 @@ fn follows_600519(i: usize) -> bool {
 fn working_folder(dir: &Path, port: u16) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for sub in ["templates", "rules", "campaigns"] {
-        copy_dir(&repo.join(sub), &dir.join(sub));
+        common::copy_dir(&repo.join(sub), &dir.join(sub));
     }
     std::fs::write(dir.join("dkim.pem"), DKIM_KEY).unwrap();
     std::fs::write(

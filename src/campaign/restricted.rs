@@ -28,6 +28,24 @@ pub struct RestrictedList {
     pub entries: Vec<Restriction>,
 }
 
+impl Restriction {
+    /// `restricted.csv:2, 静默期, from 2026-11-01 to 2026-11-30`: where and why.
+    pub fn describe(&self, list: &RestrictedList) -> String {
+        let reason = if self.reason.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", self.reason)
+        };
+        let to = self.to.map_or(String::new(), |t| format!(" to {t}"));
+        format!(
+            "{}:{}{reason}, from {}{to}",
+            list.path.display(),
+            self.line,
+            self.from
+        )
+    }
+}
+
 impl RestrictedList {
     /// Reads `path`; a missing file is an empty list.
     pub fn load(path: &Path) -> Result<RestrictedList, String> {

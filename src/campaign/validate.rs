@@ -135,11 +135,9 @@ fn check_sending(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<
                     problems.push(at(
                         "stocks",
                         format!(
-                            "{} is on the restricted list on {today} ({}:{}{}): a run would be stopped",
+                            "{} is on the restricted list on {today} ({}): a run would be stopped",
                             r.code,
-                            list.path.display(),
-                            r.line,
-                            if r.reason.is_empty() { String::new() } else { format!(", {}", r.reason) }
+                            r.describe(&list)
                         ),
                     ));
                 }

@@ -625,15 +625,19 @@ fn cancel(id: i64, why: &str) -> DeliveryUpdate {
 fn next_channel(c: &Claimed, client: &StoredClient) -> Option<(Channel, String, Vec<Channel>)> {
     let mut rest = c.fallback.iter();
     for &channel in rest.by_ref() {
-        let address = match channel {
-            Channel::Email => client.client.email.as_ref().map(|e| e.as_str().to_owned()),
-            Channel::Sms => client.client.phone.as_ref().map(|m| m.as_str().to_owned()),
-        };
-        if let Some(address) = address {
-            return Some((channel, address, rest.copied().collect()));
+        if let Some(address) = address_on(client, channel) {
+            return Some((channel, address.to_owned(), rest.copied().collect()));
         }
     }
     None
+}
+
+/// The client's current address on `channel`.
+fn address_on(client: &StoredClient, channel: Channel) -> Option<&str> {
+    match channel {
+        Channel::Email => client.client.email.as_ref().map(|e| e.as_str()),
+        Channel::Sms => client.client.phone.as_ref().map(|m| m.as_str()),
+    }
 }
 
 /// What is re-checked right before a send: opt-outs, consents, the
@@ -670,11 +674,7 @@ impl SendChecks {
         if self.bad.contains(&c.address) {
             return Some("bad_address");
         }
-        let current = match c.channel {
-            Channel::Email => client.client.email.as_ref().map(|e| e.as_str()),
-            Channel::Sms => client.client.phone.as_ref().map(|m| m.as_str()),
-        };
-        if current != Some(c.address.as_str()) {
+        if address_on(client, c.channel) != Some(c.address.as_str()) {
             return Some("address_changed");
         }
         if run.purpose == Purpose::Marketing {

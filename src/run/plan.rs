@@ -64,8 +64,7 @@ pub async fn plan(
     campaign: &str,
     opts: &PlanOptions,
 ) -> Result<PlanReport> {
-    let path = crate::campaign::file::resolve(campaign, &config.base_dir.join("campaigns"));
-    let campaign = Campaign::load(&path).map_err(problems)?;
+    let campaign = Campaign::load(&campaign_path(config, campaign)).map_err(problems)?;
     let tz = config.timezone;
     let today = opts
         .today
@@ -81,14 +80,10 @@ pub async fn plan(
             RestrictedList::load(&config.sending.restricted_file).map_err(anyhow::Error::msg)?;
         if let Some(r) = list.blocking(&campaign.rules.stocks, today) {
             bail!(
-                "{}: stock {} is on the restricted list ({}:{}: from {}{}{}): the whole run is stopped",
+                "{}: stock {} is on the restricted list ({}): the whole run is stopped",
                 campaign.path.display(),
                 r.code,
-                list.path.display(),
-                r.line,
-                r.from,
-                r.to.map_or(String::new(), |t| format!(" to {t}")),
-                if r.reason.is_empty() { String::new() } else { format!(", {}", r.reason) },
+                r.describe(&list)
             );
         }
     }
