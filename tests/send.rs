@@ -388,3 +388,12 @@ fn a_paused_run_sends_nothing_until_resumed_and_then_each_once() {
         .collect();
     assert_eq!(actions, ["resume", "pause", "launch"]);
 }
+
+#[test]
+fn a_run_that_needs_no_approval_cannot_be_approved() {
+    let dir = folder("");
+    let v = json(dir.path(), &["send", "offer", "--plan-only", "--json"]);
+    let run = v["run"]["id"].to_string();
+    let err = fails(dir.path(), &["run", "approve", &run, "--by", "李强"]);
+    assert!(err.contains("nothing to approve"), "{err}");
+}

@@ -161,9 +161,8 @@ macro_rules! run_queries {
             ) -> Result<bool, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
                 let changed = sqlx::query(
-                    "UPDATE runs SET approved_by = $1, approved_at = $2, fingerprint = $3, \
-                     state = CASE WHEN state = 'awaiting_approval' THEN 'sending' ELSE state END \
-                     WHERE id = $4 AND state IN ('awaiting_approval', 'sending', 'paused')",
+                    "UPDATE runs SET approved_by = $1, approved_at = $2, fingerprint = $3, state = 'sending' \
+                     WHERE id = $4 AND state = 'awaiting_approval'",
                 )
                 .bind(&audit.actor)
                 .bind(audit.at)
