@@ -41,7 +41,30 @@ pub struct Config {
     /// configured, and nothing with links can be rendered without it.
     pub tracking: Option<Tracking>,
     pub sending: Sending,
+    pub schedule: ScheduleSettings,
+    pub serve: ServeSettings,
 }
+
+/// `[schedule]`: when scheduled runs fire.
+#[derive(Debug, Clone)]
+pub struct ScheduleSettings {
+    /// The exchange calendar file; `None`: the one herald ships.
+    pub calendar: Option<PathBuf>,
+    /// How late a missed fire time may still be planned (after downtime).
+    pub grace: std::time::Duration,
+}
+
+/// `[serve]`: the long-running process.
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    /// The operators' listener (`/healthz`, `/metrics`): loopback by default.
+    pub admin_listen: std::net::SocketAddr,
+    /// Log lines as JSON objects instead of text.
+    pub log_json: bool,
+}
+
+/// The calendar file looked for when `[schedule] calendar` is not set.
+pub const DEFAULT_CALENDAR_FILE: &str = "calendars/cn-exchange.toml";
 
 /// `[sending]`: the rules every campaign is planned and sent under.
 #[derive(Debug, Clone)]
@@ -135,6 +158,24 @@ struct ConfigFile {
     channels: Option<toml::Value>,
     #[serde(default)]
     sending: SendingFile,
+    #[serde(default)]
+    schedule: ScheduleFile,
+    #[serde(default)]
+    serve: ServeFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    calendar: Option<PathBuf>,
+    grace: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeFile {
+    admin_listen: Option<String>,
+    log_format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -291,8 +332,12 @@ impl Config {
             billing: file.sms.billing.unwrap_or(SmsBilling::Domestic),
         };
         let sending = sending(file.sending, &base_dir).map_err(|(key, m)| invalid(key, m))?;
+        let schedule = schedule(file.schedule, &base_dir).map_err(|(key, m)| invalid(key, m))?;
+        let serve = serve(file.serve).map_err(|(key, m)| invalid(key, m))?;
         Ok(Self {
             sending,
+            schedule,
+            serve,
             database_url: url,
             timezone,
             risk_assessment_valid_days: valid_days,
@@ -322,6 +367,14 @@ impl Config {
     /// Where herald keeps files it can rebuild (the segment snapshot).
     pub fn cache_dir(&self) -> PathBuf {
         self.base_dir.join(".herald-cache")
+    }
+
+    /// The exchange calendar: the configured file, or the one herald ships.
+    pub fn calendar(&self) -> Result<crate::schedule::Calendar, crate::diagnostic::Problem> {
+        match &self.schedule.calendar {
+            Some(path) => crate::schedule::Calendar::load(path),
+            None => Ok(crate::schedule::Calendar::builtin()),
+        }
     }
 
     /// The firm's clock.
@@ -356,6 +409,56 @@ fn sending(file: SendingFile, base_dir: &Path) -> Result<Sending, (&'static str,
         approvers: file.approvers,
         restricted_file: base_dir.join(file.restricted_file.unwrap_or(defaults.restricted_file)),
         lease_secs,
+    })
+}
+
+fn schedule(
+    file: ScheduleFile,
+    base_dir: &Path,
+) -> Result<ScheduleSettings, (&'static str, String)> {
+    let calendar = match file.calendar {
+        Some(path) => {
+            let path = base_dir.join(path);
+            if !path.is_file() {
+                return Err((
+                    "schedule.calendar",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            Some(path)
+        }
+        None => Some(base_dir.join(DEFAULT_CALENDAR_FILE)).filter(|p| p.is_file()),
+    };
+    let grace = match file.grace {
+        None => std::time::Duration::from_secs(3600),
+        Some(g) => humantime::parse_duration(g.trim()).map_err(|e| {
+            (
+                "schedule.grace",
+                format!("'{g}' is not a duration (e.g. \"30m\", \"2h\"): {e}"),
+            )
+        })?,
+    };
+    Ok(ScheduleSettings { calendar, grace })
+}
+
+fn serve(file: ServeFile) -> Result<ServeSettings, (&'static str, String)> {
+    let admin_listen = match file.admin_listen {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        Some(a) => a.parse().map_err(|_| {
+            (
+                "serve.admin_listen",
+                format!("'{a}' is not an address and port (e.g. \"127.0.0.1:9464\")"),
+            )
+        })?,
+    };
+    let log_json = match file.log_format.as_deref() {
+        None | Some("text") => false,
+        Some("json") => true,
+        Some(other) => return Err(("serve.log_format", format!("'{other}' is not text or json"))),
+    };
+    Ok(ServeSettings {
+        admin_listen,
+        log_json,
     })
 }
 

@@ -14,6 +14,7 @@ pub mod http;
 pub mod import;
 pub mod message;
 pub mod run;
+pub mod schedule;
 pub mod segment;
 pub mod store;
 pub mod time;

@@ -14,6 +14,7 @@ use super::timing::{QuietHours, SendBy};
 use crate::channel::Channel;
 use crate::client::types::{Cny, ProductRisk, StockCode};
 use crate::diagnostic::{line_col, Problem};
+pub use crate::schedule::Trigger;
 
 /// What a campaign sends. The three herald ships templates for, or a kind
 /// of the firm's own.
@@ -192,15 +193,6 @@ pub enum OncePer {
     Campaign,
 }
 
-/// What starts a run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Trigger {
-    /// `herald send`.
-    #[default]
-    Manual,
-}
-
 /// A provider's pre-approved SMS template.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -242,8 +234,7 @@ struct CampaignToml {
     #[serde(default)]
     stocks: Vec<String>,
     release_at: Option<toml::Value>,
-    #[serde(default)]
-    trigger: Trigger,
+    trigger: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -473,7 +464,9 @@ fn sending_rules(
             }),
         stocks,
         release_at,
-        trigger: raw.trigger,
+        trigger: Trigger::parse(raw.trigger.as_ref())
+            .map_err(|m| check("trigger", Err(m)))
+            .unwrap_or_default(),
     }
 }
 

@@ -153,7 +153,52 @@ fn check_sending(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<
             ),
         ));
     }
+    problems.extend(check_trigger(campaign, config, &at));
     problems
+}
+
+/// How many days ahead a trading-day schedule needs the calendar to know.
+const CALENDAR_NOTICE_DAYS: i64 = 45;
+
+/// A trading-day schedule needs an exchange calendar that covers its next
+/// fire time, and warns well before the calendar runs out.
+fn check_trigger(
+    campaign: &Campaign,
+    config: &Config,
+    at: &dyn Fn(&str, String) -> Problem,
+) -> Vec<Problem> {
+    let crate::schedule::Trigger::Schedule(schedule) = &campaign.rules.trigger else {
+        return Vec::new();
+    };
+    if !schedule.trading_days_only {
+        return Vec::new();
+    }
+    let calendar = match config.calendar() {
+        Ok(c) => c,
+        Err(p) => return vec![p],
+    };
+    let now = config.firm_time().now();
+    if let Err(e) = campaign.rules.trigger.next(now, &calendar) {
+        return vec![at(
+            "trigger",
+            format!("cannot tell when it fires next: {e}"),
+        )];
+    }
+    let horizon = now.with_timezone(&schedule.timezone).date_naive()
+        + chrono::Duration::days(CALENDAR_NOTICE_DAYS);
+    if calendar.last < horizon {
+        let mut p = at(
+            "trigger",
+            format!(
+                "the exchange calendar {} ends on {}: add the next year's holidays before then, or trading-day runs stop",
+                calendar.source.display(),
+                calendar.last
+            ),
+        );
+        p.severity = crate::diagnostic::Severity::Warning;
+        return vec![p];
+    }
+    Vec::new()
 }
 
 fn content_origin(campaign: &Campaign) -> PathBuf {

@@ -4,6 +4,7 @@
 
 mod archive;
 mod bench;
+mod calendar;
 pub(crate) mod campaigns;
 mod channels;
 mod clients;
@@ -88,6 +89,9 @@ pub enum Command {
     /// What was sent, kept for compliance
     #[command(subcommand)]
     Archive(archive::ArchiveCommand),
+    /// The exchange calendar that trading-day schedules follow
+    #[command(subcommand)]
+    Calendar(calendar::CalendarCommand),
     /// Measure herald's hot paths
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -162,6 +166,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             channels::run(cmd, &config).await
         }
+        Command::Calendar(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            calendar::run(cmd, &config)
+        }
         Command::Bench(cmd) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             bench::run(cmd, &config).await
@@ -185,6 +193,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 | Command::Rule(_)
                 | Command::Campaigns(_)
                 | Command::Channels(_)
+                | Command::Calendar(_)
                 | Command::Bench(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };
