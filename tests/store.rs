@@ -348,7 +348,121 @@ async fn events_are_stored_once_and_only_for_known_clients(store: &dyn Store) {
     assert_eq!(store.client_events(&id("1"), 1).await.unwrap().len(), 1);
 }
 
+async fn one_instance_holds_the_scheduler_lease_until_it_lapses(store: &dyn Store) {
+    let (t0, ttl) = (at(1), Duration::seconds(15));
+    assert!(store
+        .take_lease("scheduler", "a", t0, t0 + ttl)
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .take_lease("scheduler", "b", t0, t0 + ttl)
+            .await
+            .unwrap(),
+        "held by a"
+    );
+    let later = t0 + Duration::seconds(10);
+    assert!(
+        store
+            .take_lease("scheduler", "a", later, later + ttl)
+            .await
+            .unwrap(),
+        "a renews"
+    );
+    let lapsed = later + ttl + Duration::seconds(1);
+    assert!(!store
+        .take_lease("scheduler", "b", later, later + ttl)
+        .await
+        .unwrap());
+    assert_eq!(
+        store
+            .lease_holder("scheduler", later)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("a")
+    );
+    assert!(
+        store
+            .take_lease("scheduler", "b", lapsed, lapsed + ttl)
+            .await
+            .unwrap(),
+        "a went silent"
+    );
+    store.release_lease("scheduler", "a").await.unwrap();
+    assert_eq!(
+        store
+            .lease_holder("scheduler", lapsed)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("b"),
+        "only the owner releases"
+    );
+    store.release_lease("scheduler", "b").await.unwrap();
+    assert_eq!(store.lease_holder("scheduler", lapsed).await.unwrap(), None);
+}
+
+async fn a_second_quota_is_shared_and_never_exceeded(store: &dyn Store) {
+    assert_eq!(store.take_quota("smtp", 100, 40, 100).await.unwrap(), 40);
+    assert_eq!(store.take_quota("smtp", 100, 40, 100).await.unwrap(), 40);
+    assert_eq!(
+        store.take_quota("smtp", 100, 40, 100).await.unwrap(),
+        20,
+        "what is left"
+    );
+    assert_eq!(store.take_quota("smtp", 100, 40, 100).await.unwrap(), 0);
+    assert_eq!(
+        store.take_quota("sms", 100, 40, 100).await.unwrap(),
+        40,
+        "per provider"
+    );
+    assert_eq!(
+        store.take_quota("smtp", 101, 40, 100).await.unwrap(),
+        40,
+        "per second"
+    );
+    // Many takers at once: the grants add up to the limit exactly.
+    let grants =
+        futures::future::join_all((0..16).map(|_| store.take_quota("smtp", 200, 10, 75))).await;
+    let total: u32 = grants.into_iter().map(|g| g.unwrap()).sum();
+    assert_eq!(total, 75);
+}
+
+async fn instances_report_themselves(store: &dyn Store) {
+    let mut me = herald::store::fleet::Instance {
+        id: "box-1:42".into(),
+        host: "box-1".into(),
+        pid: 42,
+        roles: "scheduler,dispatcher".into(),
+        started_at: at(1),
+        seen_at: at(1),
+        sent: 0,
+    };
+    store.heartbeat(&me).await.unwrap();
+    me.seen_at = at(1) + Duration::seconds(5);
+    me.sent = 12;
+    store.heartbeat(&me).await.unwrap();
+    assert_eq!(store.instances().await.unwrap(), vec![me.clone()]);
+    let old = herald::store::fleet::Instance {
+        id: "box-2:7".into(),
+        seen_at: at(1),
+        ..me.clone()
+    };
+    store.heartbeat(&old).await.unwrap();
+    me.seen_at = at(3);
+    store.heartbeat(&me).await.unwrap();
+    assert_eq!(
+        store.instances().await.unwrap(),
+        vec![me],
+        "silent for a day: forgotten"
+    );
+}
+
 on_both_backends!(
+    one_instance_holds_the_scheduler_lease_until_it_lapses,
+    a_second_quota_is_shared_and_never_exceeded,
+    instances_report_themselves,
     every_field_round_trips,
     a_new_client_gets_the_documented_consent_defaults,
     reimport_tells_unchanged_from_updated,

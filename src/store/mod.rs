@@ -3,6 +3,7 @@
 //! database URL's scheme. All SQL lives under this module.
 
 mod columns;
+pub mod fleet;
 mod postgres;
 mod queries;
 mod run_queries;
@@ -278,9 +279,44 @@ pub trait RunStore: Send + Sync {
     ) -> Result<Vec<runs::ArchiveRecord>, StoreError>;
 }
 
+/// What `herald serve` instances share (see [`fleet`]).
+#[async_trait]
+pub trait FleetStore: Send + Sync {
+    /// Takes or renews the lease `name` for `owner` until `until`; false
+    /// while another owner holds it unlapsed.
+    async fn take_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    async fn release_lease(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+    /// Who holds the lease now, if anyone.
+    async fn lease_holder(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, StoreError>;
+    /// Says `me` is alive (and forgets instances silent for a day).
+    async fn heartbeat(&self, me: &fleet::Instance) -> Result<(), StoreError>;
+    async fn instances(&self) -> Result<Vec<fleet::Instance>, StoreError>;
+    /// Takes up to `want` sends of `provider`'s quota for the Unix `second`,
+    /// which allows `limit` across the fleet; returns how many were granted.
+    async fn take_quota(
+        &self,
+        provider: &str,
+        second: i64,
+        want: u32,
+        limit: u32,
+    ) -> Result<u32, StoreError>;
+    /// Unfinished deliveries by channel, campaign kind and state.
+    async fn queue_depth(&self) -> Result<Vec<fleet::QueueDepth>, StoreError>;
+}
+
 /// The database behind herald.
 #[async_trait]
-pub trait Store: RunStore + Send + Sync {
+pub trait Store: RunStore + FleetStore + Send + Sync {
     fn backend(&self) -> Backend;
 
     /// A writer for client rows. An `atomic` writer writes all batches in one
