@@ -69,6 +69,7 @@ fn offer(dir: &Path, name: &str, extra: &str) {
 
 async fn planned(store: &dyn Store, config: &Config, campaign: &str) -> (Vec<String>, PlanReport) {
     let opts = PlanOptions {
+        scheduled_at: None,
         key: None,
         by: Some("测试".into()),
         dry_run: false,
@@ -151,6 +152,7 @@ async fn a_restricted_stock_stops_a_research_report(store: &dyn Store, url: &str
     )
     .unwrap();
     let opts = PlanOptions {
+        scheduled_at: None,
         key: None,
         by: None,
         dry_run: false,
@@ -238,29 +240,6 @@ async fn two_dispatchers_send_each_delivery_once(store: &dyn Store, url: &str) {
     }
     let run = store.run(report.run.id).await.unwrap().unwrap();
     assert_eq!(run.state, herald::store::runs::RunState::Done);
-}
-
-macro_rules! with_url {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let t = crate::common::sqlite().await;
-                    super::$name(&*t.store, t.url.expose()).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(t) = crate::common::postgres().await else { return };
-                    super::$name(&*t.store, t.url.expose()).await;
-                }
-            )*
-        }
-    };
 }
 
 with_url!(

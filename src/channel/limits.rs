@@ -95,8 +95,19 @@ pub struct Outcome {
 }
 
 /// An adapter behind its limits.
+/// A rate shared with other processes: `herald serve` instances on one
+/// database, which the relay and the gateway see as one sender.
+#[async_trait::async_trait]
+pub trait SharedRate: Send + Sync {
+    /// Waits until one more send of `provider` fits `per_second` across
+    /// the fleet.
+    async fn acquire(&self, provider: &str, per_second: u32);
+}
+
 pub struct Governed {
     adapter: Arc<dyn Adapter>,
+    /// Set when other processes send through the same provider.
+    shared: std::sync::OnceLock<Arc<dyn SharedRate>>,
     limits: Limits,
     rate: DefaultDirectRateLimiter,
     in_flight: Semaphore,
@@ -108,6 +119,7 @@ impl Governed {
         let per_second = NonZeroU32::new(limits.rate_per_second).unwrap_or(NonZeroU32::MIN);
         Self {
             adapter,
+            shared: std::sync::OnceLock::new(),
             rate: RateLimiter::direct(Quota::per_second(per_second)),
             in_flight: Semaphore::new(limits.concurrency.max(1) as usize),
             circuit: Circuit::new(
@@ -124,6 +136,11 @@ impl Governed {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Makes this provider's rate one the fleet shares.
+    pub fn share_rate(&self, shared: Arc<dyn SharedRate>) {
+        let _ = self.shared.set(shared);
     }
 
     /// One attempt under the limits; a paused channel refuses at once
@@ -149,6 +166,10 @@ impl Governed {
             .await
             .expect("the semaphore is never closed");
         self.rate.until_ready().await;
+        if let Some(shared) = self.shared.get() {
+            let key = format!("{}:{}", self.adapter.name(), self.adapter.channel());
+            shared.acquire(&key, self.limits.rate_per_second).await;
+        }
         let result = self.adapter.send(message).await;
         match &result {
             Ok(_) => self.circuit.success(),

@@ -205,6 +205,7 @@ async fn plan(
     use crate::store::runs::NewDelivery;
     let now = chrono::Utc::now();
     let opts = PlanOptions {
+        scheduled_at: None,
         key: Some(format!("bench-{}", now.timestamp_millis())),
         by: Some("bench".into()),
         dry_run: false,

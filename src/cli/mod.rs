@@ -11,6 +11,7 @@ mod clients;
 pub(crate) mod import;
 pub(crate) mod runs;
 mod segment;
+mod serve;
 mod suppress;
 
 use std::path::PathBuf;
@@ -75,6 +76,10 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
+    /// Run continuously: plan scheduled runs, send what is due, serve /healthz and /metrics
+    Serve(serve::ServeArgs),
+    /// What is scheduled next, what is running, queue depths and the live instances
+    Status(serve::StatusArgs),
     /// Work with one run
     #[command(subcommand)]
     Run(runs::RunCommand),
@@ -105,7 +110,7 @@ pub enum Command {
 /// an exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -135,15 +140,39 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
-fn init_logging() {
+/// Logs to standard error: warnings only for commands people run, what it
+/// does for `herald serve` (which operators read in the journal), as JSON
+/// lines when asked. `HERALD_LOG` overrides the filter.
+fn init_logging(cli: &Cli) {
+    let (serving, json) = match &cli.command {
+        Command::Serve(args) => {
+            // The config is read again (with its errors) by the command.
+            let from_file = Config::load(
+                cli.global.config.as_deref(),
+                cli.global.database_url.clone(),
+            )
+            .is_ok_and(|c| c.serve.log_json);
+            (true, args.log_json || from_file)
+        }
+        _ => (false, false),
+    };
+    // sqlx warns of every statement over a second; planning over a
+    // million clients runs such statements by design.
+    let default = if serving {
+        "warn,herald=info,sqlx=error"
+    } else {
+        "warn,sqlx=error"
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        // sqlx warns of every statement over a second; planning over a
-        // million clients runs such statements by design.
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,sqlx=error"));
-    let _ = tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -184,6 +213,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Preview(args) => campaigns::preview(args, &*store, &config).await,
                 Command::Send(args) => runs::send(args, &*store, &config).await,
                 Command::Runs(args) => runs::runs(args, &*store).await,
+                Command::Serve(args) => serve::serve(args, store.clone(), config.clone()).await,
+                Command::Status(args) => serve::status(args, &*store, &config).await,
                 Command::Run(cmd) => runs::run_command(cmd, &*store, &config).await,
                 Command::Suppress(cmd) => suppress::suppress(cmd, &*store).await,
                 Command::Consent(cmd) => suppress::consent(cmd, &*store).await,

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::run::dispatch::{Dispatcher, Progress};
 use crate::run::files;
 use crate::run::plan::{plan, PlanOptions, PlanReport};
+use crate::run::process::{stopping, SendLock};
 use crate::store::runs::{AuditEntry, DeliveryState, Run, RunState};
 use crate::store::{Backend, Store};
 
@@ -94,6 +95,7 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
     let providers = Providers::from_config(config).map_err(anyhow::Error::msg)?;
     let now = Utc::now();
     let opts = PlanOptions {
+        scheduled_at: None,
         key: args.key.clone(),
         by: args.by.clone(),
         dry_run: args.dry_run,
@@ -195,22 +197,6 @@ async fn dispatch(
         );
     }
     result.map(|p| (p, stopped))
-}
-
-/// Ctrl-C, or SIGTERM (a service manager stopping herald).
-async fn stopping() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
@@ -524,37 +510,4 @@ async fn find(store: &dyn Store, raw: &str) -> Result<Run> {
         },
     };
     found.with_context(|| format!("no run {raw} (herald runs lists them)"))
-}
-
-/// One sender per SQLite database: holding this lock, a sender knows every
-/// other claim is a dead one's and can recover it at once.
-struct SendLock {
-    _file: std::fs::File,
-}
-
-impl SendLock {
-    fn take(config: &Config) -> Result<SendLock> {
-        let dir = config.cache_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let key = files::content_hash(config.database_url.expose());
-        let path = dir.join(format!("send-{}.lock", &key[..16]));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        match file.try_lock() {
-            Ok(()) => Ok(SendLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another herald is sending from {} ({} is locked); wait for it, or stop it",
-                config.database_url,
-                path.display()
-            ),
-            Err(std::fs::TryLockError::Error(e)) => {
-                Err(e).context(format!("cannot lock {}", path.display()))
-            }
-        }
-    }
 }

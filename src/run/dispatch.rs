@@ -26,6 +26,7 @@ use crate::client::consent::ConsentScope;
 use crate::client::StoredClient;
 use crate::config::Config;
 use crate::event::{EventKind, NewEvent};
+use crate::metrics::Metrics;
 use crate::store::runs::{
     ArchiveEntry, AuditEntry, Claimed, DeliveryState, DeliveryUpdate, DncKind, Run, RunState,
 };
@@ -78,6 +79,7 @@ pub struct Dispatcher<'a> {
     window: usize,
     batch: u32,
     runs: HashMap<i64, Arc<PreparedRun>>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// A run ready to render: its campaign with the content snapshot.
@@ -111,6 +113,24 @@ impl<'a> Dispatcher<'a> {
             window,
             batch: (window * 32).clamp(64, 1000) as u32,
             runs: HashMap::new(),
+            metrics: None,
+        }
+    }
+
+    /// Counts every outcome (and the channels' latency) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// This dispatcher's identity, the owner of its claims.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    fn count(&self, outcome: &str, c: &Claimed, run: &PreparedRun) {
+        if let Some(m) = &self.metrics {
+            m.message(outcome, c.channel, &run.run.kind);
         }
     }
 
@@ -127,6 +147,8 @@ impl<'a> Dispatcher<'a> {
         report: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<Progress> {
         let mut total = Progress::default();
+        // Runs are prepared afresh each pass: their files may have changed.
+        self.runs.clear();
         // Expiring and closing runs scan their deliveries: now and then,
         // not per batch. A claimed delivery past `send_by` expires anyway.
         let mut housekeeping = std::time::Instant::now() - HOUSEKEEPING_EVERY;
@@ -209,7 +231,11 @@ impl<'a> Dispatcher<'a> {
             futures::future::join_all(slots).await;
         };
         let senders = async {
-            while let Some(tally) = tally_rx.recv().await {
+            while let Some((tally, channel, kind, seconds)) = tally_rx.recv().await {
+                if let Some(m) = &this.metrics {
+                    m.message(tally.outcome(), channel, &kind);
+                    m.send_latency(channel, seconds);
+                }
                 match tally {
                     Tally::Sent => progress.sent += 1,
                     Tally::Failed => progress.failed += 1,
@@ -253,6 +279,7 @@ impl<'a> Dispatcher<'a> {
             }
             if run.run.send_by.is_some_and(|by| by < now) {
                 progress.expired += 1;
+                self.count("expired", c, &run);
                 let mut u = DeliveryUpdate::new(c.id, DeliveryState::Expired);
                 u.error = Some("send_by passed".into());
                 updates.push(u);
@@ -260,11 +287,13 @@ impl<'a> Dispatcher<'a> {
             }
             let Some(client) = clients.remove(&c.client_id) else {
                 progress.cancelled += 1;
+                self.count("cancelled", c, &run);
                 updates.push(cancel(c.id, "the client is no longer in the database"));
                 continue;
             };
             if let Some(at) = self.quiet_until(&run, c.channel, now) {
                 progress.deferred += 1;
+                self.count("deferred", c, &run);
                 let mut u = requeue(c.id, at, "quiet hours");
                 u.error = None;
                 updates.push(u);
@@ -273,6 +302,7 @@ impl<'a> Dispatcher<'a> {
             match checks.refusal(&run.run, c, &client) {
                 Some(reason) => {
                     progress.cancelled += 1;
+                    self.count("cancelled", c, &run);
                     updates.push(cancel(c.id, reason));
                 }
                 None => ready.push((c.clone(), run, client)),
@@ -482,7 +512,7 @@ async fn slot(
     providers: Arc<Providers>,
     queue: Arc<std::sync::Mutex<std::vec::IntoIter<Rendered>>>,
     tx: tokio::sync::mpsc::UnboundedSender<Step>,
-    tallies: tokio::sync::mpsc::UnboundedSender<Tally>,
+    tallies: tokio::sync::mpsc::UnboundedSender<(Tally, Channel, String, f64)>,
     stop: Arc<AtomicBool>,
 ) {
     let mut done: Option<DeliveryUpdate> = None;
@@ -498,8 +528,10 @@ async fn slot(
             Some(false) => continue,
             Some(true) => {}
         }
+        let (channel, kind) = (r.claimed.channel, r.run.run.kind.clone());
+        let started = std::time::Instant::now();
         let (update, tally) = send_one(&providers, r).await;
-        let _ = tallies.send(tally);
+        let _ = tallies.send((tally, channel, kind, started.elapsed().as_secs_f64()));
         done = Some(update);
     }
     if let Some(update) = done {
@@ -605,6 +637,17 @@ enum Tally {
     Failed,
     Retrying,
     FellThrough,
+}
+
+impl Tally {
+    fn outcome(&self) -> &'static str {
+        match self {
+            Tally::Sent => "sent",
+            Tally::Failed => "failed",
+            Tally::Retrying => "retrying",
+            Tally::FellThrough => "fell_through",
+        }
+    }
 }
 
 fn requeue(id: i64, at: DateTime<Utc>, why: &str) -> DeliveryUpdate {
@@ -752,6 +795,6 @@ fn consent_json(states: &crate::client::consent::ConsentStates) -> serde_json::V
         .into()
 }
 
-fn hostname() -> String {
+pub fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into())
 }

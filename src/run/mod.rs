@@ -4,3 +4,4 @@
 pub mod dispatch;
 pub mod files;
 pub mod plan;
+pub mod process;

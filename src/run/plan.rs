@@ -37,6 +37,9 @@ pub struct PlanOptions {
     /// Select as if today were this date (`--as-of`); the local date of
     /// `now` when `None`.
     pub today: Option<chrono::NaiveDate>,
+    /// A scheduled run's fire time: its `send_by` counts from here, so a
+    /// run planned late (after downtime) is not given longer to go stale.
+    pub scheduled_at: Option<DateTime<Utc>>,
 }
 
 /// What planning found.
@@ -199,7 +202,7 @@ pub async fn plan(
     let send_by = campaign
         .rules
         .send_by
-        .map(|s| s.deadline(opts.now, today, tz));
+        .map(|s| s.deadline(opts.scheduled_at.unwrap_or(opts.now), today, tz));
     let new_run = NewRun {
         campaign: campaign.name.clone(),
         run_key: key,

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this file
 
+pub mod smtp;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -131,6 +133,32 @@ macro_rules! on_both_backends {
                 async fn $name() {
                     let Some(t) = $crate::common::postgres().await else { return };
                     super::$name(&*t.store).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Like [`on_both_backends`], for bodies that also take the database URL
+/// (to configure herald or open a second connection).
+#[macro_export]
+macro_rules! with_url {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let t = $crate::common::sqlite().await;
+                    super::$name(&*t.store, t.url.expose()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(t) = $crate::common::postgres().await else { return };
+                    super::$name(&*t.store, t.url.expose()).await;
                 }
             )*
         }

@@ -1,0 +1,163 @@
+//! The scheduler: on each tick, plans the run of every campaign whose
+//! trigger is due. The run's key is its fire time, so a time already
+//! planned (by this instance before a restart, or by another instance) is
+//! never planned again: the planner's unique key decides.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::files::FileSet;
+use crate::campaign::Campaign;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::run::plan::{plan, PlanOptions};
+use crate::schedule::Trigger;
+use crate::store::Store;
+
+/// Who the audit log says launched a scheduled run.
+pub const SCHEDULER: &str = "scheduler";
+
+/// What a tick did for one campaign.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fired {
+    /// A new run, with its id and planned deliveries.
+    Planned {
+        campaign: String,
+        key: String,
+        run: i64,
+        planned: usize,
+    },
+    /// The run for this fire time existed already.
+    Existing { campaign: String, key: String },
+    /// Planning failed; the next tick tries again while within grace.
+    Failed {
+        campaign: String,
+        key: String,
+        error: String,
+    },
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    config: Config,
+    metrics: Arc<Metrics>,
+    /// Fire times known to be planned: saves a query per tick.
+    done: HashSet<(String, String)>,
+    /// Calendar problems already logged, once per campaign and day.
+    warned: HashMap<String, chrono::NaiveDate>,
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, config: Config, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            config,
+            metrics,
+            done: HashSet::new(),
+            warned: HashMap::new(),
+        }
+    }
+
+    /// Plans what is due at `now` among the campaigns of `files`.
+    pub async fn tick(&mut self, files: &FileSet, now: DateTime<Utc>) -> Vec<Fired> {
+        let calendar = &files.calendar;
+        let grace = chrono::Duration::from_std(self.config.schedule.grace).unwrap_or_default();
+        let mut fired = Vec::new();
+        for c in &files.campaigns {
+            let trigger = &c.rules.trigger;
+            if *trigger == Trigger::Manual {
+                continue;
+            }
+            match trigger.next(now, calendar) {
+                Ok(next) => self.metrics.next_fire(&c.name, next),
+                Err(e) => self.warn_once(&c.name, now, &e.to_string()),
+            }
+            let fire = match trigger.due(now, grace, calendar) {
+                Ok(Some(fire)) => fire,
+                Ok(None) => continue,
+                Err(e) => {
+                    self.warn_once(&c.name, now, &e.to_string());
+                    continue;
+                }
+            };
+            let key = trigger.run_key(fire);
+            if !self.done.insert((c.name.clone(), key.clone())) {
+                continue;
+            }
+            let outcome = self.plan(c, &key, fire, now).await;
+            if matches!(outcome, Fired::Failed { .. }) {
+                self.done.remove(&(c.name.clone(), key));
+            }
+            fired.push(outcome);
+        }
+        fired
+    }
+
+    async fn plan(
+        &self,
+        c: &Campaign,
+        key: &str,
+        fire: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Fired {
+        let opts = PlanOptions {
+            key: Some(key.to_owned()),
+            by: Some(SCHEDULER.to_owned()),
+            dry_run: false,
+            now,
+            today: Some(fire.with_timezone(&self.config.timezone).date_naive()),
+            scheduled_at: Some(fire),
+        };
+        let (campaign, key) = (c.name.clone(), key.to_owned());
+        match plan(&*self.store, &self.config, &c.name, &opts).await {
+            Ok(report) if report.new => {
+                let by_channel: Vec<(String, usize)> =
+                    report.by_channel.clone().into_iter().collect();
+                self.metrics.run_planned(
+                    &c.name,
+                    &report.run.kind,
+                    &by_channel,
+                    report.rule_errors,
+                );
+                tracing::info!(
+                    campaign = %c.name,
+                    run = report.run.id,
+                    key = %key,
+                    planned = report.planned,
+                    audience = report.audience,
+                    state = %report.run.state.as_str(),
+                    "scheduled run planned"
+                );
+                Fired::Planned {
+                    campaign,
+                    key,
+                    run: report.run.id,
+                    planned: report.planned,
+                }
+            }
+            Ok(_) => Fired::Existing { campaign, key },
+            Err(e) => {
+                let error = format!("{e:#}");
+                tracing::error!(campaign = %c.name, key = %key, error = %error, "scheduled run could not be planned");
+                Fired::Failed {
+                    campaign,
+                    key,
+                    error,
+                }
+            }
+        }
+    }
+
+    fn warn_once(&mut self, campaign: &str, now: DateTime<Utc>, message: &str) {
+        let today = now.with_timezone(&self.config.timezone).date_naive();
+        if self.warned.insert(campaign.to_owned(), today) != Some(today) {
+            tracing::error!(
+                campaign,
+                error = message,
+                "cannot tell whether the schedule fires"
+            );
+        }
+    }
+}
