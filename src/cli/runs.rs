@@ -128,7 +128,22 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
     if args.plan_only || run.state != RunState::Sending {
         return finish(store, &run, args.json, None, None).await;
     }
-    let (progress, stopped) = dispatch(store, config, providers, &run, args.json).await?;
+    // On SQLite one process sends; if another holds the lock (herald serve,
+    // or a second herald send) the run is left to it.
+    let lock = match store.backend() {
+        Backend::Sqlite => match SendLock::try_take(config)? {
+            Some(lock) => Some(lock),
+            None => {
+                let msg = format!(
+                    "run {} is planned; another herald is sending from this database (herald serve, or another herald send) and will send it",
+                    run.id
+                );
+                return finish(store, &run, args.json, Some(msg), None).await;
+            }
+        },
+        Backend::Postgres => None,
+    };
+    let (progress, stopped) = dispatch(store, config, providers, &run, lock, args.json).await?;
     // Stopped by hand, what is left is not waiting for its time: say nothing of it.
     finish(store, &run, args.json, None, (!stopped).then_some(progress)).await
 }
@@ -139,14 +154,11 @@ async fn dispatch(
     config: &Config,
     providers: Providers,
     run: &Run,
+    lock: Option<SendLock>,
     quiet: bool,
 ) -> Result<(Progress, bool)> {
-    let _lock = match store.backend() {
-        Backend::Sqlite => Some(SendLock::take(config)?),
-        Backend::Postgres => None,
-    };
     let mut dispatcher = Dispatcher::new(store, config, providers);
-    let (requeued, uncertain) = dispatcher.recover(_lock.is_some()).await?;
+    let (requeued, uncertain) = dispatcher.recover(lock.is_some()).await?;
     if uncertain > 0 && !quiet {
         eprintln!(
             "{uncertain} deliveries were in flight when a sender stopped: they are uncertain and will not be resent (herald run retry-uncertain RUN)"

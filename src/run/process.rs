@@ -13,12 +13,25 @@ pub struct SendLock {
 }
 
 impl SendLock {
+    /// The lock, or an error naming it when another process holds it.
     pub fn take(config: &Config) -> Result<SendLock> {
-        let dir = config.cache_dir();
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let key = files::content_hash(config.database_url.expose());
-        let path = dir.join(format!("send-{}.lock", &key[..16]));
+        match Self::try_take(config)? {
+            Some(lock) => Ok(lock),
+            None => bail!(
+                "another herald is sending from {} ({} is locked); wait for it, or stop it",
+                config.database_url,
+                Self::path(config).display()
+            ),
+        }
+    }
+
+    /// The lock, or `None` while another process holds it.
+    pub fn try_take(config: &Config) -> Result<Option<SendLock>> {
+        let path = Self::path(config);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -26,16 +39,17 @@ impl SendLock {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(SendLock { _file: file }),
-            Err(std::fs::TryLockError::WouldBlock) => bail!(
-                "another herald is sending from {} ({} is locked); wait for it, or stop it",
-                config.database_url,
-                path.display()
-            ),
+            Ok(()) => Ok(Some(SendLock { _file: file })),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => {
                 Err(e).context(format!("cannot lock {}", path.display()))
             }
         }
+    }
+
+    fn path(config: &Config) -> std::path::PathBuf {
+        let key = files::content_hash(config.database_url.expose());
+        config.cache_dir().join(format!("send-{}.lock", &key[..16]))
     }
 }
 
