@@ -233,13 +233,27 @@ fn tamper_with_record_2(db: &Path) -> bool {
         use sqlx::Connection;
         let url = format!("sqlite://{}", db.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query(
-            "UPDATE archive SET record = replace(record, '\"provider_id\":\"', '\"provider_id\":\"x') WHERE seq = 2",
+        // The record is stored compressed: inflate, edit, deflate.
+        let (body,): (Vec<u8>,) = sqlx::query_as("SELECT body FROM archive WHERE seq = 2")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        let mut record = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::DeflateDecoder::new(&body[..]),
+            &mut record,
         )
-        .execute(&mut conn)
-        .await
-        .unwrap()
-        .rows_affected()
+        .unwrap();
+        let changed = record.replace("\"provider_id\":\"", "\"provider_id\":\"x");
+        assert_ne!(changed, record);
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut z, changed.as_bytes()).unwrap();
+        sqlx::query("UPDATE archive SET body = $1 WHERE seq = 2")
+            .bind(z.finish().unwrap())
+            .execute(&mut conn)
+            .await
+            .unwrap()
+            .rows_affected()
             == 1
     })
 }

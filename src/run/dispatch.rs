@@ -750,12 +750,12 @@ fn archive_entry(
         Message::Email(e) => e.to.as_str().to_owned(),
         Message::Sms(s) => s.to().as_str().to_owned(),
     };
-    ArchiveEntry {
-        delivery_id: c.id,
-        run_id: run.id,
-        client_id: c.client_id.clone(),
+    ArchiveEntry::new(
+        c.id,
+        run.id,
+        c.client_id.clone(),
         at,
-        record: with_message(
+        with_message(
             json!({
                 "run": { "id": run.id, "campaign": run.campaign, "key": run.run_key,
                          "content_hash": run.content_hash, "fingerprint": run.fingerprint },
@@ -770,7 +770,7 @@ fn archive_entry(
             }),
             &message,
         ),
-    }
+    )
 }
 
 /// The record's JSON with the message's JSON (serialized while rendering,

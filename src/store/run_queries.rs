@@ -583,13 +583,14 @@ macro_rules! run_queries {
                 &self,
                 delivery: i64,
             ) -> Result<Option<super::runs::ArchiveRecord>, super::StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash \
-                     FROM archive WHERE delivery_id = $1",
-                )
+                use super::runs::{ArchiveColumns, ARCHIVE_COLUMNS};
+                let row: Option<ArchiveColumns> = sqlx::query_as(&format!(
+                    "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE delivery_id = $1"
+                ))
                 .bind(delivery)
                 .fetch_optional(&self.pool)
-                .await?)
+                .await?;
+                row.map(ArchiveColumns::into_record).transpose()
             }
 
             async fn archive_page(
@@ -597,14 +598,15 @@ macro_rules! run_queries {
                 after_seq: i64,
                 limit: u32,
             ) -> Result<Vec<super::runs::ArchiveRecord>, super::StoreError> {
-                Ok(sqlx::query_as(
-                    "SELECT seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash \
-                     FROM archive WHERE seq > $1 ORDER BY seq LIMIT $2",
-                )
+                use super::runs::{ArchiveColumns, ARCHIVE_COLUMNS};
+                let rows: Vec<ArchiveColumns> = sqlx::query_as(&format!(
+                    "SELECT {ARCHIVE_COLUMNS} FROM archive WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
                 .bind(after_seq)
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
-                .await?)
+                .await?;
+                rows.into_iter().map(ArchiveColumns::into_record).collect()
             }
         }
 
@@ -678,21 +680,21 @@ macro_rules! run_queries {
                     let mut rows = Vec::with_capacity(entries.len());
                     for e in entries {
                         seq += 1;
-                        let record = &e.record;
-                        let hash = archive_hash(&prev, seq, e.delivery_id, record);
-                        rows.push((seq, e, record, std::mem::replace(&mut prev, hash.clone()), hash));
+                        let hash = archive_hash(&prev, seq, e.delivery_id, &e.record);
+                        rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
                     }
                     for chunk in rows.chunks(200) {
                         let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, prev_hash, hash) ",
+                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, prev_hash, hash) ",
                         );
-                        qb.push_values(chunk, |mut b, (seq, e, record, prev_hash, hash)| {
+                        qb.push_values(chunk, |mut b, (seq, e, prev_hash, hash)| {
                             b.push_bind(*seq)
                                 .push_bind(e.delivery_id)
                                 .push_bind(e.run_id)
                                 .push_bind(&e.client_id)
                                 .push_bind(e.at)
-                                .push_bind(record)
+                                .push_bind("")
+                                .push_bind(&e.body)
                                 .push_bind(prev_hash)
                                 .push_bind(hash);
                         });

@@ -14,6 +14,7 @@ use crate::campaign::Purpose;
 use crate::channel::Channel;
 use crate::client::types::Invalid;
 use crate::event::NewEvent;
+use crate::store::StoreError;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -344,12 +345,85 @@ pub struct ArchiveEntry {
     pub run_id: i64,
     pub client_id: String,
     pub at: DateTime<Utc>,
-    /// JSON.
+    /// JSON: what the chain's hash covers.
     pub record: String,
+    /// `record`, compressed: what is stored.
+    pub body: Vec<u8>,
+}
+
+impl ArchiveEntry {
+    /// Compresses the record: call it where the work can run in parallel,
+    /// not in the one writer.
+    pub fn new(
+        delivery_id: i64,
+        run_id: i64,
+        client_id: String,
+        at: DateTime<Utc>,
+        record: String,
+    ) -> Self {
+        use std::io::Write;
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+        z.write_all(record.as_bytes())
+            .expect("writing to memory cannot fail");
+        let body = z.finish().expect("writing to memory cannot fail");
+        Self {
+            delivery_id,
+            run_id,
+            client_id,
+            at,
+            record,
+            body,
+        }
+    }
+}
+
+/// `archive` as read: the record in `record`, or compressed in `body`.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct ArchiveColumns {
+    seq: i64,
+    delivery_id: i64,
+    run_id: i64,
+    client_id: String,
+    archived_at: DateTime<Utc>,
+    record: String,
+    body: Option<Vec<u8>>,
+    prev_hash: String,
+    hash: String,
+}
+
+pub(crate) const ARCHIVE_COLUMNS: &str =
+    "seq, delivery_id, run_id, client_id, archived_at, record, body, prev_hash, hash";
+
+impl ArchiveColumns {
+    pub(crate) fn into_record(self) -> Result<ArchiveRecord, StoreError> {
+        let record = match self.body {
+            None => self.record,
+            Some(body) => {
+                use std::io::Read;
+                let mut out = String::new();
+                flate2::read::DeflateDecoder::new(&body[..])
+                    .read_to_string(&mut out)
+                    .map_err(|e| {
+                        StoreError::Corrupt(format!("archive record {}: {e}", self.seq))
+                    })?;
+                out
+            }
+        };
+        Ok(ArchiveRecord {
+            seq: self.seq,
+            delivery_id: self.delivery_id,
+            run_id: self.run_id,
+            client_id: self.client_id,
+            archived_at: self.archived_at,
+            record,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
 }
 
 /// An archived message with its place in the chain.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ArchiveRecord {
     pub seq: i64,
     pub delivery_id: i64,
