@@ -422,4 +422,12 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
         "received {} for {sent} sent and {uncertain} uncertain",
         inbox.len()
     );
+    // Three writers extended one hash chain: it holds, one record per send.
+    let verified = herald(dir, &url)
+        .args(["archive", "verify"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{text}");
+    assert!(text.contains(&format!("{sent} records")), "{text}");
 }
