@@ -131,6 +131,13 @@ pub struct SmsStyle {
 pub struct Tracking {
     pub base_url: url::Url,
     pub secret: Secret,
+    /// Where the tracking server listens (behind the firm's TLS proxy).
+    pub listen: std::net::SocketAddr,
+    /// The secret before the last rotation, and until when its links work.
+    pub previous: Option<(Secret, chrono::DateTime<chrono::Utc>)>,
+    /// Opens and clicks this soon after sending are flagged as a mail
+    /// scanner's, not counted as a person's.
+    pub scanner_window_secs: u64,
 }
 
 /// The environment variable that may carry the tracking secret, so that it
@@ -235,6 +242,10 @@ struct SmsFile {
 struct TrackingFile {
     base_url: Option<String>,
     secret: Option<String>,
+    listen: Option<String>,
+    previous_secret: Option<String>,
+    previous_secret_until: Option<String>,
+    scanner_window_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -481,7 +492,54 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
         format!("not set (write it here or set {TRACKING_SECRET_ENV})"),
     ))?;
     let secret = Secret::new(secret.as_bytes()).map_err(|e| ("tracking.secret", e.to_string()))?;
-    Ok(Some(Tracking { base_url, secret }))
+    let listen = match file.listen {
+        None => std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+        Some(l) => l.parse().map_err(|_| {
+            (
+                "tracking.listen",
+                format!("'{l}' is not an address and port (e.g. \"127.0.0.1:8080\")"),
+            )
+        })?,
+    };
+    let previous = match (file.previous_secret, file.previous_secret_until) {
+        (None, None) => None,
+        (Some(old), Some(until)) => {
+            let old = Secret::new(old.as_bytes())
+                .map_err(|e| ("tracking.previous_secret", e.to_string()))?;
+            let until = chrono::DateTime::parse_from_rfc3339(until.trim())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    crate::time::parse_date(&until)
+                        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+                })
+                .map_err(|_| {
+                    (
+                        "tracking.previous_secret_until",
+                        format!("'{until}' is not a date or RFC 3339 time"),
+                    )
+                })?;
+            Some((old, until))
+        }
+        (Some(_), None) => {
+            return Err((
+                "tracking.previous_secret_until",
+                "not set: say until when links signed with the previous secret keep working".into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err((
+                "tracking.previous_secret",
+                "not set, but previous_secret_until is".into(),
+            ))
+        }
+    };
+    Ok(Some(Tracking {
+        base_url,
+        secret,
+        listen,
+        previous,
+        scanner_window_secs: file.scanner_window_secs.unwrap_or(5),
+    }))
 }
 
 /// A file named by the user: a bare name is looked up in `dir` with

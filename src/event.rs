@@ -100,6 +100,10 @@ pub struct NewEvent {
     /// Where the event came from: `import`, `tracking`, `dispatcher`, ...
     pub source: String,
     pub details: Value,
+    /// What makes the event unique when that is not all of the above: an
+    /// open is stored once per delivery however often the pixel loads.
+    #[serde(skip)]
+    pub dedupe_on: Option<String>,
 }
 
 impl NewEvent {
@@ -107,6 +111,11 @@ impl NewEvent {
     /// provider repeating a callback, stores it once.
     pub fn dedupe_key(&self) -> Vec<u8> {
         let mut h = blake3::Hasher::new();
+        if let Some(on) = &self.dedupe_on {
+            h.update(b"on\x1f");
+            h.update(on.as_bytes());
+            return h.finalize().as_bytes()[..16].to_vec();
+        }
         for part in [
             self.client_id.as_str(),
             &self.at.to_rfc3339(),

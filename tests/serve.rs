@@ -8,35 +8,18 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
+use common::cli::{exits_cleanly, free_port, herald, http_get, run_json, signal, wait_for};
 use common::smtp::{start_smtp_server, Inbox};
 
 /// The SMTP provider's concurrency: a killed instance leaves at most this
 /// many deliveries uncertain.
 const CONCURRENCY: usize = 4;
-
-fn herald(dir: &Path, url: &str) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(dir).env("HERALD_DATABASE_URL", url);
-    cmd
-}
-
-fn run_json(dir: &Path, url: &str, args: &[&str]) -> serde_json::Value {
-    let o = herald(dir, url).args(args).output().expect("run herald");
-    assert!(
-        o.status.success(),
-        "herald {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("JSON output")
-}
 
 /// Configuration, shipped templates and rules, `clients` clients who all
 /// take marketing email, and a campaign to all of them that fires once,
@@ -127,14 +110,6 @@ at = "{}"
     at
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn_serve(dir: &Path, url: &str, admin_port: u16, n: usize) -> Child {
     herald(dir, url)
         .args([
@@ -147,83 +122,6 @@ fn spawn_serve(dir: &Path, url: &str, admin_port: u16, n: usize) -> Child {
         .stderr(std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap())
         .spawn()
         .expect("spawn herald serve")
-}
-
-/// A plain HTTP/1.1 GET: the status code and the body.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).ok()?;
-    let status = raw.split_whitespace().nth(1)?.parse().ok()?;
-    let (head, body) = raw.split_once("\r\n\r\n")?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Some((
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        },
-    ))
-}
-
-/// Joins the chunks of a chunked body.
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            return body.to_owned();
-        };
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = &after[n + 2..];
-    }
-    out
-}
-
-fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &child.id().to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
-fn exits_cleanly(child: &mut Child, dir: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            let log =
-                std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default();
-            assert!(status.success(), "serve {n} exited with {status}:\n{log}");
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "serve {n} did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// The run the scheduler planned for the fleet campaign.

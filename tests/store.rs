@@ -313,6 +313,7 @@ fn event(client: &str, when: DateTime<Utc>, kind: EventKind) -> NewEvent {
         delivery_id: None,
         source: "import".into(),
         details: json!({"url": "https://research.example.com/a"}),
+        dedupe_on: None,
     }
 }
 

@@ -130,6 +130,9 @@ async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, V
         config.tracking = Some(Tracking {
             base_url: url::Url::parse("https://t.example.com")?,
             secret: Secret::new(b"herald-bench-key-not-for-sending")?,
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            previous: None,
+            scanner_window_secs: 5,
         });
     }
     let today = config.firm_time().today();

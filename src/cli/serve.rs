@@ -20,15 +20,18 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// What this instance does: scheduler, dispatcher, or both (comma-separated)
-    #[arg(long, value_name = "ROLES", default_value = "scheduler,dispatcher")]
-    pub role: Roles,
+    /// What this instance does, comma-separated: scheduler, dispatcher, tracking [default: all; tracking once [tracking] is configured]
+    #[arg(long, value_name = "ROLES")]
+    pub role: Option<Roles>,
     /// Log lines as JSON objects (or [serve] log_format = "json")
     #[arg(long)]
     pub log_json: bool,
     /// The admin listener for /healthz and /metrics [default: [serve] admin_listen, 127.0.0.1:9464]
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<std::net::SocketAddr>,
+    /// Where the tracking server listens [default: [tracking] listen, 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    pub tracking_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -41,7 +44,11 @@ pub async fn serve(args: ServeArgs, store: Arc<dyn Store>, mut config: Config) -
     if let Some(addr) = args.admin_listen {
         config.serve.admin_listen = addr;
     }
-    crate::serve::serve(config, store, args.role).await?;
+    if let (Some(addr), Some(t)) = (args.tracking_listen, config.tracking.as_mut()) {
+        t.listen = addr;
+    }
+    let roles = args.role.unwrap_or_else(|| Roles::all(&config));
+    crate::serve::serve(config, store, roles).await?;
     Ok(ExitCode::SUCCESS)
 }
 

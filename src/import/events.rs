@@ -148,6 +148,7 @@ fn event(
             delivery_id: None,
             source: "import".into(),
             details,
+            dedupe_on: None,
         }),
         (client_id, ..) => {
             let id = client_id.map(|c| c.to_string());

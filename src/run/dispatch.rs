@@ -577,6 +577,7 @@ async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally)
         delivery_id: Some(c.id),
         source: "dispatcher".into(),
         details,
+        dedupe_on: None,
     };
     match outcome.result {
         Ok(accepted) => {

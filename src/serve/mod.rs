@@ -47,13 +47,17 @@ const RECOVER_EVERY: Duration = Duration::from_secs(15);
 pub struct Roles {
     pub scheduler: bool,
     pub dispatcher: bool,
+    pub tracking: bool,
 }
 
-impl Default for Roles {
-    fn default() -> Self {
+impl Roles {
+    /// Everything this configuration can run: the tracking server only
+    /// once `[tracking]` is configured.
+    pub fn all(config: &Config) -> Self {
         Self {
             scheduler: true,
             dispatcher: true,
+            tracking: config.tracking.is_some(),
         }
     }
 }
@@ -65,21 +69,22 @@ impl FromStr for Roles {
         let mut roles = Roles {
             scheduler: false,
             dispatcher: false,
+            tracking: false,
         };
         for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
             match r {
                 "scheduler" => roles.scheduler = true,
                 "dispatcher" => roles.dispatcher = true,
-                "tracking" => {
-                    return Err(
-                        "the tracking server is not part of this version of herald yet".into(),
-                    )
+                "tracking" => roles.tracking = true,
+                other => {
+                    return Err(format!(
+                        "'{other}' is not a role (scheduler, dispatcher, tracking)"
+                    ))
                 }
-                other => return Err(format!("'{other}' is not a role (scheduler, dispatcher)")),
             }
         }
-        if !roles.scheduler && !roles.dispatcher {
-            return Err("name at least one role: scheduler, dispatcher".into());
+        if !roles.scheduler && !roles.dispatcher && !roles.tracking {
+            return Err("name at least one role: scheduler, dispatcher, tracking".into());
         }
         Ok(roles)
     }
@@ -90,6 +95,7 @@ impl fmt::Display for Roles {
         let names: Vec<&str> = [
             (self.scheduler, "scheduler"),
             (self.dispatcher, "dispatcher"),
+            (self.tracking, "tracking"),
         ]
         .iter()
         .filter(|(on, _)| *on)
@@ -113,6 +119,21 @@ struct Shared {
 /// Runs until SIGTERM or Ctrl-C, then stops claiming, lets what is in
 /// flight finish, gives back unstarted claims and the scheduler lease.
 pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Result<()> {
+    let tracking = match (&config.tracking, roles.tracking) {
+        (Some(t), true) => {
+            let listener = tokio::net::TcpListener::bind(t.listen)
+                .await
+                .with_context(|| format!("cannot listen on {} ([tracking] listen)", t.listen))?;
+            let state =
+                crate::tracking::server::TrackingState::new(store.clone(), t, &config.firm.name);
+            Some((listener, Arc::new(state)))
+        }
+        (None, true) => anyhow::bail!(
+            "the tracking role needs [tracking] base_url and secret in {}",
+            config.source
+        ),
+        (_, false) => None,
+    };
     let today = config.firm_time().today();
     let files = FileSet::load(&config, today).await.map_err(|errors| {
         anyhow::anyhow!(
@@ -175,6 +196,21 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Resul
                 .await
         }
     });
+    let tracking_server = tracking.map(|(listener, state)| {
+        tracing::info!(listen = %shared.config.tracking.as_ref().map(|t| t.listen.to_string()).unwrap_or_default(), "tracking server started");
+        let stop = shared.stop.clone();
+        tokio::spawn(async move {
+            // Requests in flight when SIGTERM comes are answered (and their
+            // events stored) before it closes.
+            axum::serve(listener, crate::tracking::server::router(state))
+                .with_graceful_shutdown(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                })
+                .await
+        })
+    });
     let watcher = tokio::spawn(watch_files(shared.clone()));
     let beat = tokio::spawn(heartbeat(shared.clone(), roles, started_at));
     let scheduling = roles
@@ -198,6 +234,9 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Resul
     watcher.abort();
     beat.abort();
     let _ = server.await;
+    if let Some(t) = tracking_server {
+        let _ = t.await;
+    }
     tracing::info!("herald serve stopped");
     result
 }

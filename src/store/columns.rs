@@ -455,6 +455,7 @@ impl EventColumns {
                 delivery_id: self.delivery_id,
                 source: self.source,
                 details: self.details.0,
+                dedupe_on: None,
             },
             recorded_at: self.recorded_at,
         })

@@ -194,6 +194,9 @@ pub trait RunStore: Send + Sync {
     /// What the gates read: the do-not-contact list, bad addresses,
     /// marketing sends per client since `since`, and the clients any run
     /// of `campaign` reached.
+    /// A delivery with its run's campaign, for responses to it.
+    async fn delivery_context(&self, id: i64) -> Result<Option<runs::DeliveryContext>, StoreError>;
+
     async fn gate_facts(
         &self,
         campaign: &str,

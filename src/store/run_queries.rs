@@ -218,6 +218,20 @@ macro_rules! run_queries {
                 .await?)
             }
 
+            async fn delivery_context(
+                &self,
+                id: i64,
+            ) -> Result<Option<super::runs::DeliveryContext>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT d.id, d.run_id, d.client_id, d.channel, d.address, d.state, d.sent_at, \
+                     r.campaign, r.kind, r.purpose \
+                     FROM deliveries d JOIN runs r ON r.id = d.run_id WHERE d.id = $1",
+                )
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?)
+            }
+
             async fn gate_facts(
                 &self,
                 campaign: &str,

@@ -583,3 +583,19 @@ pub struct DeliveryBrief {
     pub provider_id: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
 }
+
+/// A delivery with what a response to it needs: its client, channel,
+/// address and run, for the tracking server.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct DeliveryContext {
+    pub id: i64,
+    pub run_id: i64,
+    pub client_id: String,
+    pub channel: String,
+    pub address: String,
+    pub state: String,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub campaign: String,
+    pub kind: String,
+    pub purpose: String,
+}

@@ -2,4 +2,5 @@
 //! a message. The tracking server that verifies them will live beside this.
 
 pub mod links;
+pub mod server;
 pub mod token;

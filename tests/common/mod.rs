@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this file
 
+pub mod cli;
 pub mod smtp;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,6 +12,8 @@ pub struct Received {
     pub delivery: Option<String>,
     /// The envelope recipients (`RCPT TO`).
     pub recipients: Vec<String>,
+    /// The message as sent, when the server keeps bodies.
+    pub data: Option<String>,
 }
 
 /// Everything the server accepted, in order.
@@ -19,6 +21,15 @@ pub type Inbox = Arc<Mutex<Vec<Received>>>;
 
 /// Starts a minimal SMTP server on 127.0.0.1 on `rt`; returns its port.
 pub fn start_smtp_server(rt: &tokio::runtime::Runtime, inbox: Inbox) -> u16 {
+    start(rt, inbox, false)
+}
+
+/// Like [`start_smtp_server`], keeping each message's text.
+pub fn start_smtp_server_keeping_bodies(rt: &tokio::runtime::Runtime, inbox: Inbox) -> u16 {
+    start(rt, inbox, true)
+}
+
+fn start(rt: &tokio::runtime::Runtime, inbox: Inbox, keep: bool) -> u16 {
     let listener = rt.block_on(async { TcpListener::bind("127.0.0.1:0").await.unwrap() });
     let port = listener.local_addr().unwrap().port();
     rt.spawn(async move {
@@ -28,7 +39,7 @@ pub fn start_smtp_server(rt: &tokio::runtime::Runtime, inbox: Inbox) -> u16 {
                 continue;
             };
             queue_id += 1_000_000;
-            tokio::spawn(session(socket, inbox.clone(), queue_id));
+            tokio::spawn(session(socket, inbox.clone(), queue_id, keep));
         }
     });
     port
@@ -37,7 +48,7 @@ pub fn start_smtp_server(rt: &tokio::runtime::Runtime, inbox: Inbox) -> u16 {
 /// One SMTP connection (enough of RFC 5321 for lettre's client). A client
 /// that disappears, in the middle of DATA included, ends the session and
 /// what it was sending is not recorded.
-async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64) {
+async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64, keep: bool) {
     let _ = socket.set_nodelay(true);
     let (read, mut write) = socket.into_split();
     let mut lines = BufReader::new(read);
@@ -76,6 +87,7 @@ async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64)
                 }
                 let mut delivery = None;
                 let mut in_headers = true;
+                let mut data = String::new();
                 loop {
                     let mut l = Vec::new();
                     match lines.read_until(b'\n', &mut l).await {
@@ -85,6 +97,11 @@ async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64)
                     }
                     if l == b".\r\n" || l == b".\n" {
                         break;
+                    }
+                    if keep {
+                        // Undo dot-stuffing (RFC 5321 4.5.2).
+                        let text = String::from_utf8_lossy(&l);
+                        data.push_str(text.strip_prefix('.').unwrap_or(&text));
                     }
                     if in_headers {
                         let h = String::from_utf8_lossy(&l);
@@ -102,6 +119,7 @@ async fn session(socket: tokio::net::TcpStream, inbox: Inbox, mut queue_id: u64)
                 inbox.lock().unwrap().push(Received {
                     delivery,
                     recipients: std::mem::take(&mut recipients),
+                    data: keep.then_some(data),
                 });
                 format!("250 2.0.0 Ok: queued as Q{queue_id}\r\n")
             }

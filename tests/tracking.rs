@@ -1,0 +1,267 @@
+//! The tracking server end to end: a campaign is sent through a real SMTP
+//! server, the links in the received message are followed over HTTP
+//! against `herald serve --role tracking`, and the client's record shows
+//! each response once; forged and altered links change nothing; a client
+//! who unsubscribed with one click is suppressed from the next run.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::cli::{exits_cleanly, free_port, herald, http, run_json, signal, wait_for};
+use common::smtp::{start_smtp_server_keeping_bodies, Inbox};
+
+const CLIENTS: &str = "\
+id,name,email,risk_level,risk_assessed_on,consent_email,consent_sms
+t1,甲,t1@example.com,C3,2026-06-01,true,false
+t2,乙,t2@example.com,C3,2026-06-01,true,false
+";
+
+fn working_folder(dir: &Path, smtp_port: u16, tracking_port: u16) {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::write(
+        dir.join("herald.toml"),
+        format!(
+            r#"[firm]
+name = "某某证券股份有限公司"
+short_name = "某某证券"
+website = "https://www.example.com/"
+
+[email]
+from = "某某证券 <research@example.com>"
+unsubscribe_mailto = "unsubscribe@example.com"
+
+[tracking]
+base_url = "http://127.0.0.1:{tracking_port}"
+secret = "0123456789abcdef0123456789abcdef"
+listen = "127.0.0.1:{tracking_port}"
+scanner_window_secs = 0
+
+[providers.smtp]
+kind = "smtp"
+host = "127.0.0.1"
+port = {smtp_port}
+tls = "none"
+
+[providers.outbox]
+kind = "outbox"
+dir = "outbox"
+
+[channels]
+email = "smtp"
+sms = "outbox"
+"#
+        ),
+    )
+    .unwrap();
+    common::copy_dir(&repo.join("templates"), &dir.join("templates"));
+    common::copy_dir(&repo.join("rules"), &dir.join("rules"));
+    common::copy_dir(
+        &repo.join("campaigns/content"),
+        &dir.join("campaigns/content"),
+    );
+    std::fs::write(
+        dir.join("campaigns/news.toml"),
+        "kind = \"market_bulletin\"\npurpose = \"marketing\"\ntitle = \"快报\"\n\
+         audience = \"broadcast\"\ntemplates = \"market_bulletin\"\nchannels = [\"email\"]\n\
+         [content]\nfile = \"content/market_bulletin.json\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("c.csv"), CLIENTS).unwrap();
+}
+
+/// The tracking links in a received message: (open, a click, unsubscribe).
+fn links(raw: &str, port: u16) -> (String, String, String) {
+    let message = mail_parser::MessageParser::default()
+        .parse(raw.as_bytes())
+        .expect("MIME");
+    let html = message.body_html(0).expect("an HTML part").into_owned();
+    let base = format!("http://127.0.0.1:{port}");
+    let find = |prefix: &str| -> String {
+        let start = html
+            .find(&format!("{base}{prefix}"))
+            .unwrap_or_else(|| panic!("no {prefix} link"));
+        let end = html[start..].find('"').unwrap() + start;
+        html[start..end]
+            .replace("&amp;", "&")
+            .replace("&#x3D;", "=")
+    };
+    let unsubscribe = message
+        .header_raw("List-Unsubscribe")
+        .and_then(|h| {
+            h.split(['<', '>'])
+                .find(|p| p.starts_with(&base))
+                .map(str::to_owned)
+        })
+        .expect("List-Unsubscribe carries the https link");
+    (find("/o/"), find("/c/"), unsubscribe)
+}
+
+fn path(url: &str) -> &str {
+    &url[url
+        .find("/o/")
+        .or(url.find("/c/"))
+        .or(url.find("/u/"))
+        .unwrap()..]
+}
+
+fn events(dir: &Path, url: &str, client: &str) -> Vec<serde_json::Value> {
+    let shown = run_json(dir, url, &["clients", "show", client, "--json"]);
+    shown["events"].as_array().cloned().unwrap_or_default()
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["kind"] == kind).count()
+}
+
+fn spawn_tracking(dir: &Path, url: &str, admin: u16) -> Child {
+    herald(dir, url)
+        .args([
+            "serve",
+            "--role",
+            "tracking",
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve-0.log")).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let inbox: Inbox = Arc::new(Mutex::new(Vec::new()));
+    let smtp = start_smtp_server_keeping_bodies(&rt, inbox.clone());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = format!("sqlite://{}", dir.join("herald.db").display());
+    let port = free_port();
+    working_folder(dir, smtp, port);
+    run_json(dir, &url, &["import", "clients", "c.csv", "--json"]);
+    run_json(dir, &url, &["send", "news", "--key", "first", "--json"]);
+    let raw = {
+        let inbox = inbox.lock().unwrap();
+        assert_eq!(inbox.len(), 2);
+        let m = inbox
+            .iter()
+            .find(|m| m.recipients == ["t1@example.com"])
+            .expect("t1's message");
+        m.data.clone().unwrap()
+    };
+    let (open, click, unsubscribe) = links(&raw, port);
+
+    let mut serve = spawn_tracking(dir, &url, free_port());
+    let browser = [(
+        "User-Agent",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
+    )];
+    wait_for("the tracking server", Duration::from_secs(30), || {
+        if let Some(status) = serve.try_wait().unwrap() {
+            let log = std::fs::read_to_string(dir.join("serve-0.log")).unwrap_or_default();
+            panic!("herald serve exited with {status}:\n{log}");
+        }
+        http(port, "GET", path(&open), &browser, "").is_some()
+    });
+
+    // The pixel loads again and again: one open.
+    for _ in 0..3 {
+        let a = http(port, "GET", path(&open), &browser, "").unwrap();
+        assert_eq!(
+            (a.status, a.header("content-type")),
+            (200, Some("image/gif"))
+        );
+    }
+    // The click goes where the message said, and nowhere else.
+    let a = http(port, "GET", path(&click), &browser, "").unwrap();
+    assert_eq!(a.status, 303, "{}", a.body);
+    let target = a.header("location").unwrap().to_owned();
+    assert!(
+        click.contains(&form_encoded(&target)),
+        "{target} is the link's own target"
+    );
+    let (token_part, _) = path(&click).split_once('?').unwrap();
+    let elsewhere = format!("{token_part}?u=https%3A%2F%2Fevil.example%2F");
+    let a = http(port, "GET", &elsewhere, &browser, "").unwrap();
+    assert_eq!(a.status, 404, "an altered target is refused");
+    assert!(a.header("location").is_none());
+
+    // Forged tokens: one character changed, an open token used to click,
+    // garbage.
+    let open_path = path(&open).to_owned();
+    let mut forged = open_path.clone().into_bytes();
+    let i = "/o/".len() + 5;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let token = open_path.trim_start_matches("/o/").trim_end_matches(".gif");
+    for bad in [
+        forged.as_str(),
+        &format!("/c/{token}?u=https%3A%2F%2Fevil.example%2F"),
+        &format!("/u/{token}"),
+        "/o/not-a-token.gif",
+        "/u/%00%FF",
+    ] {
+        let a = http(port, "GET", bad, &browser, "").unwrap();
+        assert!((400..500).contains(&a.status), "{bad}: {}", a.status);
+    }
+    let a = http(
+        port,
+        "POST",
+        &format!("/u/{token}"),
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        "List-Unsubscribe=One-Click",
+    )
+    .unwrap();
+    assert_eq!(a.status, 404, "an open token cannot unsubscribe");
+
+    // The unsubscribe page, then RFC 8058 one-click, twice.
+    let a = http(port, "GET", path(&unsubscribe), &browser, "").unwrap();
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("退订"), "{}", a.body);
+    for _ in 0..2 {
+        let a = http(
+            port,
+            "POST",
+            path(&unsubscribe),
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            "List-Unsubscribe=One-Click",
+        )
+        .unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    signal(&serve, "-TERM");
+    exits_cleanly(&mut serve, dir, 0);
+
+    let t1 = events(dir, &url, "t1");
+    assert_eq!(count(&t1, "opened"), 1, "{t1:#?}");
+    assert_eq!(count(&t1, "clicked"), 1);
+    assert_eq!(count(&t1, "unsubscribed"), 1);
+    let t2 = events(dir, &url, "t2");
+    assert_eq!(
+        count(&t2, "opened") + count(&t2, "clicked") + count(&t2, "unsubscribed"),
+        0,
+        "nothing reached another client"
+    );
+
+    // The next run leaves t1 out, and says why.
+    let next = run_json(dir, &url, &["send", "news", "--key", "second", "--json"]);
+    assert_eq!(next["counts"]["deliveries"]["sent"], 1, "{next:#}");
+    assert_eq!(
+        next["counts"]["suppressions"]["unsubscribed"], 1,
+        "{next:#}"
+    );
+}
+
+/// `https://x/y` as it appears in a click link's `u=` parameter.
+fn form_encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
