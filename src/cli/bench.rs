@@ -1,6 +1,7 @@
 //! `herald bench`: measurements of herald's own hot paths, run from the
 //! project folder against its shipped files.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -65,6 +66,19 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print the open-pixel path of every sent delivery of a run, one per
+    /// line, for an HTTP load generator
+    Links {
+        /// The run
+        #[arg(long)]
+        run: i64,
+    },
+    /// The reference for the tracking benchmark: a bare HTTP server that
+    /// answers every request with the pixel, verifying and storing nothing
+    PixelReference {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
 }
 
 #[derive(Debug, Serialize)]
@@ -119,7 +133,53 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
             };
             send(&campaign, messages, &target, json, config).await
         }
+        BenchCommand::Links { run } => {
+            let store = super::open_store(config).await?;
+            let result = links(run, &*store, config).await;
+            store.close().await;
+            result
+        }
+        BenchCommand::PixelReference { listen } => pixel_reference(listen).await,
     }
+}
+
+async fn links(run: i64, store: &dyn crate::store::Store, config: &Config) -> Result<ExitCode> {
+    use crate::tracking::links::Links;
+    use crate::tracking::token::Action;
+    let tracking = config
+        .tracking
+        .as_ref()
+        .context("[tracking] base_url and secret are needed to sign links")?;
+    let links = Links::new(&tracking.base_url, tracking.secret.clone());
+    let base = tracking.base_url.as_str().trim_end_matches('/');
+    let sent = store
+        .deliveries_in(run, crate::store::runs::DeliveryState::Sent, u32::MAX)
+        .await?;
+    anyhow::ensure!(!sent.is_empty(), "run {run} has no sent deliveries");
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for d in sent {
+        let url = links.action(d.id, Action::Open);
+        writeln!(out, "{}", url.strip_prefix(base).unwrap_or(&url))?;
+    }
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn pixel_reference(listen: std::net::SocketAddr) -> Result<ExitCode> {
+    use axum::http::header;
+    let app = axum::Router::new().fallback(|| async {
+        (
+            [(header::CONTENT_TYPE, "image/gif")],
+            crate::tracking::server::PIXEL,
+        )
+    });
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(crate::run::process::stopping())
+        .await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The campaign ready to render, and generated clients.

@@ -164,6 +164,8 @@ impl Store for PgStore {
 
 #[async_trait]
 impl BatchWriter for Postgres {
+    const BEGIN: &'static str = "BEGIN";
+
     async fn write_batch(
         conn: &mut PgConnection,
         batch: &[ClientRecord],

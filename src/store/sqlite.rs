@@ -138,7 +138,9 @@ impl Store for SqliteStore {
     }
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        // Reads then writes: the write lock first, or a concurrent writer
+        // makes the upgrade fail at once instead of waiting.
+        let mut tx = begin_write(&self.pool).await?;
         let outcomes = insert_events_in(&mut tx, events).await?;
         tx.commit().await?;
         Ok(outcomes)
@@ -179,6 +181,8 @@ impl Store for SqliteStore {
 
 #[async_trait]
 impl BatchWriter for Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+
     async fn write_batch(
         conn: &mut SqliteConnection,
         batch: &[ClientRecord],

@@ -17,6 +17,11 @@ pub const COMMIT_EVERY: usize = 20_000;
 /// How a backend writes one batch inside a transaction.
 #[async_trait]
 pub trait BatchWriter: Database {
+    /// How a write transaction starts: SQLite takes its write lock at once
+    /// (`BEGIN IMMEDIATE`), or a concurrent writer makes the batch fail
+    /// instead of wait.
+    const BEGIN: &'static str;
+
     async fn write_batch(
         conn: &mut <Self as Database>::Connection,
         batch: &[ClientRecord],
@@ -51,7 +56,7 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
     ) -> Result<Vec<RowOutcome>, StoreError> {
         let tx = match &mut self.tx {
             Some(tx) => tx,
-            None => self.tx.insert(self.pool.begin().await?),
+            None => self.tx.insert(self.pool.begin_with(DB::BEGIN).await?),
         };
         let outcomes = DB::write_batch(tx, batch, at).await?;
         self.rows_in_tx += batch.len();

@@ -4,3 +4,4 @@
 pub mod links;
 pub mod server;
 pub mod token;
+pub mod writer;

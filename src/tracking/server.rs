@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::links::TARGET_PARAM;
 use super::token::{self, Action, Secret};
+use super::writer::EventWriter;
 use crate::channel::Channel;
 use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource};
 use crate::client::types::ClientId;
@@ -29,7 +30,7 @@ use crate::store::Store;
 const BODY_LIMIT: usize = 16 * 1024;
 
 /// A transparent 1×1 GIF.
-const PIXEL: &[u8] = &[
+pub const PIXEL: &[u8] = &[
     0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00, 0x00, 0x00, 0x00,
     0xff, 0xff, 0xff, 0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00,
     0x01, 0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
@@ -57,8 +58,16 @@ const SCANNER_AGENTS: &[&str] = &[
     "headless",
 ];
 
+/// Sent deliveries remembered, so that a hit needs no read: what a
+/// response needs of a sent delivery never changes.
+const CACHED_DELIVERIES: usize = 200_000;
+
 pub struct TrackingState {
     pub store: Arc<dyn Store>,
+    events: EventWriter,
+    sent: quick_cache::sync::Cache<i64, Arc<DeliveryContext>>,
+    /// Opens known to be stored (delivery, flagged): a repeat needs no write.
+    opened: quick_cache::sync::Cache<(i64, bool), ()>,
     secret: Secret,
     previous: Option<(Secret, DateTime<Utc>)>,
     /// Hits this soon after the message was sent are a scanner's.
@@ -67,9 +76,14 @@ pub struct TrackingState {
 }
 
 impl TrackingState {
+    /// Call within the Tokio runtime: the event writer starts here.
     pub fn new(store: Arc<dyn Store>, tracking: &Tracking, firm: &str) -> Self {
+        let (events, _) = EventWriter::start(store.clone());
         Self {
             store,
+            events,
+            sent: quick_cache::sync::Cache::new(CACHED_DELIVERIES),
+            opened: quick_cache::sync::Cache::new(CACHED_DELIVERIES),
             secret: tracking.secret.clone(),
             previous: tracking.previous.clone(),
             scanner_window: chrono::Duration::seconds(tracking.scanner_window_secs as i64),
@@ -122,7 +136,7 @@ impl TrackingState {
         token: &str,
         target: &str,
         action: Action,
-    ) -> Result<DeliveryContext, Refusal> {
+    ) -> Result<Arc<DeliveryContext>, Refusal> {
         let claims = token::verify(&self.secret, token, target)
             .or_else(|e| match &self.previous {
                 Some((old, until)) if Utc::now() < *until => token::verify(old, token, target),
@@ -131,6 +145,9 @@ impl TrackingState {
             .map_err(|_| Refusal::BadLink)?;
         if claims.action != action {
             return Err(Refusal::BadLink);
+        }
+        if let Some(d) = self.sent.get(&claims.delivery) {
+            return Ok(d);
         }
         let delivery = self
             .store
@@ -141,15 +158,17 @@ impl TrackingState {
         if delivery.state != "sent" {
             return Err(Refusal::BadLink);
         }
+        let delivery = Arc::new(delivery);
+        self.sent.insert(claims.delivery, delivery.clone());
         Ok(delivery)
     }
 
     async fn record(&self, event: NewEvent) -> Result<(), Refusal> {
-        self.store
-            .insert_events(&[event])
-            .await
-            .map(drop)
-            .map_err(|e| unavailable(&e))
+        if self.events.record(event).await {
+            Ok(())
+        } else {
+            Err(Refusal::Unavailable)
+        }
     }
 
     /// Why a hit looks like a machine's, if it does.
@@ -222,8 +241,10 @@ async fn open(
     };
     let at = Utc::now();
     let flagged = s.scanner(&headers, &d, at);
+    let seen = (d.id, flagged.is_some());
     let details = json!({ "user_agent": user_agent(&headers), "flagged": flagged });
-    if let Some(mut e) = event(&d, EventKind::Opened, at, details) {
+    let first = s.opened.get(&seen).is_none();
+    if let Some(mut e) = event(&d, EventKind::Opened, at, details).filter(|_| first) {
         // Counted once per delivery; a scanner's fetch apart, so that it
         // does not hide the person's open that follows.
         let which = if flagged.is_some() { "flagged" } else { "open" };
@@ -231,6 +252,7 @@ async fn open(
         if let Err(r) = s.record(e).await {
             return r.into_response();
         }
+        s.opened.insert(seen, ());
     }
     (
         [
