@@ -138,7 +138,16 @@ pub struct Tracking {
     /// Opens and clicks this soon after sending are flagged as a mail
     /// scanner's, not counted as a person's.
     pub scanner_window_secs: u64,
+    /// SMS replies that opt the number out of SMS (compared whole, without
+    /// case): `T`, `TD`, `R`, `退订`, `STOP` by default.
+    pub opt_out_words: Vec<String>,
+    /// Twilio's auth token: when set, its callbacks must carry a valid
+    /// `X-Twilio-Signature`.
+    pub twilio_auth_token: Option<String>,
 }
+
+/// The replies that opt out of SMS unless `[tracking] opt_out_words` says otherwise.
+pub const DEFAULT_OPT_OUT_WORDS: [&str; 5] = ["T", "TD", "R", "退订", "STOP"];
 
 /// The environment variable that may carry the tracking secret, so that it
 /// need not be written in `herald.toml`.
@@ -246,6 +255,8 @@ struct TrackingFile {
     previous_secret: Option<String>,
     previous_secret_until: Option<String>,
     scanner_window_secs: Option<u64>,
+    opt_out_words: Option<Vec<String>>,
+    twilio_auth_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -539,6 +550,10 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
         listen,
         previous,
         scanner_window_secs: file.scanner_window_secs.unwrap_or(5),
+        opt_out_words: file
+            .opt_out_words
+            .unwrap_or_else(|| DEFAULT_OPT_OUT_WORDS.map(str::to_owned).to_vec()),
+        twilio_auth_token: file.twilio_auth_token.filter(|t| !t.trim().is_empty()),
     }))
 }
 

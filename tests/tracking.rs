@@ -265,3 +265,175 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
 fn form_encoded(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+const SMS_CLIENTS: &str = "\
+id,name,phone,risk_level,risk_assessed_on,consent_email,consent_sms
+s1,甲,13800000001,C3,2026-06-01,false,true
+s2,乙,13800000002,C3,2026-06-01,false,true
+s3,丙,13800000003,C3,2026-06-01,false,true
+s4,丁,13800000004,C3,2026-06-01,false,true
+";
+
+const TWILIO_TOKEN: &str = "twilio-test-token";
+
+/// Twilio's signature over `url` and the form fields (sorted by name).
+fn twilio_signature(url: &str, form: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac as _;
+    let mut fields = form.to_vec();
+    fields.sort();
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(TWILIO_TOKEN.as_bytes()).unwrap();
+    mac.update(url.as_bytes());
+    for (k, v) in fields {
+        mac.update(k.as_bytes());
+        mac.update(v.as_bytes());
+    }
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields)
+        .finish()
+}
+
+fn sent_delivery(dir: &Path, url: &str, client: &str) -> i64 {
+    events(dir, url, client)
+        .iter()
+        .find(|e| e["kind"] == "sent")
+        .and_then(|e| e["delivery_id"].as_i64())
+        .expect("a sent event with its delivery")
+}
+
+#[test]
+fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = format!("sqlite://{}", dir.join("herald.db").display());
+    let port = free_port();
+    working_folder(dir, free_port(), port);
+    let config = std::fs::read_to_string(dir.join("herald.toml")).unwrap();
+    let config = config
+        .replace(
+            "scanner_window_secs = 0\n",
+            &format!("scanner_window_secs = 0\ntwilio_auth_token = \"{TWILIO_TOKEN}\"\n"),
+        )
+        .replace(
+            "sms = \"outbox\"\n",
+            "sms = \"outbox\"\n\n[sms]\nsignature = \"【某某证券】\"\n",
+        );
+    std::fs::write(dir.join("herald.toml"), config).unwrap();
+    std::fs::write(dir.join("c.csv"), SMS_CLIENTS).unwrap();
+    // Quiet hours far from now, so that the SMS go at once.
+    let later =
+        (chrono::Utc::now() + chrono::Duration::hours(6)).with_timezone(&chrono_tz::Asia::Shanghai);
+    let quiet = format!(
+        "{}-{}",
+        later.format("%H:00"),
+        (later + chrono::Duration::hours(1)).format("%H:00")
+    );
+    std::fs::write(
+        dir.join("campaigns/alert.toml"),
+        format!(
+            "kind = \"market_bulletin\"\npurpose = \"marketing\"\ntitle = \"快讯\"\n\
+             audience = \"broadcast\"\ntemplates = \"market_bulletin\"\nchannels = [\"sms\"]\n\
+             quiet_hours = \"{quiet}\"\n[content]\nfile = \"content/market_bulletin.json\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("campaigns/news.toml")).unwrap();
+    run_json(dir, &url, &["import", "clients", "c.csv", "--json"]);
+    let first = run_json(dir, &url, &["send", "alert", "--key", "first", "--json"]);
+    assert_eq!(first["counts"]["deliveries"]["sent"], 4, "{first:#}");
+    let d2 = sent_delivery(dir, &url, "s2");
+
+    let mut serve = spawn_tracking(dir, &url, free_port());
+    wait_for("the tracking server", Duration::from_secs(30), || {
+        http(port, "GET", "/o/x.gif", &[], "").is_some()
+    });
+    let form_type = ("Content-Type", "application/x-www-form-urlencoded");
+    let json_type = ("Content-Type", "application/json");
+
+    // s1 replies TD by Twilio, and Twilio repeats the webhook.
+    let inbound = [
+        ("From", "+8613800000001"),
+        ("Body", "TD"),
+        ("MessageSid", "SM001"),
+    ];
+    let signature = twilio_signature(
+        &format!("http://127.0.0.1:{port}/sms/twilio/inbound"),
+        &inbound,
+    );
+    for _ in 0..2 {
+        let a = http(
+            port,
+            "POST",
+            "/sms/twilio/inbound",
+            &[form_type, ("X-Twilio-Signature", &signature)],
+            &form(&inbound),
+        )
+        .unwrap();
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    // The same reply from s4, unsigned: refused.
+    let forged = [
+        ("From", "+8613800000004"),
+        ("Body", "TD"),
+        ("MessageSid", "SM002"),
+    ];
+    let a = http(
+        port,
+        "POST",
+        "/sms/twilio/inbound",
+        &[form_type, ("X-Twilio-Signature", "AAAA")],
+        &form(&forged),
+    )
+    .unwrap();
+    assert_eq!(a.status, 404);
+
+    // s2's number is dead: Alibaba Cloud reports it, twice.
+    let report = format!(
+        r#"[{{"phone_number":"13800000002","success":false,"err_code":"MOBILE_NOT_ON_SERVICE","out_id":"{d2}"}}]"#
+    );
+    for _ in 0..2 {
+        let a = http(port, "POST", "/sms/aliyun/report", &[json_type], &report).unwrap();
+        assert_eq!(
+            (a.status, a.body.contains("\"code\":0")),
+            (200, true),
+            "{}",
+            a.body
+        );
+    }
+    // s3 replies 退订 through Alibaba Cloud, and asks a question too.
+    let up = r#"[{"phone_number":"13800000003","content":"退订","sequence_id":1,"send_time":"2026-11-25 10:00:00"},
+                 {"phone_number":"13800000003","content":"几点开会？","sequence_id":2,"send_time":"2026-11-25 10:01:00"}]"#;
+    let a = http(port, "POST", "/sms/aliyun/up", &[json_type], up).unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    // Malformed bodies change nothing.
+    for bad in ["[{", "{\"phone_number\": 1}", "null"] {
+        let a = http(port, "POST", "/sms/aliyun/up", &[json_type], bad).unwrap();
+        assert!((400..500).contains(&a.status), "{bad}: {}", a.status);
+    }
+    signal(&serve, "-TERM");
+    exits_cleanly(&mut serve, dir, 0);
+
+    assert_eq!(count(&events(dir, &url, "s1"), "unsubscribed"), 1);
+    assert_eq!(count(&events(dir, &url, "s2"), "bounced"), 1);
+    let s3 = events(dir, &url, "s3");
+    assert_eq!(
+        (count(&s3, "unsubscribed"), count(&s3, "replied")),
+        (1, 1),
+        "{s3:#?}"
+    );
+    assert_eq!(
+        count(&events(dir, &url, "s4"), "unsubscribed"),
+        0,
+        "the forged reply changed nothing"
+    );
+
+    let next = run_json(dir, &url, &["send", "alert", "--key", "second", "--json"]);
+    let suppressed = &next["counts"]["suppressions"];
+    assert_eq!(next["counts"]["deliveries"]["sent"], 1, "{next:#}");
+    assert_eq!(suppressed["unsubscribed"], 2, "{next:#}");
+    assert_eq!(suppressed["bad_address"], 1, "{next:#}");
+}

@@ -193,6 +193,8 @@ async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, V
             listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
             previous: None,
             scanner_window_secs: 5,
+            opt_out_words: Vec::new(),
+            twilio_auth_token: None,
         });
     }
     let today = config.firm_time().today();

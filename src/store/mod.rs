@@ -259,6 +259,16 @@ pub trait RunStore: Send + Sync {
         audit: &runs::AuditEntry,
     ) -> Result<bool, StoreError>;
 
+    /// The clients whose mobile is `phone` (E.164).
+    async fn clients_with_phone(&self, phone: &str) -> Result<Vec<String>, StoreError>;
+    /// Marks an address bad (a hard bounce, an unreachable number).
+    async fn mark_bad_address(
+        &self,
+        channel: crate::channel::Channel,
+        address: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Which of `addresses` are marked bad.
     async fn bad_addresses_among(
         &self,

@@ -527,6 +527,36 @@ macro_rules! run_queries {
                 Ok(removed)
             }
 
+            async fn clients_with_phone(&self, phone: &str) -> Result<Vec<String>, super::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE phone = $1 ORDER BY id")
+                    .bind(phone)
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn mark_bad_address(
+                &self,
+                channel: crate::channel::Channel,
+                address: &str,
+                reason: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<(), super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (channel, address) DO NOTHING",
+                )
+                .bind(channel.as_str())
+                .bind(address)
+                .bind(reason)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
             async fn bad_addresses_among(
                 &self,
                 addresses: &[String],

@@ -3,5 +3,6 @@
 
 pub mod links;
 pub mod server;
+pub mod sms;
 pub mod token;
 pub mod writer;

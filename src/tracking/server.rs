@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Form, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -73,6 +73,10 @@ pub struct TrackingState {
     /// Hits this soon after the message was sent are a scanner's.
     scanner_window: chrono::Duration,
     firm: String,
+    pub(super) opt_out_words: Vec<String>,
+    pub(super) twilio_auth_token: Option<String>,
+    /// The public base URL, as providers sign their callbacks to it.
+    pub(super) base_url: String,
 }
 
 impl TrackingState {
@@ -88,6 +92,9 @@ impl TrackingState {
             previous: tracking.previous.clone(),
             scanner_window: chrono::Duration::seconds(tracking.scanner_window_secs as i64),
             firm: firm.to_owned(),
+            opt_out_words: tracking.opt_out_words.clone(),
+            twilio_auth_token: tracking.twilio_auth_token.clone(),
+            base_url: tracking.base_url.as_str().trim_end_matches('/').to_owned(),
         }
     }
 }
@@ -98,12 +105,16 @@ pub fn router(state: Arc<TrackingState>) -> Router {
         .route("/c/{token}", get(click))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/v/{token}", get(view_online))
+        .route("/sms/twilio/inbound", post(super::sms::twilio_inbound))
+        .route("/sms/twilio/status", post(super::sms::twilio_status))
+        .route("/sms/aliyun/up", post(super::sms::aliyun_up))
+        .route("/sms/aliyun/report", post(super::sms::aliyun_report))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
 /// Why a request changes nothing.
-enum Refusal {
+pub(super) enum Refusal {
     /// Forged, altered, for another action, or for no delivery we sent.
     BadLink,
     /// The database failed; the client may try again.
@@ -163,7 +174,7 @@ impl TrackingState {
         Ok(delivery)
     }
 
-    async fn record(&self, event: NewEvent) -> Result<(), Refusal> {
+    pub(super) async fn record(&self, event: NewEvent) -> Result<(), Refusal> {
         if self.events.record(event).await {
             Ok(())
         } else {
@@ -194,7 +205,7 @@ impl TrackingState {
     }
 }
 
-fn unavailable(e: &crate::store::StoreError) -> Refusal {
+pub(super) fn unavailable(e: &crate::store::StoreError) -> Refusal {
     tracing::error!(error = %e, "tracking: the database failed");
     Refusal::Unavailable
 }
@@ -207,7 +218,7 @@ fn user_agent(headers: &HeaderMap) -> &str {
 }
 
 /// An event for a response to `d`.
-fn event(
+pub(super) fn event(
     d: &DeliveryContext,
     kind: EventKind,
     at: DateTime<Utc>,
