@@ -14,6 +14,7 @@ pub mod http;
 pub mod import;
 pub mod message;
 pub mod metrics;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod segment;

@@ -252,6 +252,29 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
         "nothing reached another client"
     );
 
+    // The report counts each response once, for its delivery.
+    let html = dir.join("report.html");
+    let report = run_json(
+        dir,
+        &url,
+        &["report", "news", "--json", "--html", html.to_str().unwrap()],
+    );
+    let funnel = &report["funnel"];
+    assert_eq!(funnel["sent"], 2, "{report:#}");
+    for kind in ["opened", "clicked", "unsubscribed"] {
+        assert_eq!(funnel["responses"][kind], 1, "{kind}: {report:#}");
+    }
+    assert_eq!(funnel["rates"]["opened"], 0.5);
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("活动效果报告") && page.contains("<svg"),
+        "a self-contained report with charts"
+    );
+    assert!(
+        !page.contains("<script") && !page.contains("src=\"http"),
+        "nothing fetched to view it"
+    );
+
     // The next run leaves t1 out, and says why.
     let next = run_json(dir, &url, &["send", "news", "--key", "second", "--json"]);
     assert_eq!(next["counts"]["deliveries"]["sent"], 1, "{next:#}");
@@ -429,6 +452,22 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
         count(&events(dir, &url, "s4"), "unsubscribed"),
         0,
         "the forged reply changed nothing"
+    );
+
+    let report = run_json(dir, &url, &["report", "alert", "--json"]);
+    let responses = &report["funnel"]["responses"];
+    assert_eq!(
+        (
+            &responses["bounced"],
+            &responses["replied"],
+            &responses["unsubscribed"]
+        ),
+        (
+            &serde_json::json!(1),
+            &serde_json::json!(1),
+            &serde_json::json!(2)
+        ),
+        "{report:#}"
     );
 
     let next = run_json(dir, &url, &["send", "alert", "--key", "second", "--json"]);

@@ -9,6 +9,7 @@ pub(crate) mod campaigns;
 mod channels;
 mod clients;
 pub(crate) mod import;
+mod report;
 pub(crate) mod runs;
 mod segment;
 mod serve;
@@ -76,6 +77,8 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
+    /// What a campaign or run achieved: the funnel by channel, branch and advisor
+    Report(report::ReportArgs),
     /// Run continuously: plan scheduled runs, send what is due, serve /healthz and /metrics
     Serve(serve::ServeArgs),
     /// What is scheduled next, what is running, queue depths and the live instances
@@ -215,6 +218,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Runs(args) => runs::runs(args, &*store).await,
                 Command::Serve(args) => serve::serve(args, store.clone(), config.clone()).await,
                 Command::Status(args) => serve::status(args, &*store, &config).await,
+                Command::Report(args) => report::report(args, &*store).await,
                 Command::Run(cmd) => runs::run_command(cmd, &*store, &config).await,
                 Command::Suppress(cmd) => suppress::suppress(cmd, &*store).await,
                 Command::Consent(cmd) => suppress::consent(cmd, &*store).await,

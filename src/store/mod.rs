@@ -259,6 +259,12 @@ pub trait RunStore: Send + Sync {
         audit: &runs::AuditEntry,
     ) -> Result<bool, StoreError>;
 
+    /// What a report of `run` counts: its deliveries with each client's
+    /// branch and advisor, and the responses to them.
+    async fn report_rows(
+        &self,
+        run: &runs::Run,
+    ) -> Result<(Vec<runs::ReportDelivery>, Vec<runs::ReportResponse>), StoreError>;
     /// The clients whose mobile is `phone` (E.164).
     async fn clients_with_phone(&self, phone: &str) -> Result<Vec<String>, StoreError>;
     /// Marks an address bad (a hard bounce, an unreachable number).

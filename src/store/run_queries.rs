@@ -527,6 +527,34 @@ macro_rules! run_queries {
                 Ok(removed)
             }
 
+            async fn report_rows(
+                &self,
+                run: &super::runs::Run,
+            ) -> Result<(Vec<super::runs::ReportDelivery>, Vec<super::runs::ReportResponse>), super::StoreError> {
+                let deliveries = sqlx::query_as(
+                    "SELECT d.id, d.client_id, d.channel, d.state, c.branch, c.advisor \
+                     FROM deliveries d LEFT JOIN clients c ON c.id = d.client_id WHERE d.run_id = $1",
+                )
+                .bind(run.id)
+                .fetch_all(&self.pool)
+                .await?;
+                // Replies carry no delivery: a reply from one of the run's
+                // clients after its launch counts for the run.
+                let responses = sqlx::query_as(
+                    "SELECT e.delivery_id, e.client_id, e.kind, e.details FROM events e \
+                     WHERE e.run_id = $1 AND e.kind IN ('delivered', 'bounced', 'opened', 'clicked', 'unsubscribed') \
+                     UNION ALL \
+                     SELECT e.delivery_id, e.client_id, e.kind, e.details FROM events e \
+                     WHERE e.kind IN ('replied', 'unsubscribed') AND e.run_id IS NULL AND e.occurred_at >= $2 \
+                       AND e.client_id IN (SELECT client_id FROM deliveries WHERE run_id = $1 AND state = 'sent')",
+                )
+                .bind(run.id)
+                .bind(run.launched_at)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok((deliveries, responses))
+            }
+
             async fn clients_with_phone(&self, phone: &str) -> Result<Vec<String>, super::StoreError> {
                 let rows: Vec<(String,)> = sqlx::query_as("SELECT id FROM clients WHERE phone = $1 ORDER BY id")
                     .bind(phone)

@@ -599,3 +599,23 @@ pub struct DeliveryContext {
     pub kind: String,
     pub purpose: String,
 }
+
+/// One delivery of a run as a report counts it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReportDelivery {
+    pub id: i64,
+    pub client_id: String,
+    pub channel: String,
+    pub state: String,
+    pub branch: Option<String>,
+    pub advisor: Option<String>,
+}
+
+/// A response to a run (or a reply from one of its clients).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReportResponse {
+    pub delivery_id: Option<i64>,
+    pub client_id: String,
+    pub kind: String,
+    pub details: sqlx::types::Json<serde_json::Value>,
+}

@@ -322,8 +322,8 @@ async fn unsubscribe_page(
 <button name="scope" value="all">退订全部营销信息（邮件和短信）</button>
 </form>
 <p class="note">退订后仍会收到与您账户相关的服务通知。You will still receive service notices about your account.</p>"#,
-        firm = escape(&s.firm),
-        channel = escape(&d.channel),
+        firm = handlebars::html_escape(&s.firm),
+        channel = handlebars::html_escape(&d.channel),
     );
     page("退订确认", &body).into_response()
 }
@@ -471,11 +471,4 @@ button {{ display: block; width: 100%; margin: .6em 0; padding: .8em; font-size:
 {body}
 </body></html>"#
     ))
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
