@@ -144,6 +144,10 @@ pub struct Tracking {
     /// Twilio's auth token: when set, its callbacks must carry a valid
     /// `X-Twilio-Signature`.
     pub twilio_auth_token: Option<String>,
+    /// Soft bounces (4.x.x) after which an address is marked bad.
+    pub soft_bounce_limit: usize,
+    /// The bearer token `POST /inbound/mail` needs; without one it is off.
+    pub inbound_token: Option<String>,
 }
 
 /// The replies that opt out of SMS unless `[tracking] opt_out_words` says otherwise.
@@ -257,6 +261,8 @@ struct TrackingFile {
     scanner_window_secs: Option<u64>,
     opt_out_words: Option<Vec<String>>,
     twilio_auth_token: Option<String>,
+    soft_bounce_limit: Option<usize>,
+    inbound_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -554,6 +560,8 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
             .opt_out_words
             .unwrap_or_else(|| DEFAULT_OPT_OUT_WORDS.map(str::to_owned).to_vec()),
         twilio_auth_token: file.twilio_auth_token.filter(|t| !t.trim().is_empty()),
+        soft_bounce_limit: file.soft_bounce_limit.unwrap_or(3).max(1),
+        inbound_token: file.inbound_token.filter(|t| !t.trim().is_empty()),
     }))
 }
 

@@ -252,6 +252,30 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
         "nothing reached another client"
     );
 
+    // t2's address bounces; the DSN is read twice, with a chat mail beside it.
+    let d2 = sent_delivery(dir, &url, "t2");
+    let dsn = format!(
+        "From MAILER-DAEMON Wed Nov 25 10:00:00 2026\nFrom: MAILER-DAEMON@mx.example.com\nTo: research@example.com\n\
+         Subject: Undelivered Mail\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n--b\n\
+         Content-Type: message/delivery-status\n\nFinal-Recipient: rfc822; t2@example.com\nAction: failed\n\
+         Status: 5.1.1\nDiagnostic-Code: smtp; 550 5.1.1 no such user\n--b\n\
+         Content-Type: text/rfc822-headers\n\nX-Herald-Delivery: {d2}\n--b--\n\n\
+         From someone Wed Nov 25 10:01:00 2026\nFrom: client@example.com\nTo: research@example.com\n\
+         Subject: 请问\n\n明天开市吗？\n"
+    );
+    std::fs::write(dir.join("returned.mbox"), dsn).unwrap();
+    for _ in 0..2 {
+        let read = run_json(dir, &url, &["inbound", "ingest", "returned.mbox", "--json"]);
+        assert_eq!(read["counts"]["hard_bounce"], 1, "{read:#}");
+        assert_eq!(read["counts"]["left_alone"], 1, "{read:#}");
+    }
+    assert_eq!(
+        count(&events(dir, &url, "t2"), "bounced"),
+        1,
+        "a DSN read twice is one bounce"
+    );
+
     // The report counts each response once, for its delivery.
     let html = dir.join("report.html");
     let report = run_json(
@@ -261,7 +285,7 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
     );
     let funnel = &report["funnel"];
     assert_eq!(funnel["sent"], 2, "{report:#}");
-    for kind in ["opened", "clicked", "unsubscribed"] {
+    for kind in ["opened", "clicked", "unsubscribed", "bounced"] {
         assert_eq!(funnel["responses"][kind], 1, "{kind}: {report:#}");
     }
     assert_eq!(funnel["rates"]["opened"], 0.5);
@@ -275,13 +299,15 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
         "nothing fetched to view it"
     );
 
-    // The next run leaves t1 out, and says why.
+    // The next run leaves both out, and says why.
     let next = run_json(dir, &url, &["send", "news", "--key", "second", "--json"]);
-    assert_eq!(next["counts"]["deliveries"]["sent"], 1, "{next:#}");
+    let suppressed = &next["counts"]["suppressions"];
     assert_eq!(
-        next["counts"]["suppressions"]["unsubscribed"], 1,
+        (&suppressed["unsubscribed"], &suppressed["bad_address"]),
+        (&serde_json::json!(1), &serde_json::json!(1)),
         "{next:#}"
     );
+    assert!(next["counts"]["deliveries"]["sent"].is_null(), "{next:#}");
 }
 
 /// `https://x/y` as it appears in a click link's `u=` parameter.

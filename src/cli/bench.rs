@@ -195,6 +195,8 @@ async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, V
             scanner_window_secs: 5,
             opt_out_words: Vec::new(),
             twilio_auth_token: None,
+            soft_bounce_limit: 3,
+            inbound_token: None,
         });
     }
     let today = config.firm_time().today();

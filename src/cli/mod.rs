@@ -9,6 +9,7 @@ pub(crate) mod campaigns;
 mod channels;
 mod clients;
 pub(crate) mod import;
+mod inbound;
 mod report;
 pub(crate) mod runs;
 mod segment;
@@ -77,6 +78,9 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
+    /// Returned mail and unsubscribe mail
+    #[command(subcommand)]
+    Inbound(inbound::InboundCommand),
     /// What a campaign or run achieved: the funnel by channel, branch and advisor
     Report(report::ReportArgs),
     /// Run continuously: plan scheduled runs, send what is due, serve /healthz and /metrics
@@ -219,6 +223,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Serve(args) => serve::serve(args, store.clone(), config.clone()).await,
                 Command::Status(args) => serve::status(args, &*store, &config).await,
                 Command::Report(args) => report::report(args, &*store).await,
+                Command::Inbound(cmd) => inbound::run(cmd, store.clone(), &config).await,
                 Command::Run(cmd) => runs::run_command(cmd, &*store, &config).await,
                 Command::Suppress(cmd) => suppress::suppress(cmd, &*store).await,
                 Command::Consent(cmd) => suppress::consent(cmd, &*store).await,

@@ -124,8 +124,7 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Resul
             let listener = tokio::net::TcpListener::bind(t.listen)
                 .await
                 .with_context(|| format!("cannot listen on {} ([tracking] listen)", t.listen))?;
-            let state =
-                crate::tracking::server::TrackingState::new(store.clone(), t, &config.firm.name);
+            let state = crate::tracking::server::TrackingState::new(store.clone(), &config)?;
             Some((listener, Arc::new(state)))
         }
         (None, true) => anyhow::bail!(

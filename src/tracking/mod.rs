@@ -1,6 +1,7 @@
 //! Response tracking: the signed tokens carried by every link herald puts in
 //! a message. The tracking server that verifies them will live beside this.
 
+pub mod inbound;
 pub mod links;
 pub mod server;
 pub mod sms;

@@ -21,7 +21,7 @@ use super::writer::EventWriter;
 use crate::channel::Channel;
 use crate::client::consent::{ConsentChange, ConsentScope, ConsentSource};
 use crate::client::types::ClientId;
-use crate::config::Tracking;
+use crate::config::Config;
 use crate::event::{EventKind, NewEvent};
 use crate::store::runs::DeliveryContext;
 use crate::store::Store;
@@ -77,13 +77,24 @@ pub struct TrackingState {
     pub(super) twilio_auth_token: Option<String>,
     /// The public base URL, as providers sign their callbacks to it.
     pub(super) base_url: String,
+    /// `[email] unsubscribe_mailto`: mail to its `+TOKEN` form unsubscribes.
+    pub(super) unsubscribe_mailbox: Option<String>,
+    pub(super) soft_bounce_limit: usize,
+    /// The bearer token `POST /inbound/mail` needs; the endpoint is off without it.
+    inbound_token: Option<String>,
 }
 
 impl TrackingState {
     /// Call within the Tokio runtime: the event writer starts here.
-    pub fn new(store: Arc<dyn Store>, tracking: &Tracking, firm: &str) -> Self {
+    pub fn new(store: Arc<dyn Store>, config: &Config) -> anyhow::Result<Self> {
+        let tracking = config.tracking.as_ref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "[tracking] base_url and secret are not set in {}",
+                config.source
+            )
+        })?;
         let (events, _) = EventWriter::start(store.clone());
-        Self {
+        Ok(Self {
             store,
             events,
             sent: quick_cache::sync::Cache::new(CACHED_DELIVERIES),
@@ -91,11 +102,14 @@ impl TrackingState {
             secret: tracking.secret.clone(),
             previous: tracking.previous.clone(),
             scanner_window: chrono::Duration::seconds(tracking.scanner_window_secs as i64),
-            firm: firm.to_owned(),
+            firm: config.firm.name.clone(),
             opt_out_words: tracking.opt_out_words.clone(),
             twilio_auth_token: tracking.twilio_auth_token.clone(),
             base_url: tracking.base_url.as_str().trim_end_matches('/').to_owned(),
-        }
+            unsubscribe_mailbox: config.email_sender.unsubscribe_mailto.clone(),
+            soft_bounce_limit: tracking.soft_bounce_limit,
+            inbound_token: tracking.inbound_token.clone(),
+        })
     }
 }
 
@@ -109,12 +123,14 @@ pub fn router(state: Arc<TrackingState>) -> Router {
         .route("/sms/twilio/status", post(super::sms::twilio_status))
         .route("/sms/aliyun/up", post(super::sms::aliyun_up))
         .route("/sms/aliyun/report", post(super::sms::aliyun_report))
+        .route("/inbound/mail", post(inbound_mail))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
 
 /// Why a request changes nothing.
-pub(super) enum Refusal {
+#[derive(Debug)]
+pub enum Refusal {
     /// Forged, altered, for another action, or for no delivery we sent.
     BadLink,
     /// The database failed; the client may try again.
@@ -142,7 +158,7 @@ impl TrackingState {
     /// The sent delivery a token stands for, if it verifies for `action`
     /// and `target` under the current secret or, until it lapses, the
     /// previous one.
-    async fn delivery(
+    pub(super) async fn delivery(
         &self,
         token: &str,
         target: &str,
@@ -390,7 +406,7 @@ fn channel_scope(channel: &str) -> Option<ConsentScope> {
 
 /// Records the opt-outs and one event per scope. An opt-out already
 /// recorded is not recorded again, so a second click changes nothing.
-async fn opt_out(
+pub(super) async fn opt_out(
     s: &TrackingState,
     d: &DeliveryContext,
     scopes: &[ConsentScope],
@@ -452,6 +468,33 @@ async fn view_online(State(s): State<Arc<TrackingState>>, Path(token): Path<Stri
     match html {
         Some(html) => Html(html).into_response(),
         None => Refusal::BadLink.into_response(),
+    }
+}
+
+/// A returned or unsubscribe mail, posted by the firm's mail system with
+/// `Authorization: Bearer [tracking] inbound_token`.
+async fn inbound_mail(
+    State(s): State<Arc<TrackingState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let authorised = match (&s.inbound_token, given) {
+        (Some(want), Some(given)) => {
+            use subtle::ConstantTimeEq as _;
+            bool::from(want.as_bytes().ct_eq(given.trim().as_bytes()))
+        }
+        _ => false,
+    };
+    if !authorised {
+        return Refusal::BadLink.into_response();
+    }
+    match super::inbound::ingest(&s, &body).await {
+        Ok(outcome) => axum::Json(outcome).into_response(),
+        Err(r) => r.into_response(),
     }
 }
 
