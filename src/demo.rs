@@ -21,6 +21,8 @@ use crate::import::clients::{import_clients, ClientImportOptions};
 use crate::import::events::import_events;
 use crate::time::FirmTime;
 
+mod responses;
+
 /// The example setup, built into the binary.
 static EXAMPLES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/examples");
 
@@ -232,6 +234,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     }
     step("9. 发送到 outbox/ 文件夹 / herald send: the three campaigns, to the file outbox");
     send_campaigns(&*store, &config).await?;
+    step("10. 客户响应 / responses: opens, a click, one-click unsubscribe and an SMS reply through the tracking server; the report");
+    let responses = responses::respond(store.clone(), &config, dir).await?;
     let total = store.count_clients().await?;
     store.close().await;
 
@@ -244,6 +248,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         reimport_conflicts: again.conflicts,
         segments,
         campaigns,
+        report: responses.report.display().to_string(),
+        opened: responses.opened,
+        clicked: responses.clicked,
+        unsubscribed: responses.unsubscribed,
     };
     step("完成 / done");
     if args.json {
@@ -257,6 +265,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             thousands(summary.reimport_unchanged),
             summary.reimport_conflicts
         );
+        println!("  report     {}", summary.report);
         println!(
             "  next: cd {} && herald clients show {opted_out}",
             summary.folder
@@ -407,6 +416,11 @@ struct DemoSummary {
     segments: Vec<(String, usize)>,
     /// Campaign files checked, all valid.
     campaigns: usize,
+    /// The bulletin's HTML report, and what it counted.
+    report: String,
+    opened: u64,
+    clicked: u64,
+    unsubscribed: u64,
 }
 
 fn step(title: &str) {
