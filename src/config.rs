@@ -43,6 +43,19 @@ pub struct Config {
     pub sending: Sending,
     pub schedule: ScheduleSettings,
     pub serve: ServeSettings,
+    /// `[[webhooks]]`: where each event is posted (the firm's CRM).
+    pub webhooks: Vec<Webhook>,
+}
+
+/// One `[[webhooks]]` receiver.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub name: String,
+    pub url: url::Url,
+    /// Signs each body (HMAC-SHA256, `X-Herald-Signature`).
+    pub secret: String,
+    /// The event kinds it receives; every kind but `planned` when empty.
+    pub events: Vec<crate::event::EventKind>,
 }
 
 /// `[schedule]`: when scheduled runs fire.
@@ -182,6 +195,18 @@ struct ConfigFile {
     schedule: ScheduleFile,
     #[serde(default)]
     serve: ServeFile,
+    #[serde(default)]
+    webhooks: Vec<WebhookFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    name: String,
+    url: String,
+    secret: String,
+    #[serde(default)]
+    events: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -362,10 +387,17 @@ impl Config {
         let sending = sending(file.sending, &base_dir).map_err(|(key, m)| invalid(key, m))?;
         let schedule = schedule(file.schedule, &base_dir).map_err(|(key, m)| invalid(key, m))?;
         let serve = serve(file.serve).map_err(|(key, m)| invalid(key, m))?;
+        let webhooks = file
+            .webhooks
+            .into_iter()
+            .map(webhook)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(key, m)| invalid(key, m))?;
         Ok(Self {
             sending,
             schedule,
             serve,
+            webhooks,
             database_url: url,
             timezone,
             risk_assessment_valid_days: valid_days,
@@ -467,6 +499,31 @@ fn schedule(
         })?,
     };
     Ok(ScheduleSettings { calendar, grace })
+}
+
+fn webhook(file: WebhookFile) -> Result<Webhook, (&'static str, String)> {
+    let at = |m: String| ("webhooks", format!("'{}': {m}", file.name));
+    if file.name.trim().is_empty() || file.name.contains(char::is_whitespace) {
+        return Err(("webhooks.name", format!("'{}' is not a name", file.name)));
+    }
+    let url = url::Url::parse(&file.url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| at(format!("url '{}' is not an http(s) URL", file.url)))?;
+    if file.secret.len() < 16 {
+        return Err(at("secret must be at least 16 bytes".into()));
+    }
+    let events = file
+        .events
+        .iter()
+        .map(|e| crate::event::EventKind::parse(e).map_err(|e| at(e.0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Webhook {
+        name: file.name,
+        url,
+        secret: file.secret,
+        events,
+    })
 }
 
 fn serve(file: ServeFile) -> Result<ServeSettings, (&'static str, String)> {

@@ -460,7 +460,49 @@ async fn instances_report_themselves(store: &dyn Store) {
     );
 }
 
+async fn webhook_cursors_start_at_now_and_only_move_forward(store: &dyn Store) {
+    write(store, &[record(&[("id", "1"), ("name", "甲")])], at(1)).await;
+    assert_eq!(
+        store.webhook_cursor("early").await.unwrap(),
+        0,
+        "no events yet"
+    );
+    store
+        .insert_events(&[
+            event("1", at(2), EventKind::Opened),
+            event("1", at(3), EventKind::Clicked),
+        ])
+        .await
+        .unwrap();
+    let later = store.webhook_cursor("late").await.unwrap();
+    let all = store.events_after(0, Utc::now(), 10).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(later, all[1].id, "a new webhook starts at the newest event");
+    assert_eq!(
+        store.webhook_cursor("early").await.unwrap(),
+        0,
+        "an existing cursor stays"
+    );
+    store.set_webhook_cursor("early", all[0].id).await.unwrap();
+    store.set_webhook_cursor("early", 0).await.unwrap();
+    assert_eq!(
+        store.webhook_cursor("early").await.unwrap(),
+        all[0].id,
+        "never backwards"
+    );
+    let next = store.events_after(all[0].id, Utc::now(), 10).await.unwrap();
+    assert_eq!(
+        next.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![all[1].id]
+    );
+    assert!(
+        store.events_after(0, at(1), 10).await.unwrap().is_empty(),
+        "recorded later than asked"
+    );
+}
+
 on_both_backends!(
+    webhook_cursors_start_at_now_and_only_move_forward,
     one_instance_holds_the_scheduler_lease_until_it_lapses,
     a_second_quota_is_shared_and_never_exceeded,
     instances_report_themselves,

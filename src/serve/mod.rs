@@ -8,6 +8,7 @@ pub mod admin;
 pub mod files;
 pub mod quota;
 pub mod scheduler;
+pub mod webhooks;
 
 use std::fmt;
 use std::str::FromStr;
@@ -218,6 +219,17 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Resul
     let sending = roles
         .dispatcher
         .then(|| tokio::spawn(dispatch(shared.clone())));
+    // Webhooks go out from dispatching instances, one instance per webhook.
+    let hooks: Vec<_> = if roles.dispatcher {
+        shared
+            .config
+            .webhooks
+            .iter()
+            .map(|h| tokio::spawn(webhooks::run(shared.clone(), h.clone())))
+            .collect()
+    } else {
+        Vec::new()
+    };
 
     stopping().await;
     tracing::info!("stopping: no new claims; finishing what is in flight");
@@ -229,6 +241,9 @@ pub async fn serve(config: Config, store: Arc<dyn Store>, roles: Roles) -> Resul
             Ok(Err(e)) => result = Err(e),
             Err(e) => result = Err(anyhow::anyhow!("a task of herald serve failed: {e}")),
         }
+    }
+    for hook in hooks {
+        let _ = hook.await;
     }
     watcher.abort();
     beat.abort();

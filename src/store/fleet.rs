@@ -153,6 +153,54 @@ macro_rules! fleet_queries {
                 Ok(granted)
             }
 
+            async fn webhook_cursor(&self, name: &str) -> Result<i64, super::StoreError> {
+                // A new webhook starts from now, not from all of history.
+                // (`WHERE true`: SQLite's upsert after a SELECT needs one.)
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO webhook_cursors (name, last_event_id) \
+                     SELECT $1, COALESCE(MAX(id), 0) FROM events WHERE true ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                let (id,): (i64,) = sqlx::query_as("SELECT last_event_id FROM webhook_cursors WHERE name = $1")
+                    .bind(name)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(id)
+            }
+
+            async fn set_webhook_cursor(&self, name: &str, id: i64) -> Result<(), super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query("UPDATE webhook_cursors SET last_event_id = $2 WHERE name = $1 AND last_event_id < $2")
+                    .bind(name)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn events_after(
+                &self,
+                after: i64,
+                recorded_before: chrono::DateTime<chrono::Utc>,
+                limit: u32,
+            ) -> Result<Vec<crate::event::StoredEvent>, super::StoreError> {
+                use super::columns::{EventColumns, EVENT_SELECT};
+                let rows: Vec<EventColumns> = sqlx::query_as(&format!(
+                    "SELECT {EVENT_SELECT} FROM events WHERE id > $1 AND recorded_at <= $2 ORDER BY id LIMIT $3"
+                ))
+                .bind(after)
+                .bind(recorded_before)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter().map(EventColumns::into_event).collect()
+            }
+
             async fn queue_depth(&self) -> Result<Vec<super::fleet::QueueDepth>, super::StoreError> {
                 Ok(sqlx::query_as(
                     "SELECT d.channel AS channel, r.kind AS kind, d.state AS state, COUNT(*) AS count \

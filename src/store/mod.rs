@@ -329,6 +329,17 @@ pub trait FleetStore: Send + Sync {
         want: u32,
         limit: u32,
     ) -> Result<u32, StoreError>;
+    /// Webhook `name`'s cursor: the last event id it delivered (for a new
+    /// webhook, the newest event now).
+    async fn webhook_cursor(&self, name: &str) -> Result<i64, StoreError>;
+    async fn set_webhook_cursor(&self, name: &str, id: i64) -> Result<(), StoreError>;
+    /// Events after id `after` recorded by `recorded_before`, in id order.
+    async fn events_after(
+        &self,
+        after: i64,
+        recorded_before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<crate::event::StoredEvent>, StoreError>;
     /// Unfinished deliveries by channel, campaign kind and state.
     async fn queue_depth(&self) -> Result<Vec<fleet::QueueDepth>, StoreError>;
 }
