@@ -58,6 +58,9 @@ const SCANNER_AGENTS: &[&str] = &[
     "headless",
 ];
 
+/// How soon after delivery a click on an unopened message is a link checker's.
+const UNOPENED_CLICK_SECS: i64 = 120;
+
 /// Sent deliveries remembered, so that a hit needs no read: what a
 /// response needs of a sent delivery never changes.
 const CACHED_DELIVERIES: usize = 200_000;
@@ -198,6 +201,34 @@ impl TrackingState {
         }
     }
 
+    /// A click soon after delivery on a message never opened is a link
+    /// checker's; later, it is a person reading with images off.
+    async fn unopened_click(
+        &self,
+        d: &DeliveryContext,
+        at: DateTime<Utc>,
+    ) -> Result<Option<&'static str>, Refusal> {
+        let soon = d
+            .sent_at
+            .is_some_and(|sent| at - sent < chrono::Duration::seconds(UNOPENED_CLICK_SECS));
+        if !soon || self.opened.get(&(d.id, false)).is_some() {
+            return Ok(None);
+        }
+        let client = ClientId::parse(&d.client_id).map_err(|_| Refusal::BadLink)?;
+        let opened = self
+            .store
+            .client_events(&client, 200)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .iter()
+            .any(|e| {
+                e.event.delivery_id == Some(d.id)
+                    && e.event.kind == EventKind::Opened
+                    && e.event.details["flagged"].is_null()
+            });
+        Ok((!opened).then_some("a click within minutes of delivery on a message never opened"))
+    }
+
     /// Why a hit looks like a machine's, if it does.
     fn scanner(
         &self,
@@ -309,7 +340,13 @@ async fn click(
         return Refusal::BadLink.into_response();
     }
     let at = Utc::now();
-    let flagged = s.scanner(&headers, &d, at);
+    let flagged = match s.scanner(&headers, &d, at) {
+        Some(why) => Some(why),
+        None => match s.unopened_click(&d, at).await {
+            Ok(why) => why,
+            Err(r) => return r.into_response(),
+        },
+    };
     let details = json!({ "url": target, "user_agent": user_agent(&headers), "flagged": flagged });
     if let Some(e) = event(&d, EventKind::Clicked, at, details) {
         if let Err(r) = s.record(e).await {
