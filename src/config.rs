@@ -159,8 +159,31 @@ pub struct Tracking {
     pub twilio_auth_token: Option<String>,
     /// Soft bounces (4.x.x) after which an address is marked bad.
     pub soft_bounce_limit: usize,
+    /// `[tracking.generic_sms]`: where a configured gateway's replies and
+    /// receipts carry their fields.
+    pub generic_sms: Option<GenericSmsCallbacks>,
     /// The bearer token `POST /inbound/mail` needs; without one it is off.
     pub inbound_token: Option<String>,
+}
+
+/// How a generic gateway's callbacks are read: JSON pointers (RFC 6901)
+/// into each posted object (or each element of a posted array).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSmsCallbacks {
+    /// The gateway passes it as `?token=…`: callbacks without it change nothing.
+    pub token: String,
+    pub reply_phone: String,
+    pub reply_text: String,
+    #[serde(default)]
+    pub reply_id: Option<String>,
+    pub receipt_delivery: String,
+    pub receipt_status: String,
+    /// Status values that mean delivered; any other is a failure.
+    pub delivered: Vec<String>,
+    /// Status values that mean the number cannot receive SMS.
+    #[serde(default)]
+    pub bad_number: Vec<String>,
 }
 
 /// The replies that opt out of SMS unless `[tracking] opt_out_words` says otherwise.
@@ -288,6 +311,7 @@ struct TrackingFile {
     twilio_auth_token: Option<String>,
     soft_bounce_limit: Option<usize>,
     inbound_token: Option<String>,
+    generic_sms: Option<GenericSmsCallbacks>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -618,6 +642,15 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
             .unwrap_or_else(|| DEFAULT_OPT_OUT_WORDS.map(str::to_owned).to_vec()),
         twilio_auth_token: file.twilio_auth_token.filter(|t| !t.trim().is_empty()),
         soft_bounce_limit: file.soft_bounce_limit.unwrap_or(3).max(1),
+        generic_sms: match file.generic_sms {
+            Some(g) if g.token.len() < 16 => {
+                return Err((
+                    "tracking.generic_sms.token",
+                    "must be at least 16 characters".into(),
+                ))
+            }
+            other => other,
+        },
         inbound_token: file.inbound_token.filter(|t| !t.trim().is_empty()),
     }))
 }

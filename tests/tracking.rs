@@ -264,7 +264,11 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
         0,
         "t1's links reached nobody else"
     );
-    assert_eq!(count(&t2, "clicked"), 1, "the gateway's click, stored flagged");
+    assert_eq!(
+        count(&t2, "clicked"),
+        1,
+        "the gateway's click, stored flagged"
+    );
 
     // t2's address bounces; the DSN is read twice, with a chat mail beside it.
     let d2 = sent_delivery(dir, &url, "t2");
@@ -388,7 +392,10 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
         .replace(
             "sms = \"outbox\"\n",
             "sms = \"outbox\"\n\n[sms]\nsignature = \"【某某证券】\"\n",
-        );
+        )
+        + "\n[tracking.generic_sms]\ntoken = \"generic-gateway-token-0123\"\nreply_phone = \"/mobile\"\n\
+           reply_text = \"/msg\"\nreply_id = \"/id\"\nreceipt_delivery = \"/ref\"\nreceipt_status = \"/stat\"\n\
+           delivered = [\"DELIVRD\"]\nbad_number = [\"UNDELIV\"]\n";
     std::fs::write(dir.join("herald.toml"), config).unwrap();
     std::fs::write(dir.join("c.csv"), SMS_CLIENTS).unwrap();
     // Quiet hours far from now, so that the SMS go at once.
@@ -476,6 +483,38 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
                  {"phone_number":"13800000003","content":"几点开会？","sequence_id":2,"send_time":"2026-11-25 10:01:00"}]"#;
     let a = http(port, "POST", "/sms/aliyun/up", &[json_type], up).unwrap();
     assert_eq!(a.status, 200, "{}", a.body);
+    // A configured gateway: s4 asks a question, and its receipt arrives;
+    // the same push without the gateway's token changes nothing.
+    let d4 = sent_delivery(dir, &url, "s4");
+    let reply4 = r#"{"mobile":"13800000004","msg":"你好，请联系我","id":"G1"}"#;
+    let a = http(
+        port,
+        "POST",
+        "/sms/generic/reply?token=wrong",
+        &[json_type],
+        reply4,
+    )
+    .unwrap();
+    assert_eq!(a.status, 404);
+    let a = http(
+        port,
+        "POST",
+        "/sms/generic/reply?token=generic-gateway-token-0123",
+        &[json_type],
+        reply4,
+    )
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
+    let receipt4 = format!(r#"[{{"ref":"{d4}","stat":"DELIVRD"}}]"#);
+    let a = http(
+        port,
+        "POST",
+        "/sms/generic/receipt?token=generic-gateway-token-0123",
+        &[json_type],
+        &receipt4,
+    )
+    .unwrap();
+    assert_eq!(a.status, 200, "{}", a.body);
     // Malformed bodies change nothing.
     for bad in ["[{", "{\"phone_number\": 1}", "null"] {
         let a = http(port, "POST", "/sms/aliyun/up", &[json_type], bad).unwrap();
@@ -492,10 +531,16 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
         (1, 1),
         "{s3:#?}"
     );
+    let s4 = events(dir, &url, "s4");
     assert_eq!(
-        count(&events(dir, &url, "s4"), "unsubscribed"),
+        count(&s4, "unsubscribed"),
         0,
         "the forged reply changed nothing"
+    );
+    assert_eq!(
+        (count(&s4, "replied"), count(&s4, "delivered")),
+        (1, 1),
+        "{s4:#?}"
     );
 
     let report = run_json(dir, &url, &["report", "alert", "--json"]);
@@ -508,7 +553,7 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
         ),
         (
             &serde_json::json!(1),
-            &serde_json::json!(1),
+            &serde_json::json!(2),
             &serde_json::json!(2)
         ),
         "{report:#}"

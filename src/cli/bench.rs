@@ -196,6 +196,7 @@ async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, V
             opt_out_words: Vec::new(),
             twilio_auth_token: None,
             soft_bounce_limit: 3,
+            generic_sms: None,
             inbound_token: None,
         });
     }

@@ -85,6 +85,7 @@ pub struct TrackingState {
     pub(super) soft_bounce_limit: usize,
     /// The bearer token `POST /inbound/mail` needs; the endpoint is off without it.
     inbound_token: Option<String>,
+    pub(super) generic_sms: Option<crate::config::GenericSmsCallbacks>,
 }
 
 impl TrackingState {
@@ -112,6 +113,7 @@ impl TrackingState {
             unsubscribe_mailbox: config.email_sender.unsubscribe_mailto.clone(),
             soft_bounce_limit: tracking.soft_bounce_limit,
             inbound_token: tracking.inbound_token.clone(),
+            generic_sms: tracking.generic_sms.clone(),
         })
     }
 }
@@ -126,6 +128,8 @@ pub fn router(state: Arc<TrackingState>) -> Router {
         .route("/sms/twilio/status", post(super::sms::twilio_status))
         .route("/sms/aliyun/up", post(super::sms::aliyun_up))
         .route("/sms/aliyun/report", post(super::sms::aliyun_report))
+        .route("/sms/generic/reply", post(super::sms::generic_reply))
+        .route("/sms/generic/receipt", post(super::sms::generic_receipt))
         .route("/inbound/mail", post(inbound_mail))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -346,6 +346,100 @@ pub async fn aliyun_report(
     aliyun(true)
 }
 
+#[derive(Deserialize)]
+pub struct TokenParam {
+    token: Option<String>,
+}
+
+/// A generic gateway's posted objects, if its token is right: one object,
+/// or an array of them.
+fn generic_items(
+    s: &TrackingState,
+    q: &TokenParam,
+    body: serde_json::Value,
+) -> Result<Vec<serde_json::Value>, Refusal> {
+    use subtle::ConstantTimeEq as _;
+    let g = s.generic_sms.as_ref().ok_or(Refusal::BadLink)?;
+    let given = q.token.as_deref().unwrap_or("");
+    if !bool::from(g.token.as_bytes().ct_eq(given.as_bytes())) {
+        return Err(Refusal::BadLink);
+    }
+    Ok(match body {
+        serde_json::Value::Array(items) => items,
+        one => vec![one],
+    })
+}
+
+/// The text at `pointer` in `item`: strings as they are, numbers written out.
+fn at(item: &serde_json::Value, pointer: &str) -> Option<String> {
+    match item.pointer(pointer)? {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+pub async fn generic_reply(
+    State(s): State<Arc<TrackingState>>,
+    Query(q): Query<TokenParam>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let items = match generic_items(&s, &q, body) {
+        Ok(items) => items,
+        Err(r) => return r.into_response(),
+    };
+    let g = s.generic_sms.as_ref().expect("checked by generic_items");
+    for item in &items {
+        let (Some(phone), Some(text)) = (at(item, &g.reply_phone), at(item, &g.reply_text)) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "a reply without its phone or text\n",
+            )
+                .into_response();
+        };
+        let id = g
+            .reply_id
+            .as_deref()
+            .and_then(|p| at(item, p))
+            .unwrap_or_else(|| format!("{phone}:{text}"));
+        if let Err(r) = reply(&s, &phone, &text, "generic", &id, Utc::now()).await {
+            return r.into_response();
+        }
+    }
+    Json(json!({ "accepted": items.len() })).into_response()
+}
+
+pub async fn generic_receipt(
+    State(s): State<Arc<TrackingState>>,
+    Query(q): Query<TokenParam>,
+    Json(body): Json<serde_json::Value>,
+) -> Response {
+    let items = match generic_items(&s, &q, body) {
+        Ok(items) => items,
+        Err(r) => return r.into_response(),
+    };
+    let g = s.generic_sms.as_ref().expect("checked by generic_items");
+    for item in &items {
+        let (Some(id), Some(status)) = (
+            at(item, &g.receipt_delivery).and_then(|d| d.parse::<i64>().ok()),
+            at(item, &g.receipt_status),
+        ) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "a receipt without its delivery or status\n",
+            )
+                .into_response();
+        };
+        let delivered = g.delivered.contains(&status);
+        let bad = g.bad_number.contains(&status);
+        match receipt(&s, id, delivered, &status, bad, "generic").await {
+            Ok(()) | Err(Refusal::BadLink) => {}
+            Err(r) => return r.into_response(),
+        }
+    }
+    Json(json!({ "accepted": items.len() })).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
