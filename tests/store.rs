@@ -501,7 +501,131 @@ async fn webhook_cursors_start_at_now_and_only_move_forward(store: &dyn Store) {
     );
 }
 
+async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
+    use herald::store::seminars::Standing;
+    const CAPACITY: i64 = 10;
+    const ANSWERS: usize = 40;
+    store.set_capacity("strategy", CAPACITY).await.unwrap();
+    let clients: Vec<String> = (0..ANSWERS).map(|i| format!("c{i:02}")).collect();
+    let standings =
+        futures::future::join_all(clients.iter().map(|c| store.accept("strategy", c, at(1))))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap();
+    let seated = standings
+        .iter()
+        .filter(|s| matches!(s, Standing::Seated { .. }))
+        .count();
+    assert_eq!(seated, CAPACITY as usize, "{standings:?}");
+    let mut places: Vec<i64> = standings
+        .iter()
+        .map(|s| match s {
+            Standing::Seated { position } => *position,
+            Standing::Waitlisted { place } => CAPACITY + place,
+            Standing::Declined => panic!("nobody declined"),
+        })
+        .collect();
+    places.sort();
+    assert_eq!(
+        places,
+        (1..=ANSWERS as i64).collect::<Vec<_>>(),
+        "positions are gapless and unique"
+    );
+    let attendance = store.attendance("strategy").await.unwrap();
+    assert_eq!(
+        (attendance.seated, attendance.waitlisted),
+        (CAPACITY, ANSWERS as i64 - CAPACITY)
+    );
+
+    // Accepting again keeps the place; declines free seats for the first waiting.
+    let first_waiting = clients
+        .iter()
+        .zip(&standings)
+        .find(|(_, s)| **s == Standing::Waitlisted { place: 1 })
+        .map(|(c, _)| c.clone())
+        .unwrap();
+    let a_seat = clients
+        .iter()
+        .zip(&standings)
+        .find(|(_, s)| matches!(s, Standing::Seated { .. }))
+        .map(|(c, _)| c.clone())
+        .unwrap();
+    assert_eq!(
+        store.accept("strategy", &a_seat, at(2)).await.unwrap(),
+        store.standing("strategy", &a_seat).await.unwrap().unwrap()
+    );
+    let declined = store.decline("strategy", &a_seat, at(2)).await.unwrap();
+    assert_eq!(declined.promoted.as_deref(), Some(first_waiting.as_str()));
+    assert!(matches!(
+        store.standing("strategy", &first_waiting).await.unwrap(),
+        Some(Standing::Seated { .. })
+    ));
+    assert_eq!(
+        store.standing("strategy", &a_seat).await.unwrap(),
+        Some(Standing::Declined)
+    );
+    // A waiting client who declines promotes nobody; the room stays full.
+    let last = clients
+        .iter()
+        .zip(&standings)
+        .find(|(_, s)| {
+            **s == Standing::Waitlisted {
+                place: ANSWERS as i64 - CAPACITY,
+            }
+        })
+        .map(|(c, _)| c.clone())
+        .unwrap();
+    assert_eq!(
+        store
+            .decline("strategy", &last, at(3))
+            .await
+            .unwrap()
+            .promoted,
+        None
+    );
+    let attendance = store.attendance("strategy").await.unwrap();
+    assert_eq!(
+        (attendance.seated, attendance.waitlisted),
+        (CAPACITY, ANSWERS as i64 - CAPACITY - 2)
+    );
+    // Concurrent declines and acceptances keep the positions gapless.
+    let late: Vec<String> = (0..10).map(|i| format!("late{i}")).collect();
+    let seated_now: Vec<String> = clients
+        .iter()
+        .filter(|c| **c != a_seat && **c != last)
+        .take(5)
+        .cloned()
+        .collect();
+    let accepts =
+        futures::future::join_all(late.iter().map(|c| store.accept("strategy", c, at(4))));
+    let declines = futures::future::join_all(
+        seated_now
+            .iter()
+            .map(|c| store.decline("strategy", c, at(4))),
+    );
+    let (a, d) = futures::join!(accepts, declines);
+    assert!(a.iter().all(Result::is_ok) && d.iter().all(Result::is_ok));
+    let attendance = store.attendance("strategy").await.unwrap();
+    let accepted = ANSWERS as i64 - 2 - 5 + 10;
+    assert_eq!(
+        (attendance.seated, attendance.waitlisted),
+        (CAPACITY, accepted - CAPACITY)
+    );
+    let mut positions = Vec::new();
+    for c in clients.iter().chain(&late) {
+        match store.standing("strategy", c).await.unwrap() {
+            Some(Standing::Seated { position }) => positions.push(position),
+            Some(Standing::Waitlisted { place }) => positions.push(CAPACITY + place),
+            _ => {}
+        }
+    }
+    positions.sort();
+    assert_eq!(positions, (1..=accepted).collect::<Vec<_>>());
+}
+
 on_both_backends!(
+    many_accepting_at_once_never_overfill_the_room,
     webhook_cursors_start_at_now_and_only_move_forward,
     one_instance_holds_the_scheduler_lease_until_it_lapses,
     a_second_quota_is_shared_and_never_exceeded,

@@ -8,6 +8,7 @@ mod postgres;
 mod queries;
 mod run_queries;
 pub mod runs;
+pub mod seminars;
 mod sqlite;
 mod upsert;
 mod writer;
@@ -344,9 +345,37 @@ pub trait FleetStore: Send + Sync {
     async fn queue_depth(&self) -> Result<Vec<fleet::QueueDepth>, StoreError>;
 }
 
+/// Seminar answers (see [`seminars`]).
+#[async_trait]
+pub trait SeminarStore: Send + Sync {
+    /// Creates the seminar or changes its capacity.
+    async fn set_capacity(&self, seminar: &str, capacity: i64) -> Result<(), StoreError>;
+    /// Records an acceptance: a seat while there is one, else the wait list.
+    async fn accept(
+        &self,
+        seminar: &str,
+        client: &str,
+        at: DateTime<Utc>,
+    ) -> Result<seminars::Standing, StoreError>;
+    /// Records a decline (or a cancellation), promoting the first waiting
+    /// client when a seat frees.
+    async fn decline(
+        &self,
+        seminar: &str,
+        client: &str,
+        at: DateTime<Utc>,
+    ) -> Result<seminars::Declined, StoreError>;
+    async fn standing(
+        &self,
+        seminar: &str,
+        client: &str,
+    ) -> Result<Option<seminars::Standing>, StoreError>;
+    async fn attendance(&self, seminar: &str) -> Result<seminars::Attendance, StoreError>;
+}
+
 /// The database behind herald.
 #[async_trait]
-pub trait Store: RunStore + FleetStore + Send + Sync {
+pub trait Store: RunStore + FleetStore + SeminarStore + Send + Sync {
     fn backend(&self) -> Backend;
 
     /// A writer for client rows. An `atomic` writer writes all batches in one

@@ -28,6 +28,7 @@ use crate::event::{Engagement, NewEvent, StoredEvent};
 super::queries::shared_queries!(Postgres);
 super::run_queries::run_queries!(Postgres, PgStore);
 super::fleet::fleet_queries!(Postgres, PgStore);
+super::seminars::seminar_queries!(Postgres, PgStore);
 
 async fn begin_write(pool: &PgPool) -> Result<sqlx::Transaction<'static, Postgres>, StoreError> {
     Ok(pool.begin().await?)

@@ -27,6 +27,7 @@ use crate::event::{Engagement, NewEvent, StoredEvent};
 super::queries::shared_queries!(Sqlite);
 super::run_queries::run_queries!(Sqlite, SqliteStore);
 super::fleet::fleet_queries!(Sqlite, SqliteStore);
+super::seminars::seminar_queries!(Sqlite, SqliteStore);
 
 /// SQLite has one writer: take the lock when the transaction starts, not
 /// when it first writes, so two writers never deadlock upgrading.

@@ -1,0 +1,215 @@
+//! Seminar answers: a room of fixed capacity, filled in the order people
+//! accept, never overfilled however many answer at once. Each acceptance
+//! takes the next position while holding the seminar's row lock; positions
+//! stay gapless, the first `capacity` are seats and the rest the wait list.
+//! A decline closes its gap, which moves the first waiting client into the
+//! room. [`super::SeminarStore`] is written once for both backends.
+
+use serde::Serialize;
+
+/// Where a client stands after answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Standing {
+    /// In the room: position 1..=capacity.
+    Seated {
+        position: i64,
+    },
+    /// Waiting: `place` 1 is next in.
+    Waitlisted {
+        place: i64,
+    },
+    Declined,
+}
+
+impl Standing {
+    pub fn of(position: Option<i64>, capacity: i64) -> Standing {
+        match position {
+            None => Standing::Declined,
+            Some(p) if p <= capacity => Standing::Seated { position: p },
+            Some(p) => Standing::Waitlisted {
+                place: p - capacity,
+            },
+        }
+    }
+}
+
+/// What a decline did: the client it promoted into the room, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Declined {
+    pub promoted: Option<String>,
+}
+
+/// Seats taken and clients waiting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Attendance {
+    pub capacity: i64,
+    pub seated: i64,
+    pub waitlisted: i64,
+}
+
+macro_rules! seminar_queries {
+    ($db:ty, $store:ty) => {
+        #[async_trait::async_trait]
+        impl super::SeminarStore for $store {
+            async fn set_capacity(&self, seminar: &str, capacity: i64) -> Result<(), super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO seminars (name, capacity) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity",
+                )
+                .bind(seminar)
+                .bind(capacity)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn accept(
+                &self,
+                seminar: &str,
+                client: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<super::seminars::Standing, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let capacity = lock_seminar(&mut tx, seminar).await?;
+                let mine: Option<(Option<i64>,)> =
+                    sqlx::query_as("SELECT position FROM rsvps WHERE seminar = $1 AND client_id = $2")
+                        .bind(seminar)
+                        .bind(client)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                if let Some((Some(p),)) = mine {
+                    // Accepting twice keeps the place taken first.
+                    tx.commit().await?;
+                    return Ok(super::seminars::Standing::of(Some(p), capacity));
+                }
+                let (taken,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM rsvps WHERE seminar = $1 AND position IS NOT NULL",
+                )
+                .bind(seminar)
+                .fetch_one(&mut *tx)
+                .await?;
+                let position = taken + 1;
+                sqlx::query(
+                    "INSERT INTO rsvps (seminar, client_id, answer, position, answered_at) \
+                     VALUES ($1, $2, 'accepted', $3, $4) \
+                     ON CONFLICT (seminar, client_id) DO UPDATE SET answer = 'accepted', \
+                     position = excluded.position, answered_at = excluded.answered_at",
+                )
+                .bind(seminar)
+                .bind(client)
+                .bind(position)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(super::seminars::Standing::of(Some(position), capacity))
+            }
+
+            async fn decline(
+                &self,
+                seminar: &str,
+                client: &str,
+                at: chrono::DateTime<chrono::Utc>,
+            ) -> Result<super::seminars::Declined, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let capacity = lock_seminar(&mut tx, seminar).await?;
+                let mine: Option<(Option<i64>,)> =
+                    sqlx::query_as("SELECT position FROM rsvps WHERE seminar = $1 AND client_id = $2")
+                        .bind(seminar)
+                        .bind(client)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                sqlx::query(
+                    "INSERT INTO rsvps (seminar, client_id, answer, position, answered_at) \
+                     VALUES ($1, $2, 'declined', NULL, $3) \
+                     ON CONFLICT (seminar, client_id) DO UPDATE SET answer = 'declined', position = NULL, \
+                     answered_at = excluded.answered_at",
+                )
+                .bind(seminar)
+                .bind(client)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                let mut promoted = None;
+                if let Some((Some(p),)) = mine {
+                    // Close the gap, one row at a time in position order so
+                    // that the unique index holds at every step.
+                    let after: Vec<(String, i64)> = sqlx::query_as(
+                        "SELECT client_id, position FROM rsvps WHERE seminar = $1 AND position > $2 ORDER BY position",
+                    )
+                    .bind(seminar)
+                    .bind(p)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    for (other, q) in &after {
+                        sqlx::query("UPDATE rsvps SET position = $3 WHERE seminar = $1 AND client_id = $2")
+                            .bind(seminar)
+                            .bind(other)
+                            .bind(q - 1)
+                            .execute(&mut *tx)
+                            .await?;
+                        if *q == capacity + 1 && p <= capacity {
+                            promoted = Some(other.clone());
+                        }
+                    }
+                }
+                tx.commit().await?;
+                Ok(super::seminars::Declined { promoted })
+            }
+
+            async fn standing(
+                &self,
+                seminar: &str,
+                client: &str,
+            ) -> Result<Option<super::seminars::Standing>, super::StoreError> {
+                let row: Option<(Option<i64>, i64)> = sqlx::query_as(
+                    "SELECT r.position, s.capacity FROM rsvps r JOIN seminars s ON s.name = r.seminar \
+                     WHERE r.seminar = $1 AND r.client_id = $2",
+                )
+                .bind(seminar)
+                .bind(client)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row.map(|(p, c)| super::seminars::Standing::of(p, c)))
+            }
+
+            async fn attendance(&self, seminar: &str) -> Result<super::seminars::Attendance, super::StoreError> {
+                let (capacity,): (i64,) = sqlx::query_as("SELECT capacity FROM seminars WHERE name = $1")
+                    .bind(seminar)
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .ok_or_else(|| super::StoreError::Corrupt(format!("no seminar '{seminar}'")))?;
+                let (accepted,): (i64,) = sqlx::query_as(
+                    "SELECT COUNT(*) FROM rsvps WHERE seminar = $1 AND position IS NOT NULL",
+                )
+                .bind(seminar)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(super::seminars::Attendance {
+                    capacity,
+                    seated: accepted.min(capacity),
+                    waitlisted: (accepted - capacity).max(0),
+                })
+            }
+        }
+
+        /// Takes the seminar's row lock until the transaction ends; its capacity.
+        async fn lock_seminar(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            seminar: &str,
+        ) -> Result<i64, super::StoreError> {
+            let row: Option<(i64,)> =
+                sqlx::query_as("UPDATE seminars SET capacity = capacity WHERE name = $1 RETURNING capacity")
+                    .bind(seminar)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            row.map(|(c,)| c)
+                .ok_or_else(|| super::StoreError::Corrupt(format!("no seminar '{seminar}'")))
+        }
+    };
+}
+
+pub(crate) use seminar_queries;
