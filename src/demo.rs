@@ -32,6 +32,7 @@ static RULES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/rules");
 /// The shipped campaigns with their example content, and template sets.
 static CAMPAIGNS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/campaigns");
 static TEMPLATES: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/templates");
+static SEMINARS: Dir<'_> = include_dir!("$CARGO_MANIFEST_DIR/seminars");
 
 /// The demo always generates the same clients.
 const DEMO_SEED: u64 = 20_261_125;
@@ -438,7 +439,8 @@ fn write_examples(dir: &Path) -> Result<()> {
     extract(&EXAMPLES, dir)?;
     extract(&RULES, &dir.join("rules"))?;
     extract(&CAMPAIGNS, &dir.join("campaigns"))?;
-    extract(&TEMPLATES, &dir.join("templates"))
+    extract(&TEMPLATES, &dir.join("templates"))?;
+    extract(&SEMINARS, &dir.join("seminars"))
 }
 
 fn extract(from: &Dir<'_>, to: &Path) -> Result<()> {

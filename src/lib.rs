@@ -18,6 +18,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod segment;
+pub mod seminar;
 pub mod serve;
 pub mod store;
 pub mod time;

@@ -74,7 +74,7 @@ fn close_to_shipped(raw: &str) -> Option<&'static str> {
         .find(|k| strsim::damerau_levenshtein(raw, k) <= 3)
 }
 
-fn is_identifier(s: &str) -> bool {
+pub fn is_identifier(s: &str) -> bool {
     s.chars().next().is_some_and(|c| c.is_ascii_lowercase())
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')

@@ -13,6 +13,7 @@ mod inbound;
 mod report;
 pub(crate) mod runs;
 mod segment;
+mod seminars;
 mod serve;
 mod suppress;
 
@@ -78,6 +79,9 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
+    /// Work with seminar files
+    #[command(subcommand)]
+    Seminars(seminars::SeminarsCommand),
     /// Returned mail and unsubscribe mail
     #[command(subcommand)]
     Inbound(inbound::InboundCommand),
@@ -202,6 +206,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             channels::run(cmd, &config).await
         }
+        Command::Seminars(cmd) => {
+            let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
+            seminars::run(cmd, &config)
+        }
         Command::Calendar(cmd) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             calendar::run(cmd, &config)
@@ -234,6 +242,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 | Command::Campaigns(_)
                 | Command::Channels(_)
                 | Command::Calendar(_)
+                | Command::Seminars(_)
                 | Command::Bench(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };

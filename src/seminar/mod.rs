@@ -1,0 +1,295 @@
+//! Seminar drives: `seminars/NAME.toml` says what the seminar is (title,
+//! speaker, time, venue, capacity, RSVP deadline, branch, product risk) and
+//! how it is announced (waves: each a segment rule, a channel order and a
+//! send time). Every problem is reported with its file, line and key.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::campaign::file::key_position;
+use crate::channel::Channel;
+use crate::client::types::ProductRisk;
+use crate::diagnostic::{line_col, Problem};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Seminar {
+    pub name: String,
+    pub title: String,
+    pub speaker: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(serialize_with = "tz_name")]
+    pub timezone: Tz,
+    pub venue: Venue,
+    pub capacity: i64,
+    pub rsvp_deadline: DateTime<Utc>,
+    pub branch: Option<String>,
+    pub product_risk: Option<ProductRisk>,
+    pub waves: Vec<Wave>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Venue {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub online_url: Option<String>,
+}
+
+/// One round of invitations: a run of the seminar's invitation campaign
+/// whose key is the wave's name.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wave {
+    pub name: String,
+    /// A rule under `rules/`.
+    pub audience: String,
+    pub channels: Vec<Channel>,
+    pub send_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeminarToml {
+    title: String,
+    speaker: String,
+    starts_at: toml::Value,
+    ends_at: toml::Value,
+    timezone: Option<String>,
+    venue: Venue,
+    capacity: i64,
+    rsvp_deadline: toml::Value,
+    branch: Option<String>,
+    product_risk: Option<String>,
+    #[serde(default)]
+    waves: Vec<WaveToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaveToml {
+    name: String,
+    audience: String,
+    channels: Vec<Channel>,
+    send_at: toml::Value,
+}
+
+/// The seminar files in `dir`, sorted.
+pub fn list(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    crate::campaign::file::list(dir)
+}
+
+impl Seminar {
+    pub fn load(path: &Path, rules_dir: &Path) -> Result<Seminar, Vec<Problem>> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| vec![Problem::error(path, format!("cannot read: {e}"))])?;
+        Self::parse(path, &source, rules_dir)
+    }
+
+    /// Parses and checks a seminar file, reporting every problem at once.
+    pub fn parse(path: &Path, source: &str, rules_dir: &Path) -> Result<Seminar, Vec<Problem>> {
+        let raw: SeminarToml = toml::from_str(source).map_err(|e| {
+            let (line, col) = e.span().map_or((0, 0), |s| line_col(source, s.start));
+            vec![Problem::error(path, e.message().to_owned()).at(line, col)]
+        })?;
+        let mut problems = Vec::new();
+        let mut problem = |key: &str, message: String| {
+            let (line, column) = key_position(source, key);
+            problems.push(Problem::error(path, message).at(line, column).about(key));
+        };
+        let timezone = match raw.timezone.as_deref().map(crate::time::parse_tz) {
+            None => crate::schedule::trigger::DEFAULT_TZ,
+            Some(Ok(tz)) => tz,
+            Some(Err(e)) => {
+                problem("timezone", e.0);
+                crate::schedule::trigger::DEFAULT_TZ
+            }
+        };
+        let mut time =
+            |key: &str, v: &toml::Value| local_time(v, timezone).map_err(|m| problem(key, m)).ok();
+        let starts_at = time("starts_at", &raw.starts_at);
+        let ends_at = time("ends_at", &raw.ends_at);
+        let deadline = time("rsvp_deadline", &raw.rsvp_deadline);
+        let waves: Vec<Option<DateTime<Utc>>> = raw
+            .waves
+            .iter()
+            .map(|w| time("send_at", &w.send_at))
+            .collect();
+        if let (Some(s), Some(e)) = (starts_at, ends_at) {
+            if e <= s {
+                problem("ends_at", "is not after starts_at".into());
+            }
+        }
+        if let (Some(s), Some(d)) = (starts_at, deadline) {
+            if d > s {
+                problem("rsvp_deadline", "is after the seminar starts".into());
+            }
+        }
+        if raw.capacity < 1 {
+            problem("capacity", "must be at least 1 seat".into());
+        }
+        if raw.title.trim().is_empty() {
+            problem("title", "is empty".into());
+        }
+        match (&raw.venue.address, &raw.venue.online_url) {
+            (None, None) => problem("venue", "needs an address, an online_url, or both".into()),
+            (_, Some(url)) if !url.starts_with("https://") => {
+                problem("online_url", format!("'{url}' is not an https URL"))
+            }
+            _ => {}
+        }
+        let product_risk = raw.product_risk.as_deref().and_then(|r| {
+            ProductRisk::parse(r)
+                .map_err(|e| problem("product_risk", format!("{e} (R1 to R5)")))
+                .ok()
+        });
+        if raw.waves.is_empty() {
+            problem(
+                "waves",
+                "no [[waves]]: say who is invited, by which channels, when".into(),
+            );
+        }
+        let mut names = BTreeSet::new();
+        for (w, at) in raw.waves.iter().zip(&waves) {
+            if !names.insert(w.name.as_str()) {
+                problem("name", format!("wave '{}' is named twice", w.name));
+            }
+            if !crate::campaign::file::is_identifier(&w.name) {
+                problem(
+                    "name",
+                    format!("wave '{}' is not a name (lower_snake_case)", w.name),
+                );
+            }
+            if w.channels.is_empty() {
+                problem("channels", format!("wave '{}' names no channel", w.name));
+            }
+            let rule = crate::config::resolve_named(&w.audience, rules_dir, "rhai");
+            if !rule.is_file() {
+                problem(
+                    "audience",
+                    format!("wave '{}': no rule {}", w.name, rule.display()),
+                );
+            }
+            if let (Some(at), Some(d)) = (at, deadline) {
+                if *at >= d {
+                    problem(
+                        "send_at",
+                        format!("wave '{}' goes out after the RSVP deadline", w.name),
+                    );
+                }
+            }
+        }
+        match (starts_at, ends_at, deadline) {
+            (Some(starts_at), Some(ends_at), Some(rsvp_deadline)) if problems.is_empty() => {
+                Ok(Seminar {
+                    name: path
+                        .file_stem()
+                        .and_then(|s| s.to_str())
+                        .unwrap_or("seminar")
+                        .to_owned(),
+                    title: raw.title,
+                    speaker: raw.speaker,
+                    starts_at,
+                    ends_at,
+                    timezone,
+                    venue: raw.venue,
+                    capacity: raw.capacity,
+                    rsvp_deadline,
+                    branch: raw.branch,
+                    product_risk,
+                    waves: raw
+                        .waves
+                        .into_iter()
+                        .zip(waves)
+                        .filter_map(|(w, at)| {
+                            Some(Wave {
+                                name: w.name,
+                                audience: w.audience,
+                                channels: w.channels,
+                                send_at: at?,
+                            })
+                        })
+                        .collect(),
+                })
+            }
+            _ => Err(problems),
+        }
+    }
+}
+
+fn tz_name<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+/// A local time (TOML datetime without offset, or `YYYY-MM-DD HH:MM`) in
+/// `tz`, or an RFC 3339 instant.
+fn local_time(v: &toml::Value, tz: Tz) -> Result<DateTime<Utc>, String> {
+    let text = match v {
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::String(s) => s.clone(),
+        other => return Err(format!("{other} is not a time (YYYY-MM-DD HH:MM)")),
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = [
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(text.trim(), f).ok())
+    .ok_or_else(|| format!("'{text}' is not a time (YYYY-MM-DD HH:MM)"))?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| format!("'{text}' does not exist in {tz}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("rules")
+    }
+
+    #[test]
+    fn the_shipped_seminar_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("seminars/strategy_2027.toml");
+        let s = Seminar::load(&path, &rules()).unwrap_or_else(|p| panic!("{p:?}"));
+        assert_eq!(s.capacity, 120);
+        assert_eq!(s.waves.len(), 2);
+        assert!(s.waves[0].send_at < s.waves[1].send_at);
+        assert!(s.rsvp_deadline < s.starts_at);
+    }
+
+    #[test]
+    fn every_problem_names_its_line_and_key() {
+        let text = "title = \"讲座\"\nspeaker = \"李明\"\nstarts_at = \"2026-12-10 14:00\"\nends_at = \"2026-12-10 13:00\"\n\
+                    capacity = 0\nrsvp_deadline = \"2026-12-11 18:00\"\n[venue]\nonline_url = \"http://x\"\n\
+                    [[waves]]\nname = \"vip\"\naudience = \"no_such_rule\"\nchannels = [\"sms\"]\nsend_at = \"2026-12-12 10:00\"\n";
+        let problems = Seminar::parse(Path::new("s.toml"), text, &rules()).unwrap_err();
+        let keys: Vec<(&str, usize)> = problems
+            .iter()
+            .map(|p| (p.subject.as_deref().unwrap_or(""), p.line))
+            .collect();
+        for (key, line) in [
+            ("ends_at", 4),
+            ("capacity", 5),
+            ("rsvp_deadline", 6),
+            ("online_url", 8),
+            ("audience", 11),
+            ("send_at", 13),
+        ] {
+            assert!(
+                keys.contains(&(key, line)),
+                "{key} at line {line}: {keys:?}"
+            );
+        }
+    }
+}
