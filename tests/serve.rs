@@ -9,12 +9,12 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::cli::{exits_cleanly, free_port, herald, http_get, run_json, signal, wait_for};
+use common::cli::{exits_cleanly, free_port, herald, http_get, run_json, signal, wait_for, Reaped};
 use common::smtp::{start_smtp_server, Inbox};
 
 /// The SMTP provider's concurrency: a killed instance leaves at most this
@@ -110,18 +110,22 @@ at = "{}"
     at
 }
 
-fn spawn_serve(dir: &Path, url: &str, admin_port: u16, n: usize) -> Child {
-    herald(dir, url)
-        .args([
-            "serve",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin_port}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap())
-        .spawn()
-        .expect("spawn herald serve")
+fn spawn_serve(dir: &Path, url: &str, admin_port: u16, n: usize) -> Reaped {
+    Reaped(
+        herald(dir, url)
+            .args([
+                "serve",
+                "--admin-listen",
+                &format!("127.0.0.1:{admin_port}"),
+                "--tracking-listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap())
+            .spawn()
+            .expect("spawn herald serve"),
+    )
 }
 
 /// The run the scheduler planned for the fleet campaign.
@@ -241,7 +245,7 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
     working_folder(dir, port, CLIENTS, Duration::from_secs(8));
     run_json(dir, &url, &["import", "clients", "clients.csv", "--json"]);
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let mut serves: Vec<Child> = ports
+    let mut serves: Vec<Reaped> = ports
         .iter()
         .enumerate()
         .map(|(n, p)| spawn_serve(dir, &url, *p, n))
@@ -249,14 +253,26 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
 
     // All three send before one of them is killed.
     let store = db.store.clone();
-    wait_for(
-        "all three instances to send",
-        Duration::from_secs(120),
-        || {
-            let instances = rt.block_on(store.instances()).unwrap();
-            instances.len() == 3 && instances.iter().all(|i| i.sent > 0)
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    loop {
+        let instances = rt.block_on(store.instances()).unwrap();
+        if instances.len() == 3 && instances.iter().all(|i| i.sent > 0) {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            let logs: Vec<String> = (0..3)
+                .map(|n| {
+                    std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default()
+                })
+                .collect();
+            panic!(
+                "not all three instances sent: {instances:#?}\nreceived {}\n{}",
+                inbox.lock().unwrap().len(),
+                logs.join("\n----\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(
         inbox.lock().unwrap().len() < CLIENTS,
         "the run is still going when the kill lands"

@@ -7,11 +7,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::cli::{exits_cleanly, free_port, herald, http, run_json, signal, wait_for};
+use common::cli::{exits_cleanly, free_port, herald, http, run_json, signal, wait_for, Reaped};
 use common::smtp::{start_smtp_server_keeping_bodies, Inbox};
 
 const CLIENTS: &str = "\
@@ -117,20 +117,22 @@ fn count(events: &[serde_json::Value], kind: &str) -> usize {
     events.iter().filter(|e| e["kind"] == kind).count()
 }
 
-fn spawn_tracking(dir: &Path, url: &str, admin: u16) -> Child {
-    herald(dir, url)
-        .args([
-            "serve",
-            "--role",
-            "tracking",
-            "--admin-listen",
-            &format!("127.0.0.1:{admin}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join("serve-0.log")).unwrap())
-        .spawn()
-        .unwrap()
+fn spawn_tracking(dir: &Path, url: &str, admin: u16) -> Reaped {
+    Reaped(
+        herald(dir, url)
+            .args([
+                "serve",
+                "--role",
+                "tracking",
+                "--admin-listen",
+                &format!("127.0.0.1:{admin}"),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("serve-0.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 #[test]

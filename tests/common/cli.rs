@@ -140,3 +140,29 @@ pub fn exits_cleanly(child: &mut Child, dir: &Path, n: usize) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A child process that is killed when dropped, so that a failing test
+/// leaves no server running behind it.
+pub struct Reaped(pub Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Reaped {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Reaped {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
