@@ -41,28 +41,42 @@ impl FirmTime {
     /// An instant written as RFC 3339 (with its offset), or as a local
     /// `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]` in the firm's zone.
     pub fn parse_instant(&self, raw: &str) -> Result<DateTime<Utc>, Invalid> {
-        let s = raw.trim();
-        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-            return Ok(t.with_timezone(&Utc));
-        }
-        let local = [
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%dT%H:%M:%S",
-            "%Y-%m-%d %H:%M",
-            "%Y-%m-%dT%H:%M",
-        ]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .ok_or_else(|| {
-            Invalid(format!(
-                "'{s}' is not a time (RFC 3339, or YYYY-MM-DD HH:MM:SS)"
-            ))
-        })?;
-        self.tz
-            .from_local_datetime(&local)
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| Invalid(format!("'{s}' does not exist in {}", self.tz)))
+        instant_in(self.tz, raw)
+    }
+}
+
+/// An instant written as RFC 3339 (with its offset), or as a local
+/// `YYYY-MM-DD HH:MM[:SS]` / `YYYY-MM-DDTHH:MM[:SS]` in `tz`.
+pub fn instant_in(tz: Tz, raw: &str) -> Result<DateTime<Utc>, Invalid> {
+    let s = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let local = [
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .ok_or_else(|| {
+        Invalid(format!(
+            "'{s}' is not a time (RFC 3339, or YYYY-MM-DD HH:MM:SS)"
+        ))
+    })?;
+    tz.from_local_datetime(&local)
+        .earliest()
+        .map(|t| t.with_timezone(&Utc))
+        .ok_or_else(|| Invalid(format!("'{s}' does not exist in {tz}")))
+}
+
+/// A time a TOML file gives as a datetime or as text, read by [`instant_in`].
+pub fn toml_instant(v: &toml::Value, tz: Tz) -> Result<DateTime<Utc>, String> {
+    match v {
+        toml::Value::Datetime(d) => instant_in(tz, &d.to_string()).map_err(|e| e.0),
+        toml::Value::String(s) => instant_in(tz, s).map_err(|e| e.0),
+        other => Err(format!("{other} is not a time (YYYY-MM-DD HH:MM)")),
     }
 }
 

@@ -9,12 +9,14 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::Stdio;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use common::cli::{exits_cleanly, free_port, herald, http_get, run_json, signal, wait_for, Reaped};
+use common::cli::{
+    exits_cleanly, free_port, herald, http_get, run_json, signal, spawn_serve, wait_for, Reaped,
+};
 use common::smtp::{start_smtp_server, Inbox};
 
 /// The SMTP provider's concurrency: a killed instance leaves at most this
@@ -110,21 +112,14 @@ at = "{}"
     at
 }
 
-fn spawn_serve(dir: &Path, url: &str, admin_port: u16, n: usize) -> Reaped {
-    Reaped(
-        herald(dir, url)
-            .args([
-                "serve",
-                "--admin-listen",
-                &format!("127.0.0.1:{admin_port}"),
-                "--tracking-listen",
-                &format!("127.0.0.1:{}", free_port()),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap())
-            .spawn()
-            .expect("spawn herald serve"),
+fn spawn_instance(dir: &Path, url: &str, admin_port: u16, n: usize) -> Reaped {
+    let admin = format!("127.0.0.1:{admin_port}");
+    let tracking = format!("127.0.0.1:{}", free_port());
+    spawn_serve(
+        dir,
+        url,
+        n,
+        &["--admin-listen", &admin, "--tracking-listen", &tracking],
     )
 }
 
@@ -175,7 +170,7 @@ fn one_instance_plans_on_time_sends_and_counts_what_it_sent() {
     let at = working_folder(dir, port, CLIENTS, Duration::from_secs(6));
     run_json(dir, &url, &["import", "clients", "clients.csv", "--json"]);
     let admin = free_port();
-    let mut serve = spawn_serve(dir, &url, admin, 0);
+    let mut serve = spawn_instance(dir, &url, admin, 0);
     wait_for("/healthz", Duration::from_secs(30), || {
         http_get(admin, "/healthz").is_some_and(|(s, _)| s == 200)
     });
@@ -253,7 +248,7 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
     let mut serves: Vec<Reaped> = ports
         .iter()
         .enumerate()
-        .map(|(n, p)| spawn_serve(dir, &url, *p, n))
+        .map(|(n, p)| spawn_instance(dir, &url, *p, n))
         .collect();
 
     // All three send before one of them is killed.

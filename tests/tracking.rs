@@ -7,11 +7,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::cli::{exits_cleanly, free_port, herald, http, run_json, signal, wait_for, Reaped};
+use common::cli::{
+    exits_cleanly, free_port, http, run_json, signal, spawn_serve, wait_for, Reaped,
+};
 use common::smtp::{start_smtp_server_keeping_bodies, Inbox};
 
 const CLIENTS: &str = "\
@@ -118,20 +120,12 @@ fn count(events: &[serde_json::Value], kind: &str) -> usize {
 }
 
 fn spawn_tracking(dir: &Path, url: &str, admin: u16) -> Reaped {
-    Reaped(
-        herald(dir, url)
-            .args([
-                "serve",
-                "--role",
-                "tracking",
-                "--admin-listen",
-                &format!("127.0.0.1:{admin}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("serve-0.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let admin = format!("127.0.0.1:{admin}");
+    spawn_serve(
+        dir,
+        url,
+        0,
+        &["--role", "tracking", "--admin-listen", &admin],
     )
 }
 

@@ -5,12 +5,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
-use common::cli::{exits_cleanly, free_port, herald, http_get, run_json, signal, wait_for, Reaped};
+use common::cli::{exits_cleanly, free_port, http_get, run_json, signal, spawn_serve, wait_for};
 use hmac::Mac as _;
 
 const SECRET: &str = "crm-shared-secret-0123456789";
@@ -112,20 +112,12 @@ fn a_receiver_that_was_down_gets_every_event_in_order() {
     run_json(dir, &url, &["import", "events", "old.jsonl", "--json"]);
 
     let admin = free_port();
-    let mut serve = Reaped(
-        herald(dir, &url)
-            .args([
-                "serve",
-                "--role",
-                "dispatcher",
-                "--admin-listen",
-                &format!("127.0.0.1:{admin}"),
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("serve-0.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let mut serve = spawn_serve(
+        dir,
+        &url,
+        0,
+        &["--role", "dispatcher", "--admin-listen", &admin_addr],
     );
     wait_for("/healthz", Duration::from_secs(30), || {
         http_get(admin, "/healthz").is_some_and(|(s, _)| s == 200)

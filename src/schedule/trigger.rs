@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, Utc};
 use chrono_tz::Tz;
 
 use super::calendar::{Calendar, Uncovered};
@@ -76,7 +76,9 @@ impl Trigger {
                         "trading_days_only applies to a schedule, not a one-off 'at'".into(),
                     );
                 }
-                Ok(Trigger::At(parse_at(at, timezone)?))
+                Ok(Trigger::At(
+                    crate::time::toml_instant(at, timezone).map_err(|m| format!("at {m}"))?,
+                ))
             }
             (Some(_), Some(_)) => Err("give either schedule or at, not both".into()),
             (Some(other), None) => Err(format!(
@@ -210,34 +212,10 @@ impl Schedule {
     }
 }
 
-/// A one-off time: a TOML datetime (with or without offset) or text.
-fn parse_at(v: &toml::Value, tz: Tz) -> Result<DateTime<Utc>, String> {
-    let text = match v {
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::String(s) => s.clone(),
-        other => return Err(format!("at {other} is not a time")),
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let local = [
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text.trim(), f).ok())
-    .ok_or_else(|| format!("at '{text}' is not a time (YYYY-MM-DD HH:MM)"))?;
-    tz.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("at '{text}' does not exist in {tz}"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::{NaiveDateTime, TimeZone};
 
     fn shanghai(s: &str) -> DateTime<Utc> {
         let local = NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S").unwrap();

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -108,8 +108,11 @@ impl Seminar {
                 crate::schedule::trigger::DEFAULT_TZ
             }
         };
-        let mut time =
-            |key: &str, v: &toml::Value| local_time(v, timezone).map_err(|m| problem(key, m)).ok();
+        let mut time = |key: &str, v: &toml::Value| {
+            crate::time::toml_instant(v, timezone)
+                .map_err(|m| problem(key, m))
+                .ok()
+        };
         let starts_at = time("starts_at", &raw.starts_at);
         let ends_at = time("ends_at", &raw.ends_at);
         let deadline = time("rsvp_deadline", &raw.rsvp_deadline);
@@ -222,32 +225,6 @@ impl Seminar {
 
 fn tz_name<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(tz.name())
-}
-
-/// A local time (TOML datetime without offset, or `YYYY-MM-DD HH:MM`) in
-/// `tz`, or an RFC 3339 instant.
-fn local_time(v: &toml::Value, tz: Tz) -> Result<DateTime<Utc>, String> {
-    let text = match v {
-        toml::Value::Datetime(d) => d.to_string(),
-        toml::Value::String(s) => s.clone(),
-        other => return Err(format!("{other} is not a time (YYYY-MM-DD HH:MM)")),
-    };
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let local = [
-        "%Y-%m-%d %H:%M",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%d %H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-    ]
-    .iter()
-    .find_map(|f| NaiveDateTime::parse_from_str(text.trim(), f).ok())
-    .ok_or_else(|| format!("'{text}' is not a time (YYYY-MM-DD HH:MM)"))?;
-    tz.from_local_datetime(&local)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| format!("'{text}' does not exist in {tz}"))
 }
 
 #[cfg(test)]

@@ -74,13 +74,8 @@ macro_rules! seminar_queries {
             ) -> Result<super::seminars::Standing, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
                 let capacity = lock_seminar(&mut tx, seminar).await?;
-                let mine: Option<(Option<i64>,)> =
-                    sqlx::query_as("SELECT position FROM rsvps WHERE seminar = $1 AND client_id = $2")
-                        .bind(seminar)
-                        .bind(client)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                if let Some((Some(p),)) = mine {
+                let mine = own_position(&mut tx, seminar, client).await?;
+                if let Some(p) = mine {
                     // Accepting twice keeps the place taken first.
                     tx.commit().await?;
                     return Ok(super::seminars::Standing::of(Some(p), capacity));
@@ -116,12 +111,7 @@ macro_rules! seminar_queries {
             ) -> Result<super::seminars::Declined, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
                 let capacity = lock_seminar(&mut tx, seminar).await?;
-                let mine: Option<(Option<i64>,)> =
-                    sqlx::query_as("SELECT position FROM rsvps WHERE seminar = $1 AND client_id = $2")
-                        .bind(seminar)
-                        .bind(client)
-                        .fetch_optional(&mut *tx)
-                        .await?;
+                let mine = own_position(&mut tx, seminar, client).await?;
                 sqlx::query(
                     "INSERT INTO rsvps (seminar, client_id, answer, position, answered_at) \
                      VALUES ($1, $2, 'declined', NULL, $3) \
@@ -134,7 +124,7 @@ macro_rules! seminar_queries {
                 .execute(&mut *tx)
                 .await?;
                 let mut promoted = None;
-                if let Some((Some(p),)) = mine {
+                if let Some(p) = mine {
                     // Close the gap, one row at a time in position order so
                     // that the unique index holds at every step.
                     let after: Vec<(String, i64)> = sqlx::query_as(
@@ -194,6 +184,21 @@ macro_rules! seminar_queries {
                     waitlisted: (accepted - capacity).max(0),
                 })
             }
+        }
+
+        /// The client's position while they have accepted.
+        async fn own_position(
+            tx: &mut sqlx::Transaction<'_, $db>,
+            seminar: &str,
+            client: &str,
+        ) -> Result<Option<i64>, super::StoreError> {
+            let row: Option<(Option<i64>,)> =
+                sqlx::query_as("SELECT position FROM rsvps WHERE seminar = $1 AND client_id = $2")
+                    .bind(seminar)
+                    .bind(client)
+                    .fetch_optional(&mut **tx)
+                    .await?;
+            Ok(row.and_then(|(p,)| p))
         }
 
         /// Takes the seminar's row lock until the transaction ends; its capacity.

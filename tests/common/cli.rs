@@ -141,6 +141,21 @@ pub fn exits_cleanly(child: &mut Child, dir: &Path, n: usize) {
     }
 }
 
+/// `herald serve ARGS` in `dir`, its log in `serve-N.log` (which
+/// [`exits_cleanly`] shows when it fails).
+pub fn spawn_serve(dir: &Path, url: &str, n: usize, args: &[&str]) -> Reaped {
+    Reaped(
+        herald(dir, url)
+            .arg("serve")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join(format!("serve-{n}.log"))).unwrap())
+            .spawn()
+            .expect("spawn herald serve"),
+    )
+}
+
 /// A child process that is killed when dropped, so that a failing test
 /// leaves no server running behind it.
 pub struct Reaped(pub Child);
