@@ -561,3 +561,110 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
     assert_eq!(suppressed["unsubscribed"], 2, "{next:#}");
     assert_eq!(suppressed["bad_address"], 1, "{next:#}");
 }
+
+/// A thousand forged or altered links are refused and change nothing; and
+/// every pixel hit the server answered before it stopped is stored: hits
+/// arrive from several connections at once, SIGTERM comes mid-load, and the
+/// opens in the database are exactly the hits that got their image.
+#[test]
+fn hits_answered_before_sigterm_are_all_stored() {
+    const CLIENTS: usize = 600;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let url = format!("sqlite://{}", dir.join("herald.db").display());
+    let port = free_port();
+    working_folder(dir, free_port(), port);
+    let toml = std::fs::read_to_string(dir.join("herald.toml")).unwrap();
+    std::fs::write(
+        dir.join("herald.toml"),
+        toml.replace("email = \"smtp\"", "email = \"outbox\""),
+    )
+    .unwrap();
+    let mut csv = String::from("id,name,email,consent_email\n");
+    for i in 0..CLIENTS {
+        csv.push_str(&format!("L{i:04},客户{i},l{i}@example.com,true\n"));
+    }
+    std::fs::write(dir.join("c.csv"), csv).unwrap();
+    run_json(dir, &url, &["import", "clients", "c.csv", "--json"]);
+    let sent = run_json(dir, &url, &["send", "news", "--key", "load", "--json"]);
+    let run = sent["run"]["id"].as_i64().expect("run id").to_string();
+    let out = common::cli::herald(dir, &url)
+        .args(["bench", "links", "--run", &run])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let paths: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(paths.len(), CLIENTS);
+
+    let mut serve = spawn_tracking(dir, &url, free_port());
+    wait_for("the tracking server", Duration::from_secs(30), || {
+        http(port, "GET", "/healthz", &[], "").is_some()
+    });
+    // A thousand forged and altered tokens first: every one refused, and
+    // (checked at the end) none of them stored.
+    let browser = [("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")];
+    for (i, p) in paths.iter().cycle().take(1000).enumerate() {
+        let mut bytes = p.clone().into_bytes();
+        let at = 3 + i % (bytes.len() - 3);
+        bytes[at] = if bytes[at] == b'x' { b'y' } else { b'x' };
+        let mut forged = String::from_utf8(bytes).unwrap();
+        if i % 4 == 1 {
+            forged = forged.replacen("/o/", ["/c/", "/u/", "/v/", "/r/"][i / 4 % 4], 1);
+        }
+        let a = http(port, "GET", &forged, &browser, "").expect("an answer");
+        assert!(
+            (400..500).contains(&a.status),
+            "{forged} answered {}",
+            a.status
+        );
+    }
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = paths
+        .chunks(CLIENTS / 8)
+        .map(|chunk| {
+            let (chunk, answered) = (chunk.to_vec(), answered.clone());
+            std::thread::spawn(move || {
+                let browser = [("User-Agent", "Mozilla/5.0 (X11; Linux x86_64)")];
+                let mut ok = 0;
+                for p in &chunk {
+                    match http(port, "GET", p, &browser, "") {
+                        Some(a) if a.status == 200 => {
+                            ok += 1;
+                            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        // Refused once the server has stopped listening.
+                        _ => {}
+                    }
+                }
+                ok
+            })
+        })
+        .collect();
+    wait_for("the first hits", Duration::from_secs(30), || {
+        answered.load(std::sync::atomic::Ordering::SeqCst) >= CLIENTS / 4
+    });
+    signal(&serve, "-TERM");
+    let answered: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    exits_cleanly(&mut serve, dir, 0);
+    assert!(
+        (CLIENTS / 4..CLIENTS).contains(&answered),
+        "the stop came mid-load: {answered} of {CLIENTS} hits answered"
+    );
+
+    let report = run_json(dir, &url, &["report", &run, "--json"]);
+    let opened = report["funnel"]["responses"]["opened"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no opened total in {report}"));
+    assert_eq!(
+        opened as usize, answered,
+        "every answered hit is stored, and nothing else"
+    );
+}
