@@ -154,6 +154,10 @@ pub struct Tracking {
     /// SMS replies that opt the number out of SMS (compared whole, without
     /// case): `T`, `TD`, `R`, `退订`, `STOP` by default.
     pub opt_out_words: Vec<String>,
+    /// SMS replies that accept the last seminar invitation sent to the
+    /// number (`1`, `Y`, `是` by default), and that decline it (`2`, `否`).
+    pub rsvp_yes_words: Vec<String>,
+    pub rsvp_no_words: Vec<String>,
     /// Twilio's auth token: when set, its callbacks must carry a valid
     /// `X-Twilio-Signature`.
     pub twilio_auth_token: Option<String>,
@@ -188,6 +192,8 @@ pub struct GenericSmsCallbacks {
 
 /// The replies that opt out of SMS unless `[tracking] opt_out_words` says otherwise.
 pub const DEFAULT_OPT_OUT_WORDS: [&str; 5] = ["T", "TD", "R", "退订", "STOP"];
+pub const DEFAULT_RSVP_YES_WORDS: [&str; 3] = ["1", "Y", "是"];
+pub const DEFAULT_RSVP_NO_WORDS: [&str; 2] = ["2", "否"];
 
 /// The environment variable that may carry the tracking secret, so that it
 /// need not be written in `herald.toml`.
@@ -308,6 +314,8 @@ struct TrackingFile {
     previous_secret_until: Option<String>,
     scanner_window_secs: Option<u64>,
     opt_out_words: Option<Vec<String>>,
+    rsvp_yes_words: Option<Vec<String>>,
+    rsvp_no_words: Option<Vec<String>>,
     twilio_auth_token: Option<String>,
     soft_bounce_limit: Option<usize>,
     inbound_token: Option<String>,
@@ -640,6 +648,12 @@ fn tracking(file: TrackingFile) -> Result<Option<Tracking>, (&'static str, Strin
         opt_out_words: file
             .opt_out_words
             .unwrap_or_else(|| DEFAULT_OPT_OUT_WORDS.map(str::to_owned).to_vec()),
+        rsvp_yes_words: file
+            .rsvp_yes_words
+            .unwrap_or_else(|| DEFAULT_RSVP_YES_WORDS.map(str::to_owned).to_vec()),
+        rsvp_no_words: file
+            .rsvp_no_words
+            .unwrap_or_else(|| DEFAULT_RSVP_NO_WORDS.map(str::to_owned).to_vec()),
         twilio_auth_token: file.twilio_auth_token.filter(|t| !t.trim().is_empty()),
         soft_bounce_limit: file.soft_bounce_limit.unwrap_or(3).max(1),
         generic_sms: match file.generic_sms {

@@ -352,18 +352,24 @@ async fn first_client(
 /// the research report waits for compliance to approve it.
 async fn send_campaigns(store: &dyn crate::store::Store, config: &Config) -> Result<()> {
     use crate::cli::runs::{run_command, send, RunCommand, SendArgs};
-    let launch = |campaign: &str| SendArgs {
+    let launch = |campaign: &str, key: Option<&str>| SendArgs {
         campaign: campaign.into(),
         dry_run: false,
-        key: None,
+        key: key.map(str::to_owned),
         by: Some("市场部张伟".into()),
         as_of: None,
         plan_only: false,
         json: false,
     };
-    for campaign in ["daily_bulletin", "research_600519", "strategy_seminar"] {
-        println!("\n$ herald send {campaign} --by 市场部张伟");
-        send(launch(campaign), store, config).await?;
+    // The seminar's first wave; its key names the wave.
+    for (campaign, key) in [
+        ("daily_bulletin", None),
+        ("research_600519", None),
+        ("strategy_seminar", Some("vip")),
+    ] {
+        let flag = key.map_or(String::new(), |k| format!(" --key {k}"));
+        println!("\n$ herald send {campaign}{flag} --by 市场部张伟");
+        send(launch(campaign, key), store, config).await?;
     }
     let research = store
         .run_by_key("research_600519", &config.firm_time().today().to_string())
@@ -380,7 +386,7 @@ async fn send_campaigns(store: &dyn crate::store::Store, config: &Config) -> Res
     )
     .await?;
     println!("\n$ herald send research_600519");
-    send(launch("research_600519"), store, config).await?;
+    send(launch("research_600519", None), store, config).await?;
     Ok(())
 }
 

@@ -30,7 +30,7 @@ pro,专业庚,pro@example.com,13800000007,C1,2026-06-01,false,professional_a,300
 /// pointing at the test's database, and the clients imported.
 async fn setup(store: &dyn Store, url: &str, dir: &Path) -> Config {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["templates", "rules", "campaigns"] {
+    for sub in ["templates", "rules", "campaigns", "seminars"] {
         common::copy_dir(&repo.join(sub), &dir.join(sub));
     }
     std::fs::write(

@@ -52,7 +52,7 @@ a5,戊,a5@example.com,13800000005,C2,2026-06-01,true,true
 fn folder(extra: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["templates", "rules", "campaigns"] {
+    for sub in ["templates", "rules", "campaigns", "seminars"] {
         common::copy_dir(&repo.join(sub), &dir.path().join(sub));
     }
     std::fs::write(

@@ -367,7 +367,7 @@ fn follows_600519(i: usize) -> bool {
 /// pointed at everyone, and the clients imported.
 fn working_folder(dir: &Path, port: u16) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for sub in ["templates", "rules", "campaigns"] {
+    for sub in ["templates", "rules", "campaigns", "seminars"] {
         common::copy_dir(&repo.join(sub), &dir.join(sub));
     }
     std::fs::write(dir.join("dkim.pem"), DKIM_KEY).unwrap();

@@ -507,12 +507,15 @@ async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
     const ANSWERS: usize = 40;
     store.set_capacity("strategy", CAPACITY).await.unwrap();
     let clients: Vec<String> = (0..ANSWERS).map(|i| format!("c{i:02}")).collect();
-    let standings =
-        futures::future::join_all(clients.iter().map(|c| store.accept("strategy", c, at(1))))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap();
+    let standings = futures::future::join_all(
+        clients
+            .iter()
+            .map(|c| store.accept("strategy", c, at(1), None)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap();
     let seated = standings
         .iter()
         .filter(|s| matches!(s, Standing::Seated { .. }))
@@ -552,7 +555,10 @@ async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
         .map(|(c, _)| c.clone())
         .unwrap();
     assert_eq!(
-        store.accept("strategy", &a_seat, at(2)).await.unwrap(),
+        store
+            .accept("strategy", &a_seat, at(2), None)
+            .await
+            .unwrap(),
         store.standing("strategy", &a_seat).await.unwrap().unwrap()
     );
     let declined = store.decline("strategy", &a_seat, at(2)).await.unwrap();
@@ -597,8 +603,10 @@ async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
         .take(5)
         .cloned()
         .collect();
-    let accepts =
-        futures::future::join_all(late.iter().map(|c| store.accept("strategy", c, at(4))));
+    let accepts = futures::future::join_all(
+        late.iter()
+            .map(|c| store.accept("strategy", c, at(4), None)),
+    );
     let declines = futures::future::join_all(
         seated_now
             .iter()

@@ -27,6 +27,8 @@ pub enum ContentError {
     },
     #[error("{url}: {message}")]
     Fetch { url: String, message: String },
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Seminar(Vec<Problem>),
 }
 
 impl ContentError {
@@ -40,6 +42,7 @@ impl ContentError {
             } if !origin.starts_with("http") => {
                 Problem::error(Path::new(origin), format!("not JSON: {message}")).at(*line, *column)
             }
+            ContentError::Seminar(ps) if ps.len() == 1 => ps[0].clone(),
             other => Problem::error(campaign, other.to_string()).about("content"),
         }
     }
@@ -61,6 +64,12 @@ pub async fn load(campaign: &Campaign) -> Result<Value, ContentError> {
             parse(&path.display().to_string(), &text)
         }
         Some(ContentSource::Url { url, timeout_secs }) => fetch(url, *timeout_secs).await,
+        Some(ContentSource::Seminar(_)) => {
+            let path = campaign.seminar_path().unwrap_or_default();
+            let seminar = crate::seminar::Seminar::load(&path, &campaign.rules_dir())
+                .map_err(ContentError::Seminar)?;
+            Ok(seminar.content(seminar.capacity))
+        }
     }
 }
 

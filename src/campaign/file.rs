@@ -118,6 +118,9 @@ pub enum Audience {
     Rule(String),
 }
 
+/// The context key that ties a campaign to a seminar file.
+pub const SEMINAR_CONTEXT: &str = "seminar";
+
 /// The reserved audience word.
 pub const BROADCAST: &str = "broadcast";
 
@@ -128,6 +131,9 @@ pub enum ContentSource {
     File(PathBuf),
     /// A JSON document fetched over HTTP(S).
     Url { url: url::Url, timeout_secs: u64 },
+    /// The seminar file named by the campaign's `ctx.seminar`, beside the
+    /// campaigns folder (`seminars/NAME.toml`).
+    Seminar(String),
 }
 
 /// The default wait for fetched content.
@@ -320,6 +326,35 @@ impl Campaign {
                 None
             }
         };
+        let content = match (raw.context.get(SEMINAR_CONTEXT), content) {
+            (None, content) => content,
+            (Some(name), None) if is_identifier(name) => Some(ContentSource::Seminar(name.clone())),
+            (Some(name), None) => {
+                problems.push(problem(
+                    SEMINAR_CONTEXT,
+                    format!("'{name}' is not a seminar name (the stem of seminars/NAME.toml)"),
+                ));
+                None
+            }
+            (Some(_), Some(_)) => {
+                problems.push(problem(
+                    "content",
+                    "a seminar's campaign takes its content from its seminar file: remove [content]"
+                        .into(),
+                ));
+                None
+            }
+        };
+        if raw.context.contains_key(SEMINAR_CONTEXT)
+            && rules
+                .as_ref()
+                .is_some_and(|r| r.once_per != OncePer::Campaign)
+        {
+            problems.push(problem(
+                "once_per",
+                "a seminar's waves invite each client once: once_per must be \"campaign\"".into(),
+            ));
+        }
         if raw
             .sms_template
             .as_ref()
@@ -360,6 +395,29 @@ impl Campaign {
                 rules,
             }),
             _ => Err(problems),
+        }
+    }
+
+    /// The seminar file this campaign invites to, if any.
+    pub fn seminar_path(&self) -> Option<PathBuf> {
+        match &self.content {
+            Some(ContentSource::Seminar(name)) => {
+                Some(self.beside("seminars").join(format!("{name}.toml")))
+            }
+            _ => None,
+        }
+    }
+
+    /// The rules folder beside the campaigns folder.
+    pub fn rules_dir(&self) -> PathBuf {
+        self.beside("rules")
+    }
+
+    /// A folder beside the one the campaign file is in.
+    fn beside(&self, folder: &str) -> PathBuf {
+        match self.path.parent().and_then(Path::parent) {
+            Some(base) => base.join(folder),
+            None => Path::new("..").join(folder),
         }
     }
 

@@ -179,11 +179,13 @@ impl Prepared {
 
     /// The message for one client on `channel`, ready for an adapter:
     /// marketing email carries its `List-Unsubscribe` targets.
+    /// `rsvp`: where a seminar notice's client stands, as they are told.
     pub fn outgoing(
         &self,
         client: &Client,
         delivery: i64,
         channel: Channel,
+        rsvp: Option<&Value>,
     ) -> Result<Outgoing, RenderFailure> {
         let no_address = |what: &str| RenderFailure {
             file: self.campaign.path.clone(),
@@ -191,6 +193,7 @@ impl Prepared {
             message: format!("client {} has no {what}", client.id),
         };
         let message = self.with_context(|ctx| -> Result<Message, RenderFailure> {
+            data::set_rsvp(ctx.data_mut(), rsvp);
             Ok(match channel {
                 Channel::Email => {
                     let email = self.email(ctx, client, delivery)?;
@@ -308,6 +311,7 @@ fn compile_params(
 pub fn content_key(kind: &Kind) -> &'static str {
     match kind {
         Kind::SeminarInvitation => keys::SEMINAR,
+        Kind::Custom(k) if k == crate::seminar::notice::KIND => keys::SEMINAR,
         _ => keys::CONTENT,
     }
 }

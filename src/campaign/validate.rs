@@ -205,6 +205,7 @@ fn content_origin(campaign: &Campaign) -> PathBuf {
     match &campaign.content {
         Some(ContentSource::File(f)) => campaign.content_path(f),
         Some(ContentSource::Url { url, .. }) => PathBuf::from(url.as_str()),
+        Some(ContentSource::Seminar(_)) => campaign.seminar_path().unwrap_or_default(),
         None => campaign.path.clone(),
     }
 }

@@ -66,12 +66,19 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Print the open-pixel path of every sent delivery of a run, one per
-    /// line, for an HTTP load generator
+    /// Print a signed link path (the open pixel unless --action says
+    /// otherwise) for every sent delivery of a run, one per line, for an
+    /// HTTP load generator
     Links {
         /// The run
         #[arg(long)]
         run: i64,
+        /// Which link: open, rsvp_yes, rsvp_no, unsubscribe or view
+        #[arg(long, default_value = "open")]
+        action: String,
+        /// Put the delivery's client id and a tab before each path
+        #[arg(long)]
+        clients: bool,
     },
     /// The reference for the tracking benchmark: a bare HTTP server that
     /// answers every request with the pixel, verifying and storing nothing
@@ -133,9 +140,14 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
             };
             send(&campaign, messages, &target, json, config).await
         }
-        BenchCommand::Links { run } => {
+        BenchCommand::Links {
+            run,
+            action,
+            clients,
+        } => {
+            let action = link_action(&action)?;
             let store = super::open_store(config).await?;
-            let result = links(run, &*store, config).await;
+            let result = links(run, action, clients, &*store, config).await;
             store.close().await;
             result
         }
@@ -143,9 +155,28 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
     }
 }
 
-async fn links(run: i64, store: &dyn crate::store::Store, config: &Config) -> Result<ExitCode> {
-    use crate::tracking::links::Links;
+fn link_action(name: &str) -> Result<crate::tracking::token::Action> {
     use crate::tracking::token::Action;
+    Ok(match name {
+        "open" => Action::Open,
+        "rsvp_yes" => Action::RsvpYes,
+        "rsvp_no" => Action::RsvpNo,
+        "unsubscribe" => Action::Unsubscribe,
+        "view" => Action::ViewOnline,
+        other => anyhow::bail!(
+            "--action {other}: not a link (open, rsvp_yes, rsvp_no, unsubscribe, view)"
+        ),
+    })
+}
+
+async fn links(
+    run: i64,
+    action: crate::tracking::token::Action,
+    clients: bool,
+    store: &dyn crate::store::Store,
+    config: &Config,
+) -> Result<ExitCode> {
+    use crate::tracking::links::Links;
     let tracking = config
         .tracking
         .as_ref()
@@ -158,7 +189,10 @@ async fn links(run: i64, store: &dyn crate::store::Store, config: &Config) -> Re
     anyhow::ensure!(!sent.is_empty(), "run {run} has no sent deliveries");
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for d in sent {
-        let url = links.action(d.id, Action::Open);
+        let url = links.action(d.id, action);
+        if clients {
+            write!(out, "{}\t", d.client_id)?;
+        }
         writeln!(out, "{}", url.strip_prefix(base).unwrap_or(&url))?;
     }
     out.flush()?;
@@ -194,6 +228,8 @@ async fn prepare(name: &str, count: u64, config: &Config) -> Result<(Prepared, V
             previous: None,
             scanner_window_secs: 5,
             opt_out_words: Vec::new(),
+            rsvp_yes_words: Vec::new(),
+            rsvp_no_words: Vec::new(),
             twilio_auth_token: None,
             soft_bounce_limit: 3,
             generic_sms: None,

@@ -79,9 +79,9 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
-    /// Work with seminar files
-    #[command(subcommand)]
-    Seminars(seminars::SeminarsCommand),
+    /// Seminar drives: check the files, list them, check in, report
+    #[command(subcommand, alias = "seminars")]
+    Seminar(seminars::SeminarsCommand),
     /// Returned mail and unsubscribe mail
     #[command(subcommand)]
     Inbound(inbound::InboundCommand),
@@ -206,7 +206,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             channels::run(cmd, &config).await
         }
-        Command::Seminars(cmd) => {
+        Command::Seminar(cmd) if !seminars::needs_store(&cmd) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
             seminars::run(cmd, &config)
         }
@@ -237,12 +237,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 Command::Consent(cmd) => suppress::consent(cmd, &*store).await,
                 Command::Archive(cmd) => archive::run(cmd, &*store).await,
                 Command::Audit(args) => archive::audit(args, &*store).await,
+                Command::Seminar(cmd) => seminars::run_with_store(cmd, &*store, &config).await,
                 Command::Segment(_)
                 | Command::Rule(_)
                 | Command::Campaigns(_)
                 | Command::Channels(_)
                 | Command::Calendar(_)
-                | Command::Seminars(_)
                 | Command::Bench(_) => unreachable!("handled above"),
                 Command::Demo(_) | Command::DemoData(_) => unreachable!("handled above"),
             };

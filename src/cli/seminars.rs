@@ -1,12 +1,20 @@
-//! `herald seminars`: checking seminar files before a drive starts.
+//! `herald seminar`: checking seminar files before a drive starts, the
+//! seminars and their answers, check-in at the door, and the report.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use clap::Subcommand;
+use serde_json::json;
 
+use crate::client::types::ClientId;
 use crate::config::Config;
-use crate::seminar::{self, Seminar};
+use crate::event::{EventKind, NewEvent};
+use crate::seminar::{self, checkin, Seminar};
+use crate::store::seminars::{checkin_source, Standing};
+use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
 pub enum SeminarsCommand {
@@ -17,10 +25,377 @@ pub enum SeminarsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The seminars, with seats taken and the wait list
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Record who came: by client id, by the check-in code from the reminder,
+    /// or from a CSV door list (a column `id` or `code`)
+    Checkin {
+        /// The seminar (a name under seminars/)
+        seminar: String,
+        #[arg(long, conflicts_with_all = ["code", "csv"], required_unless_present_any = ["code", "csv"])]
+        client: Option<String>,
+        #[arg(long, conflicts_with = "csv")]
+        code: Option<String>,
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Invited, accepted, declined, wait-listed, promoted, attended and
+    /// no-shows, in all and by wave
+    Report {
+        /// The seminar (a name under seminars/)
+        seminar: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Whether the command needs the database.
+pub fn needs_store(cmd: &SeminarsCommand) -> bool {
+    !matches!(cmd, SeminarsCommand::Validate { .. })
+}
+
+pub async fn run_with_store(
+    cmd: SeminarsCommand,
+    store: &dyn Store,
+    config: &Config,
+) -> Result<ExitCode> {
+    match cmd {
+        SeminarsCommand::Validate { .. } => run(cmd, config),
+        SeminarsCommand::List { json } => list(store, config, json).await,
+        SeminarsCommand::Checkin {
+            seminar,
+            client,
+            code,
+            csv,
+            json,
+        } => {
+            let seminar = load(config, &seminar)?;
+            let who = match (client, code, csv) {
+                (Some(c), _, _) => vec![by_client(store, &c).await.map(|id| (id, "client".into()))],
+                (_, Some(code), _) => vec![by_code(store, config, &seminar, &code)
+                    .await
+                    .map(|id| (id, "code".into()))],
+                (_, _, Some(file)) => door_list(store, config, &seminar, &file).await?,
+                _ => bail!("say who came: --client ID, --code CODE or --csv FILE"),
+            };
+            check_in(store, config, &seminar, who, json).await
+        }
+        SeminarsCommand::Report { seminar, json } => {
+            let seminar = load(config, &seminar)?;
+            report(store, config, &seminar, json).await
+        }
+    }
+}
+
+fn load(config: &Config, name: &str) -> Result<Seminar> {
+    let path = Seminar::path(&config.base_dir, name);
+    Seminar::load(&path, &config.base_dir.join("rules")).map_err(|ps| {
+        anyhow::anyhow!(ps
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })
+}
+
+async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode> {
+    let dir = config.base_dir.join("seminars");
+    let mut out = Vec::new();
+    for path in seminar::list(&dir).unwrap_or_default() {
+        let Ok(s) = Seminar::load(&path, &config.base_dir.join("rules")) else {
+            println!("{}: not valid (herald seminar validate)", path.display());
+            continue;
+        };
+        let answers = store.answers(&s.name).await?;
+        let accepted = answers.iter().filter(|a| a.position.is_some()).count() as i64;
+        out.push(json!({
+            "seminar": s.name,
+            "title": s.title,
+            "starts_at": s.starts_at.with_timezone(&s.timezone).to_rfc3339(),
+            "capacity": s.capacity,
+            "seated": accepted.min(s.capacity),
+            "waitlisted": (accepted - s.capacity).max(0),
+            "declined": answers.iter().filter(|a| a.answer == "declined").count(),
+        }));
+    }
+    if json {
+        super::print_json(&out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    for s in &out {
+        println!(
+            "{:<20} {}  seats {}/{}  waiting {}  declined {}  {}",
+            s["seminar"].as_str().unwrap_or(""),
+            s["starts_at"].as_str().unwrap_or(""),
+            s["seated"],
+            s["capacity"],
+            s["waitlisted"],
+            s["declined"],
+            s["title"].as_str().unwrap_or("")
+        );
+    }
+    if out.is_empty() {
+        println!("no seminars in {}", dir.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn by_client(store: &dyn Store, raw: &str) -> Result<ClientId, String> {
+    let id = ClientId::parse(raw.trim()).map_err(|e| format!("'{raw}': {}", e.0))?;
+    match store.client(&id).await {
+        Ok(Some(_)) => Ok(id),
+        Ok(None) => Err(format!("there is no client {id}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The client whose code for this seminar is `code`, among those who
+/// answered it.
+async fn by_code(
+    store: &dyn Store,
+    config: &Config,
+    seminar: &Seminar,
+    code: &str,
+) -> Result<ClientId, String> {
+    let secret = &config
+        .tracking
+        .as_ref()
+        .ok_or("check-in codes need [tracking] secret in herald.toml")?
+        .secret;
+    let typed = checkin::normalise(code);
+    let answers = store
+        .answers(&seminar.name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let found: Vec<&str> = answers
+        .iter()
+        .filter(|a| checkin::code(secret, &seminar.name, &a.client_id) == typed)
+        .map(|a| a.client_id.as_str())
+        .collect();
+    match found[..] {
+        [one] => ClientId::parse(one).map_err(|e| e.0),
+        [] => Err(format!(
+            "no client who answered {} has the code {code}",
+            seminar.name
+        )),
+        _ => Err(format!(
+            "the code {code} fits more than one client: check in by --client"
+        )),
+    }
+}
+
+/// A door list: a CSV with a column `id` (or `client_id`) or `code`; every
+/// row that names nobody is reported with its line.
+async fn door_list(
+    store: &dyn Store,
+    config: &Config,
+    seminar: &Seminar,
+    file: &Path,
+) -> Result<Vec<Result<(ClientId, String), String>>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let headers = reader.headers()?.clone();
+    let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
+    let (index, is_code) = match (column(&["id", "client_id"]), column(&["code"])) {
+        (Some(i), _) => (i, false),
+        (None, Some(i)) => (i, true),
+        (None, None) => bail!(
+            "{}:1: no column id (or client_id) or code in the header",
+            file.display()
+        ),
+    };
+    let mut out = Vec::new();
+    for (n, row) in reader.records().enumerate() {
+        let line = n + 2;
+        let at = |m: String| format!("{}:{line}: {m}", file.display());
+        let row = match row {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Err(at(e.to_string())));
+                continue;
+            }
+        };
+        let value = row.get(index).unwrap_or("");
+        let found = if is_code {
+            by_code(store, config, seminar, value).await
+        } else {
+            by_client(store, value).await
+        };
+        out.push(found.map(|id| (id, format!("csv:{line}"))).map_err(at));
+    }
+    Ok(out)
+}
+
+/// Records each attendance once; reports what could not be.
+async fn check_in(
+    store: &dyn Store,
+    config: &Config,
+    seminar: &Seminar,
+    who: Vec<Result<(ClientId, String), String>>,
+    json: bool,
+) -> Result<ExitCode> {
+    let now = chrono::Utc::now();
+    let campaign = invitation_campaign(config, &seminar.name);
+    let mut problems = Vec::new();
+    let mut events = Vec::new();
+    for w in who {
+        match w {
+            Ok((client, how)) => events.push(NewEvent {
+                dedupe_on: Some(format!("attended:{}:{client}", seminar.name)),
+                client_id: client,
+                at: now,
+                kind: EventKind::Attended,
+                channel: None,
+                campaign: campaign.clone(),
+                campaign_kind: Some("seminar_invitation".into()),
+                purpose: None,
+                run_id: None,
+                delivery_id: None,
+                source: checkin_source(&seminar.name),
+                details: json!({ "seminar": seminar.name, "by": how }),
+            }),
+            Err(p) => problems.push(p),
+        }
+    }
+    let outcomes = store.insert_events(&events).await?;
+    let mut checked = Vec::new();
+    let mut again = Vec::new();
+    for (e, o) in events.iter().zip(&outcomes) {
+        let id = e.client_id.to_string();
+        if matches!(o, crate::store::EventOutcome::Stored) {
+            checked.push(id);
+        } else {
+            again.push(id);
+        }
+    }
+    if json {
+        super::print_json(&json!({
+            "seminar": seminar.name,
+            "checked_in": checked,
+            "already_checked_in": again,
+            "problems": problems,
+        }))?;
+    } else {
+        for id in &checked {
+            println!("{id}: checked in at {}", seminar.name);
+        }
+        for id in &again {
+            println!("{id}: already checked in");
+        }
+        for p in &problems {
+            eprintln!("{p}");
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The campaign whose invitations go to `seminar`.
+fn invitation_campaign(config: &Config, seminar: &str) -> Option<String> {
+    let dir = config.base_dir.join("campaigns");
+    crate::campaign::file::list(&dir)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|p| crate::campaign::Campaign::load(p).ok())
+        .find(|c| {
+            c.context
+                .get(crate::campaign::file::SEMINAR_CONTEXT)
+                .map(String::as_str)
+                == Some(seminar)
+        })
+        .map(|c| c.name)
+}
+
+async fn report(
+    store: &dyn Store,
+    config: &Config,
+    seminar: &Seminar,
+    json: bool,
+) -> Result<ExitCode> {
+    let answers = store.answers(&seminar.name).await?;
+    let attended: std::collections::HashSet<String> =
+        store.attended(&seminar.name).await?.into_iter().collect();
+    let mut waves = BTreeMap::new();
+    let mut invited = 0;
+    let mut promoted = 0;
+    if let Some(campaign) = invitation_campaign(config, &seminar.name) {
+        for w in &seminar.waves {
+            if let Some(run) = store.run_by_key(&campaign, &w.name).await? {
+                let counts = store.run_counts(run.id).await?;
+                let sent = counts.deliveries.get("sent").copied().unwrap_or(0);
+                invited += sent;
+                waves.insert(
+                    w.name.clone(),
+                    json!({ "run": run.id, "state": run.state.as_str(), "invited": sent,
+                            "stop_reason": run.stop_reason }),
+                );
+            }
+        }
+        if let Some(run) = store.run_by_key(&campaign, "notice:promoted").await? {
+            promoted = store.run_counts(run.id).await?.deliveries.values().sum();
+        }
+    }
+    let standing = |a: &crate::store::seminars::Answer| Standing::of(a.position, seminar.capacity);
+    let seated: Vec<&str> = answers
+        .iter()
+        .filter(|a| matches!(standing(a), Standing::Seated { .. }))
+        .map(|a| a.client_id.as_str())
+        .collect();
+    let over = chrono::Utc::now() > seminar.ends_at;
+    let totals = json!({
+        "capacity": seminar.capacity,
+        "invited": invited,
+        "accepted": seated.len(),
+        "waitlisted": answers.iter().filter(|a| matches!(standing(a), Standing::Waitlisted { .. })).count(),
+        "declined": answers.iter().filter(|a| a.answer == "declined").count(),
+        "promoted": promoted,
+        "attended": attended.len(),
+        "attended_without_seat": attended.iter().filter(|c| !seated.contains(&c.as_str())).count(),
+        "no_shows": if over { Some(seated.iter().filter(|c| !attended.contains(**c)).count()) } else { None },
+    });
+    if json {
+        super::print_json(
+            &json!({ "seminar": seminar.name, "title": seminar.title, "totals": totals, "by_wave": waves }),
+        )?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("{} ({})", seminar.title, seminar.name);
+    if let serde_json::Value::Object(t) = &totals {
+        for (k, v) in t {
+            println!(
+                "  {k:<24}{}",
+                if v.is_null() {
+                    "(after the seminar)".to_owned()
+                } else {
+                    v.to_string()
+                }
+            );
+        }
+    }
+    for (name, w) in &waves {
+        println!(
+            "  wave {name:<19}{} invited ({})",
+            w["invited"],
+            w["state"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 pub fn run(cmd: SeminarsCommand, config: &Config) -> Result<ExitCode> {
-    let SeminarsCommand::Validate { seminar, json } = cmd;
+    let SeminarsCommand::Validate { seminar, json } = cmd else {
+        unreachable!("the others need the database")
+    };
     let dir = config.base_dir.join("seminars");
     let paths = match seminar {
         Some(name) => vec![crate::config::resolve_named(&name, &dir, "toml")],

@@ -30,6 +30,8 @@ pub mod keys {
     pub const TODAY: &str = "today";
     /// Read by the link helpers only.
     pub const DELIVERY: &str = "delivery";
+    /// A seminar notice's answer: status, position, place on the wait list.
+    pub const RSVP: &str = "rsvp";
 }
 
 /// The run-wide part of the data: everything but the client and delivery.
@@ -49,6 +51,7 @@ pub fn run_data(
     root.insert(keys::TODAY.into(), json!(today.to_string()));
     root.insert(keys::CLIENT.into(), Value::Null);
     root.insert(keys::DELIVERY.into(), json!({ "id": 0 }));
+    root.insert(keys::RSVP.into(), Value::Null);
     Value::Object(root)
 }
 
@@ -57,6 +60,13 @@ pub fn set_recipient(root: &mut Value, client: &Client, delivery: i64) {
     if let Value::Object(m) = root {
         m.insert(keys::CLIENT.into(), client_json(client));
         m.insert(keys::DELIVERY.into(), json!({ "id": delivery }));
+    }
+}
+
+/// Puts a seminar notice's answer in (or takes the last one out).
+pub fn set_rsvp(root: &mut Value, rsvp: Option<&Value>) {
+    if let Value::Object(m) = root {
+        m.insert(keys::RSVP.into(), rsvp.cloned().unwrap_or(Value::Null));
     }
 }
 

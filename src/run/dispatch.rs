@@ -345,15 +345,21 @@ impl<'a> Dispatcher<'a> {
             .await?
             .with_context(|| format!("run {id} is not in the database"))?;
         let path = super::plan::campaign_path(self.config, &run.campaign);
-        let campaign = Campaign::load(&path).map_err(|ps| {
+        let mut campaign = Campaign::load(&path).map_err(|ps| {
             anyhow::anyhow!(ps
                 .iter()
                 .map(ToString::to_string)
                 .collect::<Vec<_>>()
                 .join("\n"))
         })?;
-        let content: serde_json::Value =
+        if run.kind == crate::seminar::notice::KIND {
+            campaign = crate::seminar::notice::campaign(campaign);
+        }
+        let mut content: serde_json::Value =
             serde_json::from_str(&run.content).context("the run's content snapshot")?;
+        if campaign.seminar_path().is_some() {
+            self.seats_left_now(&mut content).await;
+        }
         let today = run
             .launched_at
             .with_timezone(&self.config.timezone)
@@ -374,6 +380,17 @@ impl<'a> Dispatcher<'a> {
         });
         self.runs.insert(id, prepared.clone());
         Ok(prepared)
+    }
+
+    /// A seminar's invitations and notices show the seats left as they are
+    /// sent, not as they were when the run was planned.
+    async fn seats_left_now(&self, content: &mut serde_json::Value) {
+        let Some(name) = content["name"].as_str() else {
+            return;
+        };
+        if let Ok(a) = self.store.attendance(name).await {
+            content["seats_left"] = json!((a.capacity - a.seated).max(0));
+        }
     }
 
     /// A run that was approved must send what was approved: if any file
@@ -428,9 +445,13 @@ struct Rendered {
 }
 
 fn render((claimed, run, client): Ready) -> Rendered {
+    // A seminar notice tells where the client stood when they answered.
+    let rsvp = serde_json::from_str::<serde_json::Value>(&claimed.decision)
+        .ok()
+        .and_then(|d| d.get(crate::message::data::keys::RSVP).cloned());
     let message = run
         .prepared
-        .outgoing(&client.client, claimed.id, claimed.channel)
+        .outgoing(&client.client, claimed.id, claimed.channel, rsvp.as_ref())
         .map(|o| {
             let json = serde_json::to_string(&o.message).unwrap_or_default();
             let hash = files::content_hash(&json);

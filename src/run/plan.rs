@@ -21,6 +21,7 @@ use crate::segment::profile::ClientView;
 use crate::segment::rule::Rule;
 use crate::segment::vocabulary::Today;
 use crate::segment::{engine, eval, snapshot};
+use crate::seminar::Seminar;
 use crate::store::runs::{AuditEntry, NewDelivery, NewRun, NewSuppression, Planned, Run, RunState};
 use crate::store::Store;
 
@@ -90,9 +91,16 @@ pub async fn plan(
             );
         }
     }
-    let prepared = Prepared::new(campaign, config, today)
-        .await
-        .map_err(problems)?;
+    let mut campaign = campaign;
+    let seminar = match campaign.seminar_path() {
+        Some(path) => Some(fit_to_wave(store, &mut campaign, &path, &key, opts.dry_run).await?),
+        None => None,
+    };
+    let prepared = match &seminar {
+        Some(wave) => Prepared::with_content(campaign, config, today, wave.content.clone()),
+        None => Prepared::new(campaign, config, today).await,
+    }
+    .map_err(problems)?;
     let campaign = &prepared.campaign;
     let content = serde_json::to_string(&prepared.content)?;
     let content_hash = files::content_hash(&content);
@@ -103,7 +111,12 @@ pub async fn plan(
         date: today,
         assessment_valid_days: config.risk_assessment_valid_days,
     };
-    let selection = select(store, config, campaign, today_ctx).await?;
+    let full = seminar.and_then(|s| s.full);
+    let selection = match full {
+        // A full room: the wave is recorded as stopped, inviting nobody.
+        Some(_) => Selection::none(),
+        None => select(store, config, campaign, today_ctx).await?,
+    };
     let known = store
         .gate_facts(&campaign.name, opts.now - Duration::days(7))
         .await?;
@@ -208,7 +221,9 @@ pub async fn plan(
         run_key: key,
         kind: campaign.kind.to_string(),
         purpose: campaign.purpose,
-        state: if campaign.rules.requires_approval {
+        state: if full.is_some() {
+            RunState::Stopped
+        } else if campaign.rules.requires_approval {
             RunState::AwaitingApproval
         } else {
             RunState::Sending
@@ -222,6 +237,7 @@ pub async fn plan(
         not_before: release,
         send_by,
         audience: selection.matched.len() as i64,
+        stop_reason: full,
     };
     let audit = AuditEntry {
         at: opts.now,
@@ -259,7 +275,7 @@ async fn render_check(store: &dyn Store, prepared: &Prepared, first: &NewDeliver
         .await?
         .with_context(|| format!("client {id} vanished while planning"))?;
     prepared
-        .outgoing(&client.client, 0, first.channel)
+        .outgoing(&client.client, 0, first.channel, None)
         .map_err(|e| {
             anyhow::anyhow!(
                 "{}: the campaign's messages cannot be rendered",
@@ -311,6 +327,78 @@ struct Selection {
     population: eval::Population,
     matched: Vec<usize>,
     rule_errors: usize,
+}
+
+impl Selection {
+    fn none() -> Self {
+        Selection {
+            population: eval::Population::new(Default::default()),
+            matched: Vec::new(),
+            rule_errors: 0,
+        }
+    }
+}
+
+/// A seminar invitation's run, fitted to its wave.
+struct SeminarWave {
+    /// The seminar's particulars with the seats left now.
+    content: serde_json::Value,
+    /// Why the wave invites nobody: the room is full.
+    full: Option<String>,
+}
+
+/// Fits a seminar's invitation campaign to the wave `key` names: the
+/// wave's rule and channel order, the seminar's product risk, and the
+/// seats left. A full room stops the wave.
+async fn fit_to_wave(
+    store: &dyn Store,
+    campaign: &mut Campaign,
+    path: &std::path::Path,
+    key: &str,
+    dry_run: bool,
+) -> Result<SeminarWave> {
+    let seminar = Seminar::load(path, &campaign.rules_dir()).map_err(problems)?;
+    if !seminar.waves.is_empty() {
+        let wave = seminar.wave(key).with_context(|| {
+            format!(
+                "{}: a run of a seminar's invitation is one of its waves ({}): herald send {} --key WAVE",
+                path.display(),
+                seminar.wave_names(),
+                campaign.name
+            )
+        })?;
+        campaign.audience = Audience::Rule(wave.audience.clone());
+        campaign.channels = wave.channels.clone();
+    }
+    if let Some(risk) = seminar.product_risk {
+        match campaign.rules.product_risk {
+            Some(own) if own != risk => bail!(
+                "{}: product_risk {own} differs from its seminar's {risk} ({})",
+                campaign.path.display(),
+                path.display()
+            ),
+            _ => campaign.rules.product_risk = Some(risk),
+        }
+    }
+    if !dry_run {
+        store.set_capacity(&seminar.name, seminar.capacity).await?;
+    }
+    let seated = match store.attendance(&seminar.name).await {
+        Ok(a) => a.seated,
+        // Not yet known to the store (a dry run before any answer).
+        Err(crate::store::StoreError::Corrupt(_)) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    let full = (seated >= seminar.capacity).then(|| {
+        format!(
+            "seminar {} is full: {seated} of {} seats accepted, so wave {key} invites nobody",
+            seminar.name, seminar.capacity
+        )
+    });
+    Ok(SeminarWave {
+        content: seminar.content(seminar.capacity - seated),
+        full,
+    })
 }
 
 async fn select(

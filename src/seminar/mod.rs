@@ -3,6 +3,9 @@
 //! how it is announced (waves: each a segment rule, a channel order and a
 //! send time). Every problem is reported with its file, line and key.
 
+pub mod checkin;
+pub mod notice;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +23,9 @@ pub struct Seminar {
     pub name: String,
     pub title: String,
     pub speaker: String,
+    pub speaker_title: Option<String>,
+    /// The programme, one line per item, as invitations show it.
+    pub agenda: Vec<String>,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
     #[serde(serialize_with = "tz_name")]
@@ -56,6 +62,9 @@ pub struct Wave {
 struct SeminarToml {
     title: String,
     speaker: String,
+    speaker_title: Option<String>,
+    #[serde(default)]
+    agenda: Vec<String>,
     starts_at: toml::Value,
     ends_at: toml::Value,
     timezone: Option<String>,
@@ -137,6 +146,17 @@ impl Seminar {
         if raw.title.trim().is_empty() {
             problem("title", "is empty".into());
         }
+        if raw
+            .venue
+            .name
+            .as_deref()
+            .is_none_or(|n| n.trim().is_empty())
+        {
+            problem(
+                "venue",
+                "needs a name: the hall, or the online room, invitations show".into(),
+            );
+        }
         match (&raw.venue.address, &raw.venue.online_url) {
             (None, None) => problem("venue", "needs an address, an online_url, or both".into()),
             (_, Some(url)) if !url.starts_with("https://") => {
@@ -195,6 +215,8 @@ impl Seminar {
                         .to_owned(),
                     title: raw.title,
                     speaker: raw.speaker,
+                    speaker_title: raw.speaker_title,
+                    agenda: raw.agenda,
                     starts_at,
                     ends_at,
                     timezone,
@@ -220,6 +242,47 @@ impl Seminar {
             }
             _ => Err(problems),
         }
+    }
+}
+
+impl Seminar {
+    /// Where the seminar called `name` is kept.
+    pub fn path(base_dir: &Path, name: &str) -> PathBuf {
+        crate::config::resolve_named(name, &base_dir.join("seminars"), "toml")
+    }
+
+    /// What templates see as `seminar`, and what a run keeps as its
+    /// content snapshot: the particulars, times in RFC 3339 with the
+    /// seminar's own offset, and the seats left when it was taken.
+    pub fn content(&self, seats_left: i64) -> serde_json::Value {
+        let local = |t: &DateTime<Utc>| t.with_timezone(&self.timezone).to_rfc3339();
+        serde_json::json!({
+            "name": self.name,
+            "title": self.title,
+            "speaker": { "name": self.speaker, "title": self.speaker_title },
+            "agenda": self.agenda,
+            "starts_at": local(&self.starts_at),
+            "ends_at": local(&self.ends_at),
+            "timezone": self.timezone.name(),
+            "rsvp_deadline": local(&self.rsvp_deadline),
+            "venue": self.venue,
+            "capacity": self.capacity,
+            "seats_left": seats_left.max(0),
+            "branch": self.branch,
+            "product_risk": self.product_risk.map(|r| r.to_string()),
+        })
+    }
+
+    pub fn wave(&self, name: &str) -> Option<&Wave> {
+        self.waves.iter().find(|w| w.name == name)
+    }
+
+    pub fn wave_names(&self) -> String {
+        self.waves
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 

@@ -13,12 +13,15 @@ use crate::campaign::Campaign;
 use crate::channel::providers::Providers;
 use crate::config::Config;
 use crate::schedule::Calendar;
+use crate::seminar::Seminar;
 
 /// The folders whose files make up what herald sends.
-const WATCHED: [&str; 4] = ["campaigns", "rules", "templates", "calendars"];
+const WATCHED: [&str; 5] = ["campaigns", "rules", "templates", "calendars", "seminars"];
 
 pub struct FileSet {
     pub campaigns: Vec<Campaign>,
+    /// The seminar each seminar invitation campaign invites to, by campaign.
+    pub seminars: std::collections::HashMap<String, Seminar>,
     pub calendar: Calendar,
     /// The files' stamp when they were read: a change means a reload.
     pub stamp: u64,
@@ -34,6 +37,7 @@ impl FileSet {
         let paths = file::list(&dir).map_err(|e| vec![format!("{}: {e}", dir.display())])?;
         let providers = Providers::from_config(config);
         let mut campaigns = Vec::new();
+        let mut seminars = std::collections::HashMap::new();
         let mut errors = Vec::new();
         for path in &paths {
             let report = validate(path, config, &providers, today).await;
@@ -47,7 +51,14 @@ impl FileSet {
                 );
                 continue;
             }
-            match Campaign::load(path) {
+            let campaign = Campaign::load(path).and_then(|c| match c.seminar_path() {
+                Some(s) => {
+                    seminars.insert(c.name.clone(), Seminar::load(&s, &c.rules_dir())?);
+                    Ok(c)
+                }
+                None => Ok(c),
+            });
+            match campaign {
                 Ok(c) => campaigns.push(c),
                 Err(ps) => errors.extend(ps.iter().map(ToString::to_string)),
             }
@@ -55,6 +66,7 @@ impl FileSet {
         if errors.is_empty() {
             Ok(FileSet {
                 campaigns,
+                seminars,
                 calendar,
                 stamp,
             })

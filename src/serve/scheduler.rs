@@ -1,7 +1,9 @@
 //! The scheduler: on each tick, plans the run of every campaign whose
 //! trigger is due. The run's key is its fire time, so a time already
 //! planned (by this instance before a restart, or by another instance) is
-//! never planned again: the planner's unique key decides.
+//! never planned again: the planner's unique key decides. A seminar's
+//! invitation campaign fires at its waves' send times instead, each wave a
+//! run keyed by its name.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::run::plan::{plan, PlanOptions};
 use crate::schedule::Trigger;
+use crate::seminar::Seminar;
 use crate::store::Store;
 
 /// Who the audit log says launched a scheduled run.
@@ -66,33 +69,51 @@ impl Scheduler {
         let grace = chrono::Duration::from_std(self.config.schedule.grace).unwrap_or_default();
         let mut fired = Vec::new();
         for c in &files.campaigns {
-            let trigger = &c.rules.trigger;
-            if *trigger == Trigger::Manual {
-                continue;
-            }
-            match trigger.next(now, calendar) {
-                Ok(next) => self.metrics.next_fire(&c.name, next),
-                Err(e) => self.warn_once(&c.name, now, &e.to_string()),
-            }
-            let fire = match trigger.due(now, grace, calendar) {
-                Ok(Some(fire)) => fire,
-                Ok(None) => continue,
-                Err(e) => {
-                    self.warn_once(&c.name, now, &e.to_string());
+            let due = match files.seminars.get(&c.name) {
+                Some(seminar) => due_waves(seminar, now, grace),
+                None => self
+                    .due_trigger(c, calendar, now, grace)
+                    .into_iter()
+                    .collect(),
+            };
+            for (key, fire) in due {
+                if !self.done.insert((c.name.clone(), key.clone())) {
                     continue;
                 }
-            };
-            let key = trigger.run_key(fire);
-            if !self.done.insert((c.name.clone(), key.clone())) {
-                continue;
+                let outcome = self.plan(c, &key, fire, now).await;
+                if matches!(outcome, Fired::Failed { .. }) {
+                    self.done.remove(&(c.name.clone(), key));
+                }
+                fired.push(outcome);
             }
-            let outcome = self.plan(c, &key, fire, now).await;
-            if matches!(outcome, Fired::Failed { .. }) {
-                self.done.remove(&(c.name.clone(), key));
-            }
-            fired.push(outcome);
         }
         fired
+    }
+
+    /// The campaign trigger's fire time due now, with its run key.
+    fn due_trigger(
+        &mut self,
+        c: &Campaign,
+        calendar: &crate::schedule::Calendar,
+        now: DateTime<Utc>,
+        grace: chrono::Duration,
+    ) -> Option<(String, DateTime<Utc>)> {
+        let trigger = &c.rules.trigger;
+        if *trigger == Trigger::Manual {
+            return None;
+        }
+        match trigger.next(now, calendar) {
+            Ok(next) => self.metrics.next_fire(&c.name, next),
+            Err(e) => self.warn_once(&c.name, now, &e.to_string()),
+        }
+        match trigger.due(now, grace, calendar) {
+            Ok(Some(fire)) => Some((trigger.run_key(fire), fire)),
+            Ok(None) => None,
+            Err(e) => {
+                self.warn_once(&c.name, now, &e.to_string());
+                None
+            }
+        }
     }
 
     async fn plan(
@@ -121,6 +142,9 @@ impl Scheduler {
                     &by_channel,
                     report.rule_errors,
                 );
+                if let Some(reason) = &report.run.stop_reason {
+                    tracing::warn!(campaign = %c.name, run = report.run.id, key = %key, reason = %reason, "scheduled run stopped");
+                }
                 tracing::info!(
                     campaign = %c.name,
                     run = report.run.id,
@@ -159,5 +183,50 @@ impl Scheduler {
                 "cannot tell whether the schedule fires"
             );
         }
+    }
+}
+
+/// A seminar's waves whose send time has come, within grace: each is a run
+/// keyed by the wave's name.
+fn due_waves(
+    seminar: &Seminar,
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+) -> Vec<(String, DateTime<Utc>)> {
+    seminar
+        .waves
+        .iter()
+        .filter(|w| w.send_at <= now && now < w.send_at + grace)
+        .map(|w| (w.name.clone(), w.send_at))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_wave_is_due_from_its_send_time_until_grace_runs_out() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let seminar = Seminar::load(
+            &root.join("seminars/strategy_2027.toml"),
+            &root.join("rules"),
+        )
+        .unwrap();
+        let vip = seminar.wave("vip").unwrap().send_at;
+        let grace = chrono::Duration::hours(1);
+        let keys = |now| -> Vec<String> {
+            due_waves(&seminar, now, grace)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert!(keys(vip - chrono::Duration::seconds(1)).is_empty());
+        assert_eq!(keys(vip), ["vip"]);
+        assert_eq!(keys(vip + chrono::Duration::minutes(59)), ["vip"]);
+        assert!(keys(vip + grace).is_empty(), "missed beyond grace");
+        let wide = seminar.wave("wide").unwrap().send_at;
+        assert_eq!(keys(wide), ["wide"]);
     }
 }

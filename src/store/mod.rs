@@ -350,12 +350,14 @@ pub trait FleetStore: Send + Sync {
 pub trait SeminarStore: Send + Sync {
     /// Creates the seminar or changes its capacity.
     async fn set_capacity(&self, seminar: &str, capacity: i64) -> Result<(), StoreError>;
-    /// Records an acceptance: a seat while there is one, else the wait list.
+    /// Records an acceptance (made by `via`): a seat while there is one,
+    /// else the wait list.
     async fn accept(
         &self,
         seminar: &str,
         client: &str,
         at: DateTime<Utc>,
+        via: Option<crate::channel::Channel>,
     ) -> Result<seminars::Standing, StoreError>;
     /// Records a decline (or a cancellation), promoting the first waiting
     /// client when a seat frees.
@@ -365,6 +367,24 @@ pub trait SeminarStore: Send + Sync {
         client: &str,
         at: DateTime<Utc>,
     ) -> Result<seminars::Declined, StoreError>;
+    /// Every answer to the seminar, seats and wait list in position order.
+    async fn answers(&self, seminar: &str) -> Result<Vec<seminars::Answer>, StoreError>;
+    /// The clients checked in at the seminar.
+    async fn attended(&self, seminar: &str) -> Result<Vec<String>, StoreError>;
+    /// The last seminar invitation sent to the client by SMS: its delivery
+    /// and when it went.
+    async fn latest_sms_invitation(
+        &self,
+        client: &str,
+    ) -> Result<Option<(i64, DateTime<Utc>)>, StoreError>;
+    /// Queues one service notice: the delivery joins the notice run (made
+    /// if new, reopened if done). False, and nothing written, when the
+    /// client already has this notice.
+    async fn queue_notice(
+        &self,
+        run: &runs::NewRun,
+        delivery: &runs::NewDelivery,
+    ) -> Result<bool, StoreError>;
     async fn standing(
         &self,
         seminar: &str,

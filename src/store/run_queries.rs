@@ -21,8 +21,8 @@ macro_rules! run_queries {
                 // The unique key decides: never check-then-insert.
                 let inserted: Option<(i64,)> = sqlx::query_as(
                     "INSERT INTO runs (campaign, run_key, kind, purpose, state, launched_by, launched_at, \
-                     content, content_hash, files, fingerprint, not_before, send_by, audience) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+                     content, content_hash, files, fingerprint, not_before, send_by, audience, stop_reason) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
                      ON CONFLICT (campaign, run_key) DO NOTHING RETURNING id",
                 )
                 .bind(&run.campaign)
@@ -39,6 +39,7 @@ macro_rules! run_queries {
                 .bind(run.not_before)
                 .bind(run.send_by)
                 .bind(run.audience)
+                .bind(&run.stop_reason)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let select = format!("SELECT {RUN_COLUMNS} FROM runs WHERE campaign = $1 AND run_key = $2");

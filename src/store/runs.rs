@@ -135,6 +135,8 @@ pub struct NewRun {
     pub not_before: Option<DateTime<Utc>>,
     pub send_by: Option<DateTime<Utc>>,
     pub audience: i64,
+    /// Set when the run is planned stopped (a seminar wave for a full room).
+    pub stop_reason: Option<String>,
 }
 
 /// A stored run.

@@ -34,10 +34,27 @@ impl Standing {
     }
 }
 
-/// What a decline did: the client it promoted into the room, if any.
+/// What a decline did: the client it promoted into the room, if any, and
+/// the channel that client answered by.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Declined {
     pub promoted: Option<String>,
+    pub promoted_via: Option<String>,
+}
+
+/// One client's answer as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct Answer {
+    pub client_id: String,
+    /// `accepted` or `declined`.
+    pub answer: String,
+    pub position: Option<i64>,
+    pub via: Option<String>,
+}
+
+/// The `source` of a check-in event: it names the seminar.
+pub fn checkin_source(seminar: &str) -> String {
+    format!("checkin:{seminar}")
 }
 
 /// Seats taken and clients waiting.
@@ -71,6 +88,7 @@ macro_rules! seminar_queries {
                 seminar: &str,
                 client: &str,
                 at: chrono::DateTime<chrono::Utc>,
+                via: Option<crate::channel::Channel>,
             ) -> Result<super::seminars::Standing, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
                 let capacity = lock_seminar(&mut tx, seminar).await?;
@@ -88,15 +106,16 @@ macro_rules! seminar_queries {
                 .await?;
                 let position = taken + 1;
                 sqlx::query(
-                    "INSERT INTO rsvps (seminar, client_id, answer, position, answered_at) \
-                     VALUES ($1, $2, 'accepted', $3, $4) \
+                    "INSERT INTO rsvps (seminar, client_id, answer, position, answered_at, via) \
+                     VALUES ($1, $2, 'accepted', $3, $4, $5) \
                      ON CONFLICT (seminar, client_id) DO UPDATE SET answer = 'accepted', \
-                     position = excluded.position, answered_at = excluded.answered_at",
+                     position = excluded.position, answered_at = excluded.answered_at, via = excluded.via",
                 )
                 .bind(seminar)
                 .bind(client)
                 .bind(position)
                 .bind(at)
+                .bind(via.map(|c| c.as_str()))
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -123,18 +142,18 @@ macro_rules! seminar_queries {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                let mut promoted = None;
+                let mut promoted: Option<(String, Option<String>)> = None;
                 if let Some(p) = mine {
                     // Close the gap, one row at a time in position order so
                     // that the unique index holds at every step.
-                    let after: Vec<(String, i64)> = sqlx::query_as(
-                        "SELECT client_id, position FROM rsvps WHERE seminar = $1 AND position > $2 ORDER BY position",
+                    let after: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+                        "SELECT client_id, position, via FROM rsvps WHERE seminar = $1 AND position > $2 ORDER BY position",
                     )
                     .bind(seminar)
                     .bind(p)
                     .fetch_all(&mut *tx)
                     .await?;
-                    for (other, q) in &after {
+                    for (other, q, via) in &after {
                         sqlx::query("UPDATE rsvps SET position = $3 WHERE seminar = $1 AND client_id = $2")
                             .bind(seminar)
                             .bind(other)
@@ -142,12 +161,102 @@ macro_rules! seminar_queries {
                             .execute(&mut *tx)
                             .await?;
                         if *q == capacity + 1 && p <= capacity {
-                            promoted = Some(other.clone());
+                            promoted = Some((other.clone(), via.clone()));
                         }
                     }
                 }
                 tx.commit().await?;
-                Ok(super::seminars::Declined { promoted })
+                let (promoted, promoted_via) = promoted.map_or((None, None), |(c, v)| (Some(c), v));
+                Ok(super::seminars::Declined { promoted, promoted_via })
+            }
+
+            async fn queue_notice(
+                &self,
+                run: &super::runs::NewRun,
+                delivery: &super::runs::NewDelivery,
+            ) -> Result<bool, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                sqlx::query(
+                    "INSERT INTO runs (campaign, run_key, kind, purpose, state, launched_by, launched_at, \
+                     content, content_hash, files, fingerprint, audience) \
+                     VALUES ($1, $2, $3, $4, 'sending', $5, $6, $7, $8, $9, $10, 0) \
+                     ON CONFLICT (campaign, run_key) DO NOTHING",
+                )
+                .bind(&run.campaign)
+                .bind(&run.run_key)
+                .bind(&run.kind)
+                .bind(run.purpose.as_str())
+                .bind(&run.launched_by)
+                .bind(run.launched_at)
+                .bind(&run.content)
+                .bind(&run.content_hash)
+                .bind(&run.files)
+                .bind(&run.fingerprint)
+                .execute(&mut *tx)
+                .await?;
+                // A notice run stays open for the notices to come.
+                let (run_id,): (i64,) = sqlx::query_as(
+                    "UPDATE runs SET state = 'sending', audience = audience + 1 \
+                     WHERE campaign = $1 AND run_key = $2 RETURNING id",
+                )
+                .bind(&run.campaign)
+                .bind(&run.run_key)
+                .fetch_one(&mut *tx)
+                .await?;
+                let inserted = sqlx::query(
+                    "INSERT INTO deliveries (run_id, client_id, channel, address, fallback, state, \
+                     not_before, decision, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8) \
+                     ON CONFLICT (run_id, client_id) DO NOTHING",
+                )
+                .bind(run_id)
+                .bind(&delivery.client_id)
+                .bind(delivery.channel.as_str())
+                .bind(&delivery.address)
+                .bind(super::runs::channel_list(&delivery.fallback))
+                .bind(delivery.not_before)
+                .bind(&delivery.decision)
+                .bind(run.launched_at)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    == 1;
+                if inserted {
+                    tx.commit().await?;
+                }
+                Ok(inserted)
+            }
+
+            async fn answers(&self, seminar: &str) -> Result<Vec<super::seminars::Answer>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT client_id, answer, position, via FROM rsvps WHERE seminar = $1 ORDER BY position, client_id",
+                )
+                .bind(seminar)
+                .fetch_all(&self.pool)
+                .await?)
+            }
+
+            async fn attended(&self, seminar: &str) -> Result<Vec<String>, super::StoreError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT DISTINCT client_id FROM events WHERE kind = 'attended' AND source = $1 ORDER BY client_id",
+                )
+                .bind(super::seminars::checkin_source(seminar))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(c,)| c).collect())
+            }
+
+            async fn latest_sms_invitation(
+                &self,
+                client: &str,
+            ) -> Result<Option<(i64, chrono::DateTime<chrono::Utc>)>, super::StoreError> {
+                Ok(sqlx::query_as(
+                    "SELECT delivery_id, occurred_at FROM events WHERE client_id = $1 AND kind = 'sent' \
+                     AND channel = 'sms' AND campaign_kind = 'seminar_invitation' AND delivery_id IS NOT NULL \
+                     ORDER BY occurred_at DESC LIMIT 1",
+                )
+                .bind(client)
+                .fetch_optional(&self.pool)
+                .await?)
             }
 
             async fn standing(

@@ -3,6 +3,7 @@
 
 pub mod inbound;
 pub mod links;
+pub mod rsvp;
 pub mod server;
 pub mod sms;
 pub mod token;

@@ -86,6 +86,10 @@ pub struct TrackingState {
     /// The bearer token `POST /inbound/mail` needs; the endpoint is off without it.
     inbound_token: Option<String>,
     pub(super) generic_sms: Option<crate::config::GenericSmsCallbacks>,
+    /// Seminar invitation runs answered lately, by run id.
+    pub(super) invitations: quick_cache::sync::Cache<i64, Arc<super::rsvp::Invitation>>,
+    pub(super) rsvp_yes_words: Vec<String>,
+    pub(super) rsvp_no_words: Vec<String>,
 }
 
 impl TrackingState {
@@ -114,6 +118,9 @@ impl TrackingState {
             soft_bounce_limit: tracking.soft_bounce_limit,
             inbound_token: tracking.inbound_token.clone(),
             generic_sms: tracking.generic_sms.clone(),
+            invitations: quick_cache::sync::Cache::new(1024),
+            rsvp_yes_words: tracking.rsvp_yes_words.clone(),
+            rsvp_no_words: tracking.rsvp_no_words.clone(),
         })
     }
 }
@@ -124,6 +131,10 @@ pub fn router(state: Arc<TrackingState>) -> Router {
         .route("/c/{token}", get(click))
         .route("/u/{token}", get(unsubscribe_page).post(unsubscribe))
         .route("/v/{token}", get(view_online))
+        .route(
+            "/r/{token}",
+            get(super::rsvp::rsvp_page).post(super::rsvp::rsvp),
+        )
         .route("/sms/twilio/inbound", post(super::sms::twilio_inbound))
         .route("/sms/twilio/status", post(super::sms::twilio_status))
         .route("/sms/aliyun/up", post(super::sms::aliyun_up))
@@ -540,7 +551,7 @@ async fn inbound_mail(
 }
 
 /// A page in the firm's voice: Chinese first, readable on a phone.
-fn page(title: &str, body: &str) -> Html<String> {
+pub(super) fn page(title: &str, body: &str) -> Html<String> {
     Html(format!(
         r#"<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8">

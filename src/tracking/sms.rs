@@ -39,6 +39,10 @@ const ALIYUN_BAD_NUMBER: [&str; 4] = [
 enum Reply {
     OptedOut,
     Stored,
+    /// An answer to a seminar invitation.
+    Answered,
+    /// An answer after the seminar's RSVP deadline: nothing changed.
+    Closed,
     /// No client has this number, or it is not a mobile number.
     Unknown,
 }
@@ -65,6 +69,9 @@ async fn reply(
         return Ok(Reply::Unknown);
     }
     let word = text.trim();
+    if let Some(answered) = rsvp_reply(s, &ids, word, at).await? {
+        return Ok(answered);
+    }
     let opt_out = s.opt_out_words.iter().any(|w| w.eq_ignore_ascii_case(word));
     for id_text in ids {
         let Ok(client_id) = ClientId::parse(&id_text) else {
@@ -119,6 +126,49 @@ async fn reply(
     } else {
         Reply::Stored
     })
+}
+
+/// An RSVP word answers the last seminar invitation sent by SMS to any
+/// client with this number; `None` when the word is no RSVP word or no
+/// invitation went to the number (the reply is then stored as any other).
+async fn rsvp_reply(
+    s: &TrackingState,
+    ids: &[String],
+    word: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<Reply>, Refusal> {
+    let is = |words: &[String]| words.iter().any(|w| w.eq_ignore_ascii_case(word));
+    let yes = match (is(&s.rsvp_yes_words), is(&s.rsvp_no_words)) {
+        (true, _) => true,
+        (_, true) => false,
+        _ => return Ok(None),
+    };
+    let mut latest = None;
+    for id in ids {
+        let found = s
+            .store
+            .latest_sms_invitation(id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        latest = latest.max(found.map(|(d, sent)| (sent, d)));
+    }
+    let Some((_, delivery)) = latest else {
+        return Ok(None);
+    };
+    let Some(d) = s
+        .store
+        .delivery_context(delivery)
+        .await
+        .map_err(|e| unavailable(&e))?
+    else {
+        return Ok(None);
+    };
+    Ok(Some(
+        match super::rsvp::answer(s, &d, yes, Channel::Sms, at).await? {
+            super::rsvp::Answered::Recorded(_) => Reply::Answered,
+            super::rsvp::Answered::Closed => Reply::Closed,
+        },
+    ))
 }
 
 /// A receipt for delivery `id`: delivered, or failed (a bad number is
