@@ -493,7 +493,10 @@ fn a_seminar_preview_offers_both_answers_and_the_sms_fits_its_cap() {
     let text = v["email"]["text"].as_str().unwrap();
     assert!(text.contains("2026年12月12日 14:00–16:30"), "{text}");
     // Nobody has answered yet: every seat of seminars/strategy_2027.toml is left.
-    assert!(text.contains("剩余席位：120席（共120席）"), "seats left in {text}");
+    assert!(
+        text.contains("剩余席位：120席（共120席）"),
+        "seats left in {text}"
+    );
 
     let sms = preview_json(dir.path(), "strategy_seminar", "0000000003", "sms");
     let body = sms["sms"]["text"].as_str().unwrap();
