@@ -474,4 +474,130 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     );
     assert_eq!(report["by_wave"]["one"]["invited"], FIRST_WAVE);
     assert_eq!(report["by_wave"]["late"]["state"], "stopped");
+
+    // The calendar entry: a seat's confirmation carries it; a change of
+    // time sends the same UID with a higher SEQUENCE, a cancellation the
+    // same UID marked cancelled.
+    let answers = rt.block_on(store.answers("talk")).unwrap();
+    let by_email = answers
+        .iter()
+        .find(|a| a.position.is_some_and(|p| p <= CAPACITY) && a.via.as_deref() == Some("email"))
+        .expect("a seat taken by an email answer")
+        .client_id
+        .clone();
+    let entry = |key: &str| -> BTreeMap<String, (String, String)> {
+        let run = rt.block_on(store.run_by_key("talk", key)).unwrap().unwrap();
+        let sent = rt
+            .block_on(store.deliveries_in(run.id, herald::store::runs::DeliveryState::Sent, 1000))
+            .unwrap();
+        let d = sent.iter().find(|d| d.client_id == by_email).expect("told");
+        let file = std::fs::read_dir(dir.join("outbox"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with(&format!("{}-", d.id))
+            })
+            .expect("the message file");
+        calendar_in(&std::fs::read(file).unwrap())
+    };
+    let confirmed = entry("notice:confirmed");
+    assert_eq!(confirmed["SEQUENCE"].1, "0");
+    assert_eq!(confirmed["STATUS"].1, "CONFIRMED");
+    assert!(
+        confirmed["DTSTART"].0.contains("TZID=Asia/Shanghai"),
+        "{confirmed:?}"
+    );
+
+    let file = std::fs::read_to_string(dir.join("seminars/talk.toml")).unwrap();
+    let starts = (Utc::now() + Days::days(11)).with_timezone(&chrono_tz::Asia::Shanghai);
+    let moved = file
+        .lines()
+        .map(|l| {
+            if l.starts_with("starts_at") {
+                format!("starts_at = \"{}\"", starts.format("%Y-%m-%d %H:%M"))
+            } else if l.starts_with("ends_at") {
+                format!(
+                    "ends_at = \"{}\"",
+                    (starts + Days::hours(2)).format("%Y-%m-%d %H:%M")
+                )
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("seminars/talk.toml"), &moved).unwrap();
+    let synced = run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
+    assert_eq!(synced[0]["changed"], true, "{synced}");
+    assert_eq!(synced[0]["sequence"], 1);
+    wait_for("the change notices", Duration::from_secs(60), || {
+        notices("notice:changed:1")["deliveries"]["sent"] == 190
+    });
+    let changed = entry("notice:changed:1");
+    assert_eq!(changed["UID"].1, confirmed["UID"].1);
+    assert_eq!(changed["SEQUENCE"].1, "1");
+    assert_eq!(
+        changed["DTSTART"].1,
+        starts.format("%Y%m%dT%H%M00").to_string(),
+        "the new time, in the seminar's zone"
+    );
+    let again = run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
+    assert_eq!(
+        again[0]["changed"], false,
+        "an unchanged file changes nothing"
+    );
+
+    std::fs::write(
+        dir.join("seminars/talk.toml"),
+        format!("cancelled = true\n{moved}"),
+    )
+    .unwrap();
+    run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
+    wait_for("the cancellations", Duration::from_secs(60), || {
+        notices("notice:cancelled")["deliveries"]["sent"] == 190
+    });
+    let cancelled = entry("notice:cancelled");
+    assert_eq!(cancelled["UID"].1, confirmed["UID"].1);
+    assert_eq!(cancelled["STATUS"].1, "CANCELLED");
+    assert_eq!(cancelled["SEQUENCE"].1, "2");
+}
+
+/// The calendar attachment of a message, read with an independent iCalendar
+/// parser: each VEVENT property as (parameters, value).
+fn calendar_in(raw: &[u8]) -> BTreeMap<String, (String, String)> {
+    use mail_parser::MimeHeaders;
+    let message = mail_parser::MessageParser::default()
+        .parse(raw)
+        .expect("MIME");
+    let ics = message
+        .attachments()
+        .find(|a| a.is_content_type("text", "calendar"))
+        .expect("a text/calendar attachment");
+    let mut parser = ical::IcalParser::new(std::io::BufReader::new(ics.contents()));
+    let calendar = parser.next().expect("a VCALENDAR").expect("it parses");
+    assert!(calendar
+        .properties
+        .iter()
+        .any(|p| p.name == "METHOD" && p.value.as_deref() == Some("PUBLISH")));
+    let event = calendar.events.first().expect("a VEVENT");
+    event
+        .properties
+        .iter()
+        .map(|p| {
+            let params = p
+                .params
+                .iter()
+                .flatten()
+                .map(|(k, v)| format!("{k}={}", v.join(",")))
+                .collect::<Vec<_>>()
+                .join(";");
+            (
+                p.name.clone(),
+                (params, p.value.clone().unwrap_or_default()),
+            )
+        })
+        .collect()
 }

@@ -204,7 +204,7 @@ impl Prepared {
                         subject: email.subject,
                         text: email.text,
                         html: email.html,
-                        attachments: Vec::new(),
+                        attachments: self.calendar(client, rsvp),
                         unsubscribe: self.unsubscribe(delivery),
                     })
                 }
@@ -216,6 +216,19 @@ impl Prepared {
             campaign: self.campaign.name.clone(),
             message,
         })
+    }
+
+    /// A seminar's invitations and seat notices carry its calendar entry;
+    /// a place on the wait list does not.
+    fn calendar(&self, client: &Client, rsvp: Option<&Value>) -> Vec<crate::channel::Attachment> {
+        if content_key(&self.campaign.kind) != keys::SEMINAR
+            || rsvp.is_some_and(|r| r["status"] == "waitlisted")
+        {
+            return Vec::new();
+        }
+        crate::seminar::ics::attachment(&self.content, client.id.as_str(), chrono::Utc::now())
+            .into_iter()
+            .collect()
     }
 
     fn unsubscribe(&self, delivery: i64) -> Option<Unsubscribe> {

@@ -44,6 +44,15 @@ pub enum SeminarsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Record changed seminar files: a new time or venue, or a cancellation,
+    /// is sent to everyone holding a seat or a place (herald serve does this
+    /// when the files change)
+    Sync {
+        /// One seminar [default: all]
+        seminar: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Invited, accepted, declined, wait-listed, promoted, attended and
     /// no-shows, in all and by wave
     Report {
@@ -85,6 +94,7 @@ pub async fn run_with_store(
             };
             check_in(store, config, &seminar, who, json).await
         }
+        SeminarsCommand::Sync { seminar, json } => sync(store, config, seminar, json).await,
         SeminarsCommand::Report { seminar, json } => {
             let seminar = load(config, &seminar)?;
             report(store, config, &seminar, json).await
@@ -298,6 +308,50 @@ async fn check_in(
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn sync(
+    store: &dyn Store,
+    config: &Config,
+    only: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let names: Vec<String> = match only {
+        Some(name) => vec![name],
+        None => seminar::list(&config.base_dir.join("seminars"))
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|p| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
+            .collect(),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let s = load(config, &name)?;
+        let campaign = invitation_campaign(config, &s.name).with_context(|| {
+            format!(
+                "no campaign names seminar {} in its [context]: its notices need one",
+                s.name
+            )
+        })?;
+        let v = seminar::notice::sync(store, &campaign, &s, chrono::Utc::now()).await?;
+        if !json {
+            println!(
+                "{}: version {}{}",
+                s.name,
+                v.sequence,
+                if v.changed {
+                    " (changed: those who accepted are told)"
+                } else {
+                    ""
+                }
+            );
+        }
+        out.push(json!({ "seminar": s.name, "sequence": v.sequence, "changed": v.changed }));
+    }
+    if json {
+        super::print_json(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The campaign whose invitations go to `seminar`.

@@ -358,7 +358,7 @@ impl<'a> Dispatcher<'a> {
         let mut content: serde_json::Value =
             serde_json::from_str(&run.content).context("the run's content snapshot")?;
         if campaign.seminar_path().is_some() {
-            self.seats_left_now(&mut content).await;
+            self.seminar_now(&mut content).await;
         }
         let today = run
             .launched_at
@@ -382,14 +382,18 @@ impl<'a> Dispatcher<'a> {
         Ok(prepared)
     }
 
-    /// A seminar's invitations and notices show the seats left as they are
-    /// sent, not as they were when the run was planned.
-    async fn seats_left_now(&self, content: &mut serde_json::Value) {
+    /// A seminar's invitations and notices show the seminar as it is when
+    /// they are sent (its time, venue and seats left), not as it was when
+    /// the run was planned.
+    async fn seminar_now(&self, content: &mut serde_json::Value) {
         let Some(name) = content["name"].as_str() else {
             return;
         };
-        if let Ok(a) = self.store.attendance(name).await {
-            content["seats_left"] = json!((a.capacity - a.seated).max(0));
+        if let Ok(Some(mut now)) = crate::seminar::notice::current(self.store, name).await {
+            if let Some(notice) = content.get("notice") {
+                now["notice"] = notice.clone();
+            }
+            *content = now;
         }
     }
 

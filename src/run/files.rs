@@ -17,6 +17,7 @@ pub type FileHashes = BTreeMap<String, String>;
 /// The files `campaign` is rendered and selected from.
 pub fn campaign_files(campaign: &Campaign, config: &Config) -> Vec<PathBuf> {
     let mut files = vec![campaign.path.clone()];
+    files.extend(campaign.seminar_path());
     if let Audience::Rule(rule) = &campaign.audience {
         files.push(crate::segment::rule::resolve(
             rule,

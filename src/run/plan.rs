@@ -381,7 +381,7 @@ async fn fit_to_wave(
         }
     }
     if !dry_run {
-        store.set_capacity(&seminar.name, seminar.capacity).await?;
+        crate::seminar::notice::sync(store, &campaign.name, &seminar, chrono::Utc::now()).await?;
     }
     let seated = match store.attendance(&seminar.name).await {
         Ok(a) => a.seated,
@@ -389,16 +389,24 @@ async fn fit_to_wave(
         Err(crate::store::StoreError::Corrupt(_)) => 0,
         Err(e) => return Err(e.into()),
     };
-    let full = (seated >= seminar.capacity).then(|| {
-        format!(
-            "seminar {} is full: {seated} of {} seats accepted, so wave {key} invites nobody",
-            seminar.name, seminar.capacity
-        )
-    });
-    Ok(SeminarWave {
-        content: seminar.content(seminar.capacity - seated),
-        full,
-    })
+    let full = if seminar.cancelled {
+        Some(format!(
+            "seminar {} is cancelled, so wave {key} invites nobody",
+            seminar.name
+        ))
+    } else {
+        (seated >= seminar.capacity).then(|| {
+            format!(
+                "seminar {} is full: {seated} of {} seats accepted, so wave {key} invites nobody",
+                seminar.name, seminar.capacity
+            )
+        })
+    };
+    let content = match crate::seminar::notice::current(store, &seminar.name).await? {
+        Some(now) => now,
+        None => seminar.content(seminar.capacity - seated),
+    };
+    Ok(SeminarWave { content, full })
 }
 
 async fn select(

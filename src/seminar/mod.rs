@@ -4,6 +4,7 @@
 //! send time). Every problem is reported with its file, line and key.
 
 pub mod checkin;
+pub mod ics;
 pub mod notice;
 
 use std::collections::BTreeSet;
@@ -36,6 +37,8 @@ pub struct Seminar {
     pub branch: Option<String>,
     pub product_risk: Option<ProductRisk>,
     pub waves: Vec<Wave>,
+    /// Called off: those who accepted are told, and no wave goes out.
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -75,6 +78,8 @@ struct SeminarToml {
     product_risk: Option<String>,
     #[serde(default)]
     waves: Vec<WaveToml>,
+    #[serde(default)]
+    cancelled: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,6 +230,7 @@ impl Seminar {
                     rsvp_deadline,
                     branch: raw.branch,
                     product_risk,
+                    cancelled: raw.cancelled,
                     waves: raw
                         .waves
                         .into_iter()
@@ -270,7 +276,21 @@ impl Seminar {
             "seats_left": seats_left.max(0),
             "branch": self.branch,
             "product_risk": self.product_risk.map(|r| r.to_string()),
+            "cancelled": self.cancelled,
         })
+    }
+
+    /// What a calendar entry shows: a change raises its SEQUENCE.
+    pub fn fingerprint(&self) -> String {
+        let shown = serde_json::json!([
+            self.title,
+            self.starts_at,
+            self.ends_at,
+            self.timezone.name(),
+            self.venue,
+            self.cancelled
+        ]);
+        crate::run::files::content_hash(&shown.to_string())
     }
 
     pub fn wave(&self, name: &str) -> Option<&Wave> {

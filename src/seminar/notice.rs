@@ -16,8 +16,9 @@ use crate::channel::Channel;
 use crate::client::types::ClientId;
 use crate::message::data::keys;
 use crate::schedule::Trigger;
-use crate::store::runs::{NewDelivery, NewRun, Run, RunState};
-use crate::store::seminars::Standing;
+use crate::seminar::Seminar;
+use crate::store::runs::{NewDelivery, NewRun, RunState};
+use crate::store::seminars::{Standing, Version};
 use crate::store::Store;
 
 /// The run kind of notices, and their template set.
@@ -31,6 +32,10 @@ pub enum Notice {
     Waitlisted,
     /// A seat came free and is now the client's.
     Promoted,
+    /// The seminar's time or venue changed.
+    Changed,
+    /// The seminar is called off.
+    Cancelled,
 }
 
 impl Notice {
@@ -39,6 +44,17 @@ impl Notice {
             Notice::Confirmed => "confirmed",
             Notice::Waitlisted => "waitlisted",
             Notice::Promoted => "promoted",
+            Notice::Changed => "changed",
+            Notice::Cancelled => "cancelled",
+        }
+    }
+
+    /// The notice run's key: one run per kind, and per version for a
+    /// change, so that each client is told each thing once.
+    fn run_key(self, sequence: i64) -> String {
+        match self {
+            Notice::Changed => format!("notice:changed:{sequence}"),
+            n => format!("notice:{}", n.as_str()),
         }
     }
 
@@ -88,12 +104,82 @@ pub fn told(standing: Standing, notice: Option<Notice>) -> Value {
     })
 }
 
-/// Queues `notice` for `client` after an answer to the invitation `run`,
+/// The seminar's particulars as messages show them now: as last recorded,
+/// with their sequence and the seats left.
+pub async fn current(store: &dyn Store, name: &str) -> Result<Option<Value>> {
+    let Some((content, sequence)) = store.seminar_content(name).await? else {
+        return Ok(None);
+    };
+    let mut v: Value = serde_json::from_str(&content).context("the seminar's recorded content")?;
+    v["sequence"] = json!(sequence);
+    if let Ok(a) = store.attendance(name).await {
+        v["seats_left"] = json!((a.capacity - a.seated).max(0));
+    }
+    Ok(Some(v))
+}
+
+/// Records the seminar as its file says now. When its time, venue or
+/// cancellation changed, everyone holding a seat or a place is told, by
+/// the channel they answered on, with the calendar entry's new version.
+pub async fn sync(
+    store: &dyn Store,
+    campaign: &str,
+    seminar: &Seminar,
+    now: DateTime<Utc>,
+) -> Result<Version> {
+    let content = seminar.content(seminar.capacity);
+    let version = store
+        .sync_seminar(
+            &seminar.name,
+            seminar.capacity,
+            &content.to_string(),
+            &seminar.fingerprint(),
+        )
+        .await?;
+    if !version.changed {
+        return Ok(version);
+    }
+    let notice = if seminar.cancelled {
+        Notice::Cancelled
+    } else {
+        Notice::Changed
+    };
+    let current = current(store, &seminar.name).await?.unwrap_or(content);
+    let mut told = 0;
+    for a in store.answers(&seminar.name).await? {
+        if a.position.is_none() {
+            continue;
+        }
+        let standing = Standing::of(a.position, seminar.capacity);
+        let via = a.via.as_deref().and_then(|c| Channel::parse(c).ok());
+        if queue(
+            store,
+            campaign,
+            &current,
+            &a.client_id,
+            notice,
+            standing,
+            via,
+            now,
+        )
+        .await?
+        {
+            told += 1;
+        }
+    }
+    tracing::info!(seminar = %seminar.name, sequence = version.sequence, notice = notice.as_str(), told, "seminar changed: notices queued");
+    Ok(version)
+}
+
+/// Queues `notice` for `client` about `seminar` (its particulars as
+/// [`current`] gives them), sent as a run of the invitation `campaign`,
 /// by `via` when the client has an address there, else the other channel.
 /// False when the client was told this already, or has no address at all.
+#[allow(clippy::too_many_arguments)]
 pub async fn queue(
     store: &dyn Store,
-    invitation: &Run,
+    campaign: &str,
+    seminar: &Value,
     client: &str,
     notice: Notice,
     standing: Standing,
@@ -119,14 +205,14 @@ pub async fn queue(
         .into_iter()
         .filter(|&ch| ch != channel && address_on(ch).is_some())
         .collect();
-    let mut content: Value =
-        serde_json::from_str(&invitation.content).context("the invitation's content snapshot")?;
+    let mut content = seminar.clone();
     content["notice"] = json!(notice.as_str());
+    let sequence = content["sequence"].as_i64().unwrap_or(0);
     let content = content.to_string();
     let hash = crate::run::files::content_hash(&content);
     let run = NewRun {
-        campaign: invitation.campaign.clone(),
-        run_key: format!("notice:{}", notice.as_str()),
+        campaign: campaign.to_owned(),
+        run_key: notice.run_key(sequence),
         kind: KIND.into(),
         purpose: Purpose::Service,
         state: RunState::Sending,

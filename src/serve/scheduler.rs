@@ -50,6 +50,8 @@ pub struct Scheduler {
     done: HashSet<(String, String)>,
     /// Calendar problems already logged, once per campaign and day.
     warned: HashMap<String, chrono::NaiveDate>,
+    /// The stamp of the files whose seminars were last recorded.
+    synced: Option<u64>,
 }
 
 impl Scheduler {
@@ -60,6 +62,7 @@ impl Scheduler {
             metrics,
             done: HashSet::new(),
             warned: HashMap::new(),
+            synced: None,
         }
     }
 
@@ -68,6 +71,7 @@ impl Scheduler {
         let calendar = &files.calendar;
         let grace = chrono::Duration::from_std(self.config.schedule.grace).unwrap_or_default();
         let mut fired = Vec::new();
+        self.sync_seminars(files, now).await;
         for c in &files.campaigns {
             let due = match files.seminars.get(&c.name) {
                 Some(seminar) => due_waves(seminar, now, grace),
@@ -88,6 +92,25 @@ impl Scheduler {
             }
         }
         fired
+    }
+
+    /// Records the seminars once per version of the files: a change of
+    /// time, venue or a cancellation tells those who accepted.
+    async fn sync_seminars(&mut self, files: &FileSet, now: DateTime<Utc>) {
+        if self.synced == Some(files.stamp) {
+            return;
+        }
+        let mut ok = true;
+        for (campaign, seminar) in &files.seminars {
+            if let Err(e) = crate::seminar::notice::sync(&*self.store, campaign, seminar, now).await
+            {
+                ok = false;
+                tracing::error!(seminar = %seminar.name, error = %format!("{e:#}"), "the seminar could not be recorded");
+            }
+        }
+        if ok {
+            self.synced = Some(files.stamp);
+        }
     }
 
     /// The campaign trigger's fire time due now, with its run key.

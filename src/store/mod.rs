@@ -350,6 +350,18 @@ pub trait FleetStore: Send + Sync {
 pub trait SeminarStore: Send + Sync {
     /// Creates the seminar or changes its capacity.
     async fn set_capacity(&self, seminar: &str, capacity: i64) -> Result<(), StoreError>;
+    /// Records the seminar as its file says now (capacity, particulars as
+    /// JSON, and the fingerprint of what a calendar entry shows); a new
+    /// fingerprint raises the sequence.
+    async fn sync_seminar(
+        &self,
+        seminar: &str,
+        capacity: i64,
+        content: &str,
+        fingerprint: &str,
+    ) -> Result<seminars::Version, StoreError>;
+    /// The particulars last recorded, with their sequence.
+    async fn seminar_content(&self, seminar: &str) -> Result<Option<(String, i64)>, StoreError>;
     /// Records an acceptance (made by `via`): a seat while there is one,
     /// else the wait list.
     async fn accept(

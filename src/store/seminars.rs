@@ -57,6 +57,15 @@ pub fn checkin_source(seminar: &str) -> String {
     format!("checkin:{seminar}")
 }
 
+/// The seminar as herald last recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Version {
+    /// Raised at each change of time, venue or cancellation.
+    pub sequence: i64,
+    /// True when this record changed the fingerprint stored before.
+    pub changed: bool,
+}
+
 /// Seats taken and clients waiting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Attendance {
@@ -81,6 +90,53 @@ macro_rules! seminar_queries {
                 .await?;
                 tx.commit().await?;
                 Ok(())
+            }
+
+            async fn sync_seminar(
+                &self,
+                seminar: &str,
+                capacity: i64,
+                content: &str,
+                fingerprint: &str,
+            ) -> Result<super::seminars::Version, super::StoreError> {
+                let mut tx = begin_write(&self.pool).await?;
+                let before: Option<(Option<String>, i64)> = sqlx::query_as(
+                    "SELECT fingerprint, sequence FROM seminars WHERE name = $1",
+                )
+                .bind(seminar)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let (changed, sequence) = match before {
+                    Some((Some(old), seq)) if old != fingerprint => (true, seq + 1),
+                    Some((_, seq)) => (false, seq),
+                    None => (false, 0),
+                };
+                sqlx::query(
+                    "INSERT INTO seminars (name, capacity, content, fingerprint, sequence) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity, content = excluded.content, \
+                     fingerprint = excluded.fingerprint, sequence = excluded.sequence",
+                )
+                .bind(seminar)
+                .bind(capacity)
+                .bind(content)
+                .bind(fingerprint)
+                .bind(sequence)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(super::seminars::Version { sequence, changed })
+            }
+
+            async fn seminar_content(
+                &self,
+                seminar: &str,
+            ) -> Result<Option<(String, i64)>, super::StoreError> {
+                let row: Option<(Option<String>, i64)> =
+                    sqlx::query_as("SELECT content, sequence FROM seminars WHERE name = $1")
+                        .bind(seminar)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(row.and_then(|(c, s)| c.map(|c| (c, s))))
             }
 
             async fn accept(

@@ -148,9 +148,35 @@ async fn tell(
     via: Option<Channel>,
     at: DateTime<Utc>,
 ) {
-    if let Err(e) = notice::queue(&*s.store, run, client, n, standing, via, at).await {
+    let result = async {
+        let seminar = match notice::current(&*s.store, &run_seminar(run)).await? {
+            Some(now) => now,
+            None => serde_json::from_str(&run.content)?,
+        };
+        notice::queue(
+            &*s.store,
+            &run.campaign,
+            &seminar,
+            client,
+            n,
+            standing,
+            via,
+            at,
+        )
+        .await
+    }
+    .await;
+    if let Err(e) = result {
         tracing::error!(run = run.id, notice = n.as_str(), error = %format!("{e:#}"), "seminar notice could not be queued");
     }
+}
+
+/// The seminar an invitation run invites to.
+fn run_seminar(run: &Run) -> String {
+    serde_json::from_str::<serde_json::Value>(&run.content)
+        .ok()
+        .and_then(|c| c["name"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// `GET /r/TOKEN`: the seminar and the answer the link gives, to confirm.
