@@ -15,6 +15,7 @@ use chrono::{Duration as Days, Utc};
 use common::cli::{herald, http, run_json, spawn_serve, wait_for};
 use herald::store::seminars::Standing;
 use herald::store::DatabaseUrl;
+use mail_parser::MimeHeaders;
 
 const CLIENTS: usize = 500;
 const FIRST_WAVE: usize = 100;
@@ -91,6 +92,11 @@ rsvp_deadline = "{}"
 [venue]
 name = "营业部三楼报告厅"
 address = "上海市浦东新区世纪大道1号"
+
+[[reminders]]
+days_before = 1
+at = "10:00"
+channels = ["email", "sms"]
 
 [[waves]]
 name = "one"
@@ -504,6 +510,43 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
         calendar_in(&std::fs::read(file).unwrap())
     };
     let confirmed = entry("notice:confirmed");
+
+    // The reminder goes to the 50 seats, with the code the door reads and
+    // its QR image.
+    let reminded = run_json(dir, &url, &["seminar", "remind", "talk", "--json"]);
+    assert_eq!(reminded[0]["queued"], 50, "{reminded}");
+    wait_for("the reminders", Duration::from_secs(60), || {
+        notices("notice:reminder:1d_1000")["deliveries"]["sent"] == 50
+    });
+    let run = rt
+        .block_on(store.run_by_key("talk", "notice:reminder:1d_1000"))
+        .unwrap()
+        .unwrap();
+    let sent = rt
+        .block_on(store.deliveries_in(run.id, herald::store::runs::DeliveryState::Sent, 100))
+        .unwrap();
+    let d = sent.iter().find(|d| d.client_id == by_email).unwrap();
+    let file = std::fs::read_dir(dir.join("outbox"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&format!("{}-", d.id))
+        })
+        .unwrap();
+    let raw = std::fs::read(file).unwrap();
+    let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let code = herald::seminar::checkin::code(&secret, "talk", &by_email);
+    assert!(message.body_text(0).unwrap().contains(&code));
+    assert!(
+        message
+            .attachments()
+            .any(|a| a.attachment_name() == Some("checkin.png")
+                && a.contents().starts_with(b"\x89PNG")),
+        "the QR image"
+    );
     assert_eq!(confirmed["SEQUENCE"].1, "0");
     assert_eq!(confirmed["STATUS"].1, "CONFIRMED");
     assert!(
@@ -568,7 +611,6 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
 /// The calendar attachment of a message, read with an independent iCalendar
 /// parser: each VEVENT property as (parameters, value).
 fn calendar_in(raw: &[u8]) -> BTreeMap<String, (String, String)> {
-    use mail_parser::MimeHeaders;
     let message = mail_parser::MessageParser::default()
         .parse(raw)
         .expect("MIME");

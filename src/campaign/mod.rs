@@ -226,9 +226,22 @@ impl Prepared {
         {
             return Vec::new();
         }
-        crate::seminar::ics::attachment(&self.content, client.id.as_str(), chrono::Utc::now())
-            .into_iter()
-            .collect()
+        let mut attached: Vec<crate::channel::Attachment> =
+            crate::seminar::ics::attachment(&self.content, client.id.as_str(), chrono::Utc::now())
+                .into_iter()
+                .collect();
+        // A reminder's check-in code, as an image the door can scan.
+        if let Some(png) = rsvp
+            .and_then(|r| r["code"].as_str())
+            .and_then(crate::seminar::checkin::qr_png)
+        {
+            attached.push(crate::channel::Attachment {
+                filename: "checkin.png".into(),
+                content_type: "image/png".into(),
+                bytes: png,
+            });
+        }
+        attached
     }
 
     fn unsubscribe(&self, delivery: i64) -> Option<Unsubscribe> {

@@ -53,6 +53,16 @@ pub enum SeminarsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Send a seminar's reminders now to everyone holding a seat, with
+    /// their check-in codes (herald serve sends them at their time)
+    Remind {
+        seminar: String,
+        /// One reminder by name (e.g. 1d_1000) [default: all]
+        #[arg(long)]
+        reminder: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Invited, accepted, declined, wait-listed, promoted, attended and
     /// no-shows, in all and by wave
     Report {
@@ -95,6 +105,11 @@ pub async fn run_with_store(
             check_in(store, config, &seminar, who, json).await
         }
         SeminarsCommand::Sync { seminar, json } => sync(store, config, seminar, json).await,
+        SeminarsCommand::Remind {
+            seminar,
+            reminder,
+            json,
+        } => remind(store, config, &seminar, reminder.as_deref(), json).await,
         SeminarsCommand::Report { seminar, json } => {
             let seminar = load(config, &seminar)?;
             report(store, config, &seminar, json).await
@@ -308,6 +323,53 @@ async fn check_in(
     } else {
         ExitCode::FAILURE
     })
+}
+
+async fn remind(
+    store: &dyn Store,
+    config: &Config,
+    name: &str,
+    only: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let s = load(config, name)?;
+    let campaign = invitation_campaign(config, &s.name)
+        .with_context(|| format!("no campaign names seminar {} in its [context]", s.name))?;
+    if s.cancelled {
+        bail!("seminar {} is cancelled: no reminders", s.name);
+    }
+    let chosen: Vec<&seminar::Reminder> = s
+        .reminders
+        .iter()
+        .filter(|r| only.is_none_or(|o| o == r.name))
+        .collect();
+    if chosen.is_empty() {
+        let known: Vec<&str> = s.reminders.iter().map(|r| r.name.as_str()).collect();
+        bail!(
+            "seminar {} has no reminder {} (its reminders: {})",
+            s.name,
+            only.unwrap_or("at all"),
+            if known.is_empty() {
+                "none; add [[reminders]] days_before and at".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
+    }
+    let secret = config.tracking.as_ref().map(|t| &t.secret);
+    let mut out = Vec::new();
+    for r in chosen {
+        let queued =
+            seminar::notice::remind(store, &campaign, &s, r, secret, chrono::Utc::now()).await?;
+        if !json {
+            println!("{} {}: {queued} reminder(s) queued", s.name, r.name);
+        }
+        out.push(json!({ "reminder": r.name, "queued": queued }));
+    }
+    if json {
+        super::print_json(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn sync(

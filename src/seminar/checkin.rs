@@ -28,6 +28,36 @@ pub fn normalise(typed: &str) -> String {
         .collect()
 }
 
+/// Pixels per QR module, and the quiet zone around the code in modules.
+const SCALE: usize = 8;
+const QUIET: usize = 4;
+
+/// The check-in code as a QR image (PNG) the door can scan.
+pub fn qr_png(code: &str) -> Option<Vec<u8>> {
+    let qr = qrcode::QrCode::new(code.as_bytes()).ok()?;
+    let width = qr.width();
+    let dark = qr.to_colors();
+    let side = (width + 2 * QUIET) * SCALE;
+    let mut pixels = vec![255u8; side * side];
+    for (i, color) in dark.iter().enumerate() {
+        if *color != qrcode::Color::Dark {
+            continue;
+        }
+        let (x, y) = ((i % width + QUIET) * SCALE, (i / width + QUIET) * SCALE);
+        for row in y..y + SCALE {
+            pixels[row * side + x..row * side + x + SCALE].fill(0);
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, side as u32, side as u32);
+    encoder.set_color(png::ColorType::Grayscale);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header().ok()?;
+    writer.write_image_data(&pixels).ok()?;
+    writer.finish().ok()?;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +78,20 @@ mod tests {
             .map(|i| code(&secret(), "talk", &format!("c{i}")))
             .collect();
         assert_eq!(codes.len(), 2000, "no collisions in a large room");
+    }
+
+    #[test]
+    fn the_qr_image_is_a_png_of_whole_modules() {
+        let png = qr_png("K7QX2M").unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(&png));
+        let reader = decoder.read_info().unwrap();
+        let info = reader.info();
+        assert_eq!(info.width, info.height);
+        assert_eq!(info.width as usize % SCALE, 0);
+        assert!(
+            info.width as usize >= (21 + 2 * QUIET) * SCALE,
+            "version 1 at least"
+        );
     }
 
     #[test]

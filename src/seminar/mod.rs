@@ -39,6 +39,17 @@ pub struct Seminar {
     pub waves: Vec<Wave>,
     /// Called off: those who accepted are told, and no wave goes out.
     pub cancelled: bool,
+    pub reminders: Vec<Reminder>,
+}
+
+/// A reminder to those holding a seat, some days before the start at a
+/// local time, carrying their check-in code.
+#[derive(Debug, Clone, Serialize)]
+pub struct Reminder {
+    /// `1d_1000`: one day before, at 10:00.
+    pub name: String,
+    pub send_at: DateTime<Utc>,
+    pub channels: Vec<Channel>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -80,6 +91,21 @@ struct SeminarToml {
     waves: Vec<WaveToml>,
     #[serde(default)]
     cancelled: bool,
+    #[serde(default)]
+    reminders: Vec<ReminderToml>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReminderToml {
+    days_before: u32,
+    at: String,
+    #[serde(default = "reminder_channels")]
+    channels: Vec<Channel>,
+}
+
+fn reminder_channels() -> Vec<Channel> {
+    vec![Channel::Sms, Channel::Email]
 }
 
 #[derive(Debug, Deserialize)]
@@ -210,6 +236,42 @@ impl Seminar {
                 }
             }
         }
+        let reminders: Vec<Reminder> = raw
+            .reminders
+            .iter()
+            .filter_map(|r| {
+                let starts = starts_at?;
+                let at = chrono::NaiveTime::parse_from_str(r.at.trim(), "%H:%M")
+                    .map_err(|_| {
+                        problem(
+                            "at",
+                            format!("reminder at '{}' is not a time (HH:MM)", r.at),
+                        )
+                    })
+                    .ok()?;
+                let day = starts.with_timezone(&timezone).date_naive()
+                    - chrono::Duration::days(i64::from(r.days_before));
+                let send_at = crate::campaign::timing::local_instant(timezone, day.and_time(at));
+                if send_at >= starts {
+                    problem(
+                        "days_before",
+                        format!(
+                            "a reminder {} day(s) before at {} is not before the start",
+                            r.days_before, r.at
+                        ),
+                    );
+                    return None;
+                }
+                if r.channels.is_empty() {
+                    problem("channels", "a reminder names no channel".into());
+                }
+                Some(Reminder {
+                    name: format!("{}d_{}", r.days_before, at.format("%H%M")),
+                    send_at,
+                    channels: r.channels.clone(),
+                })
+            })
+            .collect();
         match (starts_at, ends_at, deadline) {
             (Some(starts_at), Some(ends_at), Some(rsvp_deadline)) if problems.is_empty() => {
                 Ok(Seminar {
@@ -231,6 +293,7 @@ impl Seminar {
                     branch: raw.branch,
                     product_risk,
                     cancelled: raw.cancelled,
+                    reminders,
                     waves: raw
                         .waves
                         .into_iter()

@@ -36,6 +36,8 @@ pub enum Notice {
     Changed,
     /// The seminar is called off.
     Cancelled,
+    /// A reminder before the seminar, with the check-in code.
+    Reminder,
 }
 
 impl Notice {
@@ -46,14 +48,22 @@ impl Notice {
             Notice::Promoted => "promoted",
             Notice::Changed => "changed",
             Notice::Cancelled => "cancelled",
+            Notice::Reminder => "reminder",
         }
     }
 
-    /// The notice run's key: one run per kind, and per version for a
-    /// change, so that each client is told each thing once.
-    fn run_key(self, sequence: i64) -> String {
+    /// The notice run's key: one run per kind, per version for a change
+    /// and per reminder, so that each client is told each thing once.
+    fn run_key(self, seminar: &Value) -> String {
         match self {
-            Notice::Changed => format!("notice:changed:{sequence}"),
+            Notice::Changed => format!(
+                "notice:changed:{}",
+                seminar["sequence"].as_i64().unwrap_or(0)
+            ),
+            Notice::Reminder => format!(
+                "notice:reminder:{}",
+                seminar["reminder"].as_str().unwrap_or("")
+            ),
             n => format!("notice:{}", n.as_str()),
         }
     }
@@ -145,7 +155,7 @@ pub async fn sync(
         Notice::Changed
     };
     let current = current(store, &seminar.name).await?.unwrap_or(content);
-    let mut told = 0;
+    let mut queued = 0;
     for a in store.answers(&seminar.name).await? {
         if a.position.is_none() {
             continue;
@@ -158,17 +168,62 @@ pub async fn sync(
             &current,
             &a.client_id,
             notice,
-            standing,
+            told(standing, Some(notice)),
             via,
             now,
         )
         .await?
         {
-            told += 1;
+            queued += 1;
         }
     }
-    tracing::info!(seminar = %seminar.name, sequence = version.sequence, notice = notice.as_str(), told, "seminar changed: notices queued");
+    tracing::info!(seminar = %seminar.name, sequence = version.sequence, notice = notice.as_str(), queued, "seminar changed: notices queued");
     Ok(version)
+}
+
+/// Sends `reminder` to everyone holding a seat, by the reminder's first
+/// channel the client can be reached on, with their check-in code; the
+/// number queued.
+pub async fn remind(
+    store: &dyn Store,
+    campaign: &str,
+    seminar: &Seminar,
+    reminder: &super::Reminder,
+    secret: Option<&crate::tracking::token::Secret>,
+    now: DateTime<Utc>,
+) -> Result<usize> {
+    let mut content = current(store, &seminar.name)
+        .await?
+        .unwrap_or_else(|| seminar.content(seminar.capacity));
+    content["reminder"] = json!(reminder.name);
+    let mut queued = 0;
+    for a in store.answers(&seminar.name).await? {
+        let standing = Standing::of(a.position, seminar.capacity);
+        if !matches!(standing, Standing::Seated { .. }) {
+            continue;
+        }
+        let mut rsvp = told(standing, Some(Notice::Reminder));
+        if let Some(secret) = secret {
+            rsvp["code"] = json!(super::checkin::code(secret, &seminar.name, &a.client_id));
+        }
+        let via = reminder.channels.first().copied();
+        if queue(
+            store,
+            campaign,
+            &content,
+            &a.client_id,
+            Notice::Reminder,
+            rsvp,
+            via,
+            now,
+        )
+        .await?
+        {
+            queued += 1;
+        }
+    }
+    tracing::info!(seminar = %seminar.name, reminder = %reminder.name, queued, "seminar reminders queued");
+    Ok(queued)
 }
 
 /// Queues `notice` for `client` about `seminar` (its particulars as
@@ -182,7 +237,7 @@ pub async fn queue(
     seminar: &Value,
     client: &str,
     notice: Notice,
-    standing: Standing,
+    rsvp: Value,
     via: Option<Channel>,
     now: DateTime<Utc>,
 ) -> Result<bool> {
@@ -207,12 +262,12 @@ pub async fn queue(
         .collect();
     let mut content = seminar.clone();
     content["notice"] = json!(notice.as_str());
-    let sequence = content["sequence"].as_i64().unwrap_or(0);
+    let run_key = notice.run_key(&content);
     let content = content.to_string();
     let hash = crate::run::files::content_hash(&content);
     let run = NewRun {
         campaign: campaign.to_owned(),
-        run_key: notice.run_key(sequence),
+        run_key,
         kind: KIND.into(),
         purpose: Purpose::Service,
         state: RunState::Sending,
@@ -236,7 +291,7 @@ pub async fn queue(
         decision: json!({
             "channel": channel,
             "purpose": "service",
-            keys::RSVP: told(standing, Some(notice)),
+            keys::RSVP: rsvp,
         })
         .to_string(),
     };

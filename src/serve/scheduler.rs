@@ -72,6 +72,7 @@ impl Scheduler {
         let grace = chrono::Duration::from_std(self.config.schedule.grace).unwrap_or_default();
         let mut fired = Vec::new();
         self.sync_seminars(files, now).await;
+        self.remind(files, now, grace).await;
         for c in &files.campaigns {
             let due = match files.seminars.get(&c.name) {
                 Some(seminar) => due_waves(seminar, now, grace),
@@ -110,6 +111,44 @@ impl Scheduler {
         }
         if ok {
             self.synced = Some(files.stamp);
+        }
+    }
+
+    /// Queues each seminar reminder whose time has come, within grace;
+    /// a reminder run holds one delivery per client, so a repeat is a no-op.
+    async fn remind(&mut self, files: &FileSet, now: DateTime<Utc>, grace: chrono::Duration) {
+        let secret = self.config.tracking.as_ref().map(|t| &t.secret);
+        for (campaign, seminar) in &files.seminars {
+            if seminar.cancelled {
+                continue;
+            }
+            for r in seminar
+                .reminders
+                .iter()
+                .filter(|r| r.send_at <= now && now < r.send_at + grace)
+            {
+                let key = (campaign.clone(), format!("notice:reminder:{}", r.name));
+                if self.done.contains(&key) {
+                    continue;
+                }
+                match crate::seminar::notice::remind(
+                    &*self.store,
+                    campaign,
+                    seminar,
+                    r,
+                    secret,
+                    now,
+                )
+                .await
+                {
+                    Ok(_) => {
+                        self.done.insert(key);
+                    }
+                    Err(e) => {
+                        tracing::error!(seminar = %seminar.name, reminder = %r.name, error = %format!("{e:#}"), "reminders could not be queued")
+                    }
+                }
+            }
         }
     }
 

@@ -159,7 +159,7 @@ async fn tell(
             &seminar,
             client,
             n,
-            standing,
+            notice::told(standing, Some(n)),
             via,
             at,
         )
