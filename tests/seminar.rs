@@ -342,6 +342,26 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     let a = rt.block_on(store.attendance("talk")).unwrap();
     assert_eq!((a.seated, a.waitlisted), (50, 140));
 
+    // Rules read the answers: who holds a seat, who waits.
+    std::fs::write(
+        dir.join("rules/accepted.rhai"),
+        "client.rsvp(ctx.seminar) == \"yes\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("rules/waiting.rhai"),
+        "client.rsvp(ctx.seminar) == \"waitlisted\"\n",
+    )
+    .unwrap();
+    for (rule, n) in [("accepted", 50), ("waiting", 140)] {
+        let seg = run_json(
+            dir,
+            &url,
+            &["segment", rule, "--context", "seminar=talk", "--json"],
+        );
+        assert_eq!(seg["matched"], n, "{rule}: {seg}");
+    }
+
     // Each is told once: 50 seats confirmed, 150 places, 10 promotions.
     let notices = |key: &str| -> serde_json::Value {
         let run = rt

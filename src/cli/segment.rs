@@ -120,8 +120,12 @@ fn prepare(args: &SegmentArgs, config: &Config) -> Result<Prepared> {
 /// Compiles the rule first, so that a wrong rule touches no database.
 pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
     let started = Instant::now();
-    let prepared = prepare(&args, config)?;
+    let mut prepared = prepare(&args, config)?;
     let store = super::open_store(config).await?;
+    if crate::segment::fields::calls(&prepared.rule.ast, "rsvp") {
+        let answers = crate::segment::engine::rsvps(&*store).await?;
+        prepared.engine = crate::segment::engine::engine_with(prepared.today, answers.into());
+    }
     let result = select(&args, &prepared, &*store, config, started).await;
     store.close().await;
     result

@@ -426,6 +426,11 @@ async fn select(
             let path = crate::segment::rule::resolve(name, &config.base_dir.join("rules"));
             let rule =
                 Rule::load(&path, &engine, &keys).map_err(|e| anyhow::anyhow!(e.render()))?;
+            let engine = if crate::segment::fields::calls(&rule.ast, "rsvp") {
+                engine::engine_with(today, std::sync::Arc::new(engine::rsvps(store).await?))
+            } else {
+                engine
+            };
             Some((engine, rule))
         }
     };

@@ -15,6 +15,11 @@ pub const MAX_OPERATIONS: u64 = 200_000;
 
 /// Builds the engine for one run.
 pub fn engine(today: Today) -> Engine {
+    engine_with(today, Default::default())
+}
+
+/// The engine with the seminar answers `client.rsvp(…)` reads.
+pub fn engine_with(today: Today, rsvps: std::sync::Arc<vocabulary::Rsvps>) -> Engine {
     let mut engine = Engine::new();
     engine
         .set_max_operations(MAX_OPERATIONS)
@@ -29,7 +34,25 @@ pub fn engine(today: Today) -> Engine {
     engine.on_print(|_| {});
     engine.on_debug(|_, _, _| {});
     vocabulary::register(&mut engine, today);
+    vocabulary::register_rsvps(&mut engine, rsvps);
     engine
+}
+
+/// The answers to every seminar, for rules that call `client.rsvp`.
+pub async fn rsvps(
+    store: &dyn crate::store::Store,
+) -> Result<vocabulary::Rsvps, crate::store::StoreError> {
+    use crate::store::seminars::Standing;
+    let mut out = vocabulary::Rsvps::new();
+    for (seminar, capacity, a) in store.all_answers().await? {
+        let word = match Standing::of(a.position, capacity) {
+            Standing::Seated { .. } => "yes",
+            Standing::Waitlisted { .. } => "waitlisted",
+            Standing::Declined => "no",
+        };
+        out.entry(seminar).or_default().insert(a.client_id, word);
+    }
+    Ok(out)
 }
 
 /// The variables every rule sees, in the order evaluation pushes them.

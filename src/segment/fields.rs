@@ -39,7 +39,8 @@ impl Fields {
     /// vocabulary does not have (the name check reports those).
     pub fn of(name: &str) -> Option<Fields> {
         Some(match name {
-            "id" | "to_string" | "to_debug" => Fields::NONE,
+            // `rsvp` reads the seminar answers, loaded apart (see `calls`).
+            "id" | "to_string" | "to_debug" | "rsvp" => Fields::NONE,
             "name" | "email" | "phone" | "branch" | "advisor" | "has_email" | "has_phone" => {
                 Fields::CONTACT
             }
@@ -82,6 +83,18 @@ impl Fields {
         });
         fields
     }
+}
+
+/// Whether `ast` calls the method `name` anywhere.
+pub fn calls(ast: &AST, name: &str) -> bool {
+    let mut found = false;
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(Expr::MethodCall(call, _))) = path.last() {
+            found |= call.name.as_str() == name;
+        }
+        !found
+    });
+    found
 }
 
 /// The fields read by the member access on the right of `client.`.

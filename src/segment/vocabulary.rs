@@ -64,7 +64,23 @@ pub const CLIENT_METHODS: &[&str] = &[
     "replied_within",
     "bounced_within",
     "attended_within",
+    "rsvp",
 ];
+
+/// Seminar answers as rules read them: seminar → client → `"yes"` (a
+/// seat), `"waitlisted"` or `"no"`.
+pub type Rsvps = std::collections::HashMap<String, std::collections::HashMap<String, &'static str>>;
+
+/// Registers `client.rsvp(seminar)` over `answers`; a client who has not
+/// answered gets `()`, which compares false.
+pub fn register_rsvps(engine: &mut Engine, answers: std::sync::Arc<Rsvps>) {
+    engine.register_fn("rsvp", move |c: &mut ClientView, seminar: &str| {
+        answers
+            .get(seminar)
+            .and_then(|m| m.get(c.id()))
+            .map_or(Dynamic::UNIT, |a| Dynamic::from(ImmutableString::from(*a)))
+    });
+}
 
 /// What a run fixes for every client: the date and the assessment validity.
 #[derive(Debug, Clone, Copy)]

@@ -381,6 +381,8 @@ pub trait SeminarStore: Send + Sync {
     ) -> Result<seminars::Declined, StoreError>;
     /// Every answer to the seminar, seats and wait list in position order.
     async fn answers(&self, seminar: &str) -> Result<Vec<seminars::Answer>, StoreError>;
+    /// Every answer to every seminar, with the seminar and its capacity.
+    async fn all_answers(&self) -> Result<Vec<(String, i64, seminars::Answer)>, StoreError>;
     /// The clients checked in at the seminar.
     async fn attended(&self, seminar: &str) -> Result<Vec<String>, StoreError>;
     /// The last seminar invitation sent to the client by SMS: its delivery

@@ -291,6 +291,23 @@ macro_rules! seminar_queries {
                 .await?)
             }
 
+            async fn all_answers(
+                &self,
+            ) -> Result<Vec<(String, i64, super::seminars::Answer)>, super::StoreError> {
+                let rows: Vec<(String, i64, String, String, Option<i64>, Option<String>)> = sqlx::query_as(
+                    "SELECT r.seminar, s.capacity, r.client_id, r.answer, r.position, r.via \
+                     FROM rsvps r JOIN seminars s ON s.name = r.seminar",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(seminar, capacity, client_id, answer, position, via)| {
+                        (seminar, capacity, super::seminars::Answer { client_id, answer, position, via })
+                    })
+                    .collect())
+            }
+
             async fn attended(&self, seminar: &str) -> Result<Vec<String>, super::StoreError> {
                 let rows: Vec<(String,)> = sqlx::query_as(
                     "SELECT DISTINCT client_id FROM events WHERE kind = 'attended' AND source = $1 ORDER BY client_id",
