@@ -477,7 +477,11 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
         .as_str()
         .is_some_and(|p| p.contains("door.csv:4") && p.contains("nobody")));
 
-    let report = run_json(dir, &url, &["seminar", "report", "talk", "--json"]);
+    let report = run_json(
+        dir,
+        &url,
+        &["seminar", "report", "talk", "--json", "--html", "talk.html"],
+    );
     let t = &report["totals"];
     assert_eq!(
         (
@@ -498,8 +502,34 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
         (&t["promoted"], &t["attended"]),
         (&serde_json::json!(10), &serde_json::json!(3))
     );
-    assert_eq!(report["by_wave"]["one"]["invited"], FIRST_WAVE);
+    assert_eq!(report["by_wave"]["one"]["funnel"]["invited"], FIRST_WAVE);
+    assert_eq!(
+        report["by_wave"]["two"]["funnel"]["invited"],
+        CLIENTS - FIRST_WAVE
+    );
     assert_eq!(report["by_wave"]["late"]["state"], "stopped");
+    assert_eq!(t["no_shows"], serde_json::Value::Null, "not yet held");
+    // By branch: wave one's branch was invited whole, and the branches add up.
+    let branches = report["by_branch"].as_object().unwrap();
+    assert_eq!(branches["甲营业部"]["invited"], FIRST_WAVE);
+    let sum = |k: &str| {
+        branches
+            .values()
+            .map(|b| b[k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    for k in [
+        "invited",
+        "accepted",
+        "waitlisted",
+        "declined",
+        "promoted",
+        "attended",
+    ] {
+        assert_eq!(serde_json::json!(sum(k)), t[k], "{k} by branch");
+    }
+    let page = std::fs::read_to_string(dir.join("talk.html")).unwrap();
+    assert!(page.contains("按营业部") && page.contains("甲营业部"));
 
     // The calendar entry: a seat's confirmation carries it; a change of
     // time sends the same UID with a higher SEQUENCE, a cancellation the

@@ -1,7 +1,6 @@
 //! `herald seminar`: checking seminar files before a drive starts, the
 //! seminars and their answers, check-in at the door, and the report.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,7 +12,7 @@ use crate::client::types::ClientId;
 use crate::config::Config;
 use crate::event::{EventKind, NewEvent};
 use crate::seminar::{self, checkin, Seminar};
-use crate::store::seminars::{checkin_source, Standing};
+use crate::store::seminars::checkin_source;
 use crate::store::Store;
 
 #[derive(Debug, Subcommand)]
@@ -70,6 +69,9 @@ pub enum SeminarsCommand {
         seminar: String,
         #[arg(long)]
         json: bool,
+        /// Also write the report as one HTML page here
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
     },
 }
 
@@ -110,9 +112,13 @@ pub async fn run_with_store(
             reminder,
             json,
         } => remind(store, config, &seminar, reminder.as_deref(), json).await,
-        SeminarsCommand::Report { seminar, json } => {
+        SeminarsCommand::Report {
+            seminar,
+            json,
+            html,
+        } => {
             let seminar = load(config, &seminar)?;
-            report(store, config, &seminar, json).await
+            report(store, config, &seminar, json, html.as_deref()).await
         }
     }
 }
@@ -437,73 +443,40 @@ async fn report(
     config: &Config,
     seminar: &Seminar,
     json: bool,
+    html: Option<&Path>,
 ) -> Result<ExitCode> {
-    let answers = store.answers(&seminar.name).await?;
-    let attended: std::collections::HashSet<String> =
-        store.attended(&seminar.name).await?.into_iter().collect();
-    let mut waves = BTreeMap::new();
-    let mut invited = 0;
-    let mut promoted = 0;
-    if let Some(campaign) = invitation_campaign(config, &seminar.name) {
-        for w in &seminar.waves {
-            if let Some(run) = store.run_by_key(&campaign, &w.name).await? {
-                let counts = store.run_counts(run.id).await?;
-                let sent = counts.deliveries.get("sent").copied().unwrap_or(0);
-                invited += sent;
-                waves.insert(
-                    w.name.clone(),
-                    json!({ "run": run.id, "state": run.state.as_str(), "invited": sent,
-                            "stop_reason": run.stop_reason }),
-                );
-            }
-        }
-        if let Some(run) = store.run_by_key(&campaign, "notice:promoted").await? {
-            promoted = store.run_counts(run.id).await?.deliveries.values().sum();
-        }
+    let campaign = invitation_campaign(config, &seminar.name);
+    let r = seminar::report::build(store, seminar, campaign.as_deref(), chrono::Utc::now()).await?;
+    if let Some(file) = html {
+        std::fs::write(file, seminar::report::html(&r))
+            .with_context(|| format!("cannot write {}", file.display()))?;
     }
-    let standing = |a: &crate::store::seminars::Answer| Standing::of(a.position, seminar.capacity);
-    let seated: Vec<&str> = answers
-        .iter()
-        .filter(|a| matches!(standing(a), Standing::Seated { .. }))
-        .map(|a| a.client_id.as_str())
-        .collect();
-    let over = chrono::Utc::now() > seminar.ends_at;
-    let totals = json!({
-        "capacity": seminar.capacity,
-        "invited": invited,
-        "accepted": seated.len(),
-        "waitlisted": answers.iter().filter(|a| matches!(standing(a), Standing::Waitlisted { .. })).count(),
-        "declined": answers.iter().filter(|a| a.answer == "declined").count(),
-        "promoted": promoted,
-        "attended": attended.len(),
-        "attended_without_seat": attended.iter().filter(|c| !seated.contains(&c.as_str())).count(),
-        "no_shows": if over { Some(seated.iter().filter(|c| !attended.contains(**c)).count()) } else { None },
-    });
     if json {
-        super::print_json(
-            &json!({ "seminar": seminar.name, "title": seminar.title, "totals": totals, "by_wave": waves }),
-        )?;
+        super::print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({})", seminar.title, seminar.name);
-    if let serde_json::Value::Object(t) = &totals {
-        for (k, v) in t {
-            println!(
-                "  {k:<24}{}",
-                if v.is_null() {
-                    "(after the seminar)".to_owned()
-                } else {
-                    v.to_string()
-                }
-            );
-        }
-    }
-    for (name, w) in &waves {
+    println!("{} ({}), {} seats", r.title, r.seminar, r.capacity);
+    let line = |name: &str, f: &seminar::report::Funnel| {
         println!(
-            "  wave {name:<19}{} invited ({})",
-            w["invited"],
-            w["state"].as_str().unwrap_or("")
-        );
+            "  {name:<20} invited {:>6}  seated {:>5}  waiting {:>5}  declined {:>5}  promoted {:>4}  came {:>5}  no-shows {}",
+            f.invited,
+            f.accepted,
+            f.waitlisted,
+            f.declined,
+            f.promoted,
+            f.attended,
+            f.no_shows.map_or("(after it ends)".to_owned(), |n| n.to_string())
+        )
+    };
+    line("all", &r.totals);
+    for (name, w) in &r.by_wave {
+        line(&format!("wave {name} ({})", w.state), &w.funnel);
+    }
+    for (name, f) in &r.by_branch {
+        line(name, f);
+    }
+    if let Some(file) = html {
+        println!("  written to {}", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -6,6 +6,7 @@
 pub mod checkin;
 pub mod ics;
 pub mod notice;
+pub mod report;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
