@@ -21,6 +21,7 @@ use crate::import::clients::{import_clients, ClientImportOptions};
 use crate::import::events::import_events;
 use crate::time::FirmTime;
 
+mod drive;
 mod responses;
 
 /// The example setup, built into the binary.
@@ -237,6 +238,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     send_campaigns(&*store, &config).await?;
     step("10. 客户响应 / responses: opens, a click, one-click unsubscribe and an SMS reply through the tracking server; the report");
     let responses = responses::respond(store.clone(), &config, dir).await?;
+    step("11. 讲座报名 / a seminar drive: 11 acceptances for 8 seats, a decline that promotes the first waiting, notices, check-in at the door, the report");
+    let drive = drive::drive(store.clone(), &config, dir).await?;
     let total = store.count_clients().await?;
     store.close().await;
 
@@ -253,6 +256,9 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         opened: responses.opened,
         clicked: responses.clicked,
         unsubscribed: responses.unsubscribed,
+        seminar_report: drive.report.display().to_string(),
+        seminar_seated: drive.seated,
+        seminar_waitlisted: drive.waitlisted,
     };
     step("完成 / done");
     if args.json {
@@ -267,6 +273,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             summary.reimport_conflicts
         );
         println!("  report     {}", summary.report);
+        println!(
+            "  seminar    {} seated, {} waiting: {}",
+            summary.seminar_seated, summary.seminar_waitlisted, summary.seminar_report
+        );
         println!(
             "  next: cd {} && herald clients show {opted_out}",
             summary.folder
@@ -428,6 +438,10 @@ struct DemoSummary {
     opened: u64,
     clicked: u64,
     unsubscribed: u64,
+    /// The seminar drive's report, and where the room stands.
+    seminar_report: String,
+    seminar_seated: usize,
+    seminar_waitlisted: usize,
 }
 
 fn step(title: &str) {

@@ -13,7 +13,7 @@ mod inbound;
 mod report;
 pub(crate) mod runs;
 mod segment;
-mod seminars;
+pub(crate) mod seminars;
 mod serve;
 mod suppress;
 

@@ -31,13 +31,17 @@ pub enum SeminarsCommand {
     },
     /// Record who came: by client id, by the check-in code from the reminder,
     /// or from a CSV door list (a column `id` or `code`)
+    #[command(group(clap::ArgGroup::new("who").required(true).args(["client", "code", "csv"])))]
     Checkin {
         /// The seminar (a name under seminars/)
         seminar: String,
-        #[arg(long, conflicts_with_all = ["code", "csv"], required_unless_present_any = ["code", "csv"])]
+        /// A client's id
+        #[arg(long)]
         client: Option<String>,
-        #[arg(long, conflicts_with = "csv")]
+        /// The check-in code from the client's reminder
+        #[arg(long)]
         code: Option<String>,
+        /// A door list: a CSV with a column id (or client_id) or code
         #[arg(long)]
         csv: Option<PathBuf>,
         #[arg(long)]
@@ -63,7 +67,7 @@ pub enum SeminarsCommand {
         json: bool,
     },
     /// Invited, accepted, declined, wait-listed, promoted, attended and
-    /// no-shows, in all and by wave
+    /// no-shows, in all and by wave, branch and advisor
     Report {
         /// The seminar (a name under seminars/)
         seminar: String,

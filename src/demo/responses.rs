@@ -25,33 +25,65 @@ pub struct Responses {
     pub unsubscribed: u64,
 }
 
+/// The tracking server on a loopback port, in the demo's process.
+pub(super) struct Server {
+    pub links: Links,
+    pub http: reqwest::Client,
+    base: String,
+    local: String,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub(super) async fn start(store: Arc<dyn Store>, config: &Config) -> Result<Server> {
+        let mut config = config.clone();
+        let tracking = config
+            .tracking
+            .as_mut()
+            .context("the demo configuration has [tracking]")?;
+        // The demo follows links seconds after sending; a real scanner
+        // window would flag them all.
+        tracking.scanner_window_secs = 0;
+        let links = Links::new(&tracking.base_url, tracking.secret.clone());
+        let base = tracking.base_url.as_str().trim_end_matches('/').to_owned();
+        let state = Arc::new(TrackingState::new(store, &config)?);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let local = format!("http://{}", listener.local_addr()?);
+        let handle = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
+            listener,
+            router(state),
+        )));
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent("Mozilla/5.0 (iPhone; herald demo)")
+            .build()?;
+        Ok(Server {
+            links,
+            http,
+            base,
+            local,
+            handle,
+        })
+    }
+
+    /// The local server's URL for a public link, or for a path.
+    pub(super) fn url(&self, public: &str) -> String {
+        format!(
+            "{}{}",
+            self.local,
+            public.strip_prefix(&self.base).unwrap_or(public)
+        )
+    }
+
+    pub(super) fn stop(self) {
+        self.handle.abort();
+    }
+}
+
 pub async fn respond(store: Arc<dyn Store>, config: &Config, dir: &Path) -> Result<Responses> {
-    let mut config = config.clone();
-    let tracking = config
-        .tracking
-        .as_mut()
-        .context("the demo configuration has [tracking]")?;
-    // The demo follows links seconds after sending; a real scanner window
-    // would flag them all.
-    tracking.scanner_window_secs = 0;
-    let links = Links::new(&tracking.base_url, tracking.secret.clone());
-    let base = tracking.base_url.as_str().trim_end_matches('/').to_owned();
-
-    let state = Arc::new(TrackingState::new(store.clone(), &config)?);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let local = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(std::future::IntoFuture::into_future(axum::serve(
-        listener,
-        router(state),
-    )));
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent("Mozilla/5.0 (iPhone; herald demo)")
-        .build()?;
-    // Requests go to the local server at the path the public link has.
-    let local_url =
-        |public: &str| format!("{local}{}", public.strip_prefix(&base).unwrap_or(public));
-
+    let server = Server::start(store.clone(), config).await?;
+    let (links, http) = (&server.links, &server.http);
+    let local_url = |public: &str| server.url(public);
     let today = config.firm_time().today().to_string();
     let run = store
         .run_by_key("daily_bulletin", &today)
@@ -106,7 +138,7 @@ pub async fn respond(store: Arc<dyn Store>, config: &Config, dir: &Path) -> Resu
     if let Some(phone) = sms_client_phone(&*store, run.id).await? {
         let push = json!([{ "phone_number": phone, "content": "TD", "sequence_id": 1, "send_time": today }]);
         let answer: serde_json::Value = http
-            .post(format!("{local}/sms/aliyun/up"))
+            .post(server.url("/sms/aliyun/up"))
             .json(&push)
             .send()
             .await?
@@ -114,7 +146,7 @@ pub async fn respond(store: Arc<dyn Store>, config: &Config, dir: &Path) -> Resu
             .await?;
         println!("  POST /sms/aliyun/up  短信回复“TD” / an SMS reply TD → {answer}");
     }
-    server.abort();
+    server.stop();
 
     let report = crate::report::report(&*store, "daily_bulletin").await?;
     let path = dir.join("daily_bulletin-report.html");
