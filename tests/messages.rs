@@ -153,6 +153,23 @@ fn a_research_report_without_a_certificate_number_is_refused() {
     );
 }
 
+#[test]
+fn a_broken_seminar_notice_template_is_found_before_anyone_answers() {
+    let dir = project();
+    let file = dir.path().join("templates/seminar_notice/sms.hbs");
+    let sms = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("第{{rsvp.place}}位", "第{{rsvp.plaec}}位");
+    std::fs::write(&file, sms).unwrap();
+    let o = herald(dir.path(), &["campaigns", "validate", "strategy_seminar"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("seminar_notice/sms.hbs") && stdout(&o).contains("waitlisted notice"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 /// The token in a link's path, and the secret it verifies with.
 fn token_of(url: &str) -> String {
     let path = url::Url::parse(url).unwrap();

@@ -96,7 +96,61 @@ async fn check_campaign(
         return problems;
     }
     problems.extend(check_renders(&prepared, &clients));
+    if prepared.campaign.seminar_path().is_some() {
+        problems.extend(check_notices(&prepared, config, today, &clients));
+    }
     problems
+}
+
+/// A seminar's notices render from their own templates when answers come
+/// in: each kind is rendered for every sample client on both channels now,
+/// so that a broken notice template is found before anyone answers.
+fn check_notices(
+    invitation: &Prepared,
+    config: &Config,
+    today: NaiveDate,
+    clients: &[Client],
+) -> Vec<Problem> {
+    use crate::seminar::notice::{self, Notice};
+    use crate::store::seminars::Standing;
+    let seated = Standing::Seated { position: 1 };
+    let kinds = [
+        (Notice::Confirmed, seated),
+        (Notice::Waitlisted, Standing::Waitlisted { place: 3 }),
+        (Notice::Promoted, seated),
+        (Notice::Changed, seated),
+        (Notice::Cancelled, seated),
+        (Notice::Reminder, seated),
+    ];
+    let mut problems = Vec::new();
+    for (kind, standing) in kinds {
+        let mut content = invitation.content.clone();
+        content["notice"] = serde_json::json!(kind.as_str());
+        let campaign = notice::campaign(invitation.campaign.clone());
+        let prepared = match Prepared::with_content(campaign, config, today, content) {
+            Ok(p) => p,
+            Err(more) => return more,
+        };
+        let mut rsvp = notice::told(standing, Some(kind));
+        rsvp["code"] = serde_json::json!("K7QX2M");
+        for client in clients {
+            for channel in [Channel::Email, Channel::Sms] {
+                let has_address = match channel {
+                    Channel::Email => client.email.is_some(),
+                    Channel::Sms => client.phone.is_some(),
+                };
+                if !has_address {
+                    continue;
+                }
+                if let Err(e) = prepared.outgoing(client, 0, channel, Some(&rsvp)) {
+                    let mut p = e.to_problem();
+                    p.message = format!("{} notice: {}", kind.as_str(), p.message);
+                    problems.push(p);
+                }
+            }
+        }
+    }
+    dedupe(problems)
 }
 
 /// The rule must compile with the campaign's context keys.
