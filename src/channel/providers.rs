@@ -185,7 +185,11 @@ impl Providers {
         let name = match preferred {
             Some(p) => p,
             None => {
-                let route = &self.routes[&channel];
+                let route = self.routes.get(&channel).ok_or_else(|| {
+                    format!(
+                        "no provider carries {channel}: add one under [providers] in herald.toml"
+                    )
+                })?;
                 match purpose {
                     Purpose::Marketing => &route.marketing,
                     Purpose::Service => &route.service,
@@ -384,14 +388,21 @@ fn routes(
                 service: name,
             },
             Some(RouteToml::Split { marketing, service }) => Route { marketing, service },
-            None => {
-                let only =
-                    sole_provider(providers, channel).unwrap_or_else(|| DEFAULT_OUTBOX.to_owned());
-                Route {
-                    marketing: only.clone(),
-                    service: only,
+            None => match carriers(providers, channel)[..] {
+                // No provider carries the channel: it has no route, and a
+                // message on it is refused when it is sent or validated.
+                [] => continue,
+                [only] => Route {
+                    marketing: only.to_owned(),
+                    service: only.to_owned(),
+                },
+                ref several => {
+                    return Err(format!(
+                        "channels.{channel}: several providers carry {channel} ({}): name one in [channels]",
+                        several.join(", ")
+                    ))
                 }
-            }
+            },
         };
         for (purpose, name) in [("marketing", &route.marketing), ("service", &route.service)] {
             if !providers.contains_key(&provider_key(name, channel)) {
@@ -405,14 +416,14 @@ fn routes(
     Ok(routes)
 }
 
-/// With one provider for a channel, `[channels]` may leave it out.
-fn sole_provider(providers: &BTreeMap<String, Arc<Governed>>, channel: Channel) -> Option<String> {
+/// The providers that carry `channel`; with only one, `[channels]` may
+/// leave the channel out.
+fn carriers(providers: &BTreeMap<String, Arc<Governed>>, channel: Channel) -> Vec<&str> {
     let suffix = format!("/{channel}");
-    let mut names = providers.keys().filter_map(|k| k.strip_suffix(&suffix));
-    match (names.next(), names.next()) {
-        (Some(one), None) => Some(one.to_owned()),
-        _ => None,
-    }
+    providers
+        .keys()
+        .filter_map(|k| k.strip_suffix(&suffix))
+        .collect()
 }
 
 #[cfg(test)]
@@ -472,6 +483,32 @@ mod tests {
                 .is_err(),
             "SMTP carries no SMS"
         );
+    }
+
+    #[tokio::test]
+    async fn an_email_only_setup_starts_and_refuses_sms_plainly() {
+        let c =
+            config("[providers.relay]\nkind = \"smtp\"\nhost = \"127.0.0.1\"\ntls = \"none\"\n");
+        let p = Providers::from_config(&c).unwrap();
+        assert_eq!(
+            p.route(Channel::Email, Purpose::Marketing, None)
+                .unwrap()
+                .adapter()
+                .name(),
+            "relay"
+        );
+        let e = p.route(Channel::Sms, Purpose::Service, None).err().unwrap();
+        assert!(e.contains("no provider carries sms"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn two_providers_of_a_channel_need_channels_to_choose() {
+        let e = Providers::from_config(&config(
+            "[providers.a]\nkind = \"outbox\"\ndir = \"a\"\n[providers.b]\nkind = \"outbox\"\ndir = \"b\"\n",
+        ))
+        .err()
+        .unwrap();
+        assert!(e.contains("channels.email") && e.contains("a, b"), "{e}");
     }
 
     #[test]
