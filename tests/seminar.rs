@@ -541,7 +541,8 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
         .expect("a seat taken by an email answer")
         .client_id
         .clone();
-    let entry = |key: &str| -> BTreeMap<String, (String, String)> {
+    // The email of the notice run `key` to that client, as the outbox kept it.
+    let email_of = |key: &str| -> Vec<u8> {
         let run = rt.block_on(store.run_by_key("talk", key)).unwrap().unwrap();
         let sent = rt
             .block_on(store.deliveries_in(run.id, herald::store::runs::DeliveryState::Sent, 1000))
@@ -557,8 +558,9 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
                     .starts_with(&format!("{}-", d.id))
             })
             .expect("the message file");
-        calendar_in(&std::fs::read(file).unwrap())
+        std::fs::read(file).unwrap()
     };
+    let entry = |key: &str| calendar_in(&email_of(key));
     let confirmed = entry("notice:confirmed");
 
     // The reminder goes to the 50 seats, with the code the door reads and
@@ -568,25 +570,7 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     wait_for("the reminders", Duration::from_secs(60), || {
         notices("notice:reminder:1d_1000")["deliveries"]["sent"] == 50
     });
-    let run = rt
-        .block_on(store.run_by_key("talk", "notice:reminder:1d_1000"))
-        .unwrap()
-        .unwrap();
-    let sent = rt
-        .block_on(store.deliveries_in(run.id, herald::store::runs::DeliveryState::Sent, 100))
-        .unwrap();
-    let d = sent.iter().find(|d| d.client_id == by_email).unwrap();
-    let file = std::fs::read_dir(dir.join("outbox"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&format!("{}-", d.id))
-        })
-        .unwrap();
-    let raw = std::fs::read(file).unwrap();
+    let raw = email_of("notice:reminder:1d_1000");
     let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
     let code = herald::seminar::checkin::code(&secret, "talk", &by_email);
     assert!(message.body_text(0).unwrap().contains(&code));

@@ -18,11 +18,9 @@ const LABELS: [(&str, &str); 6] = [
     ("unsubscribed", "退订"),
 ];
 
-pub fn render(r: &Report) -> String {
-    let mut out = String::new();
-    let title = format!("{} 活动效果报告", handlebars::html_escape(&r.campaign));
-    let _ = write!(
-        out,
+/// The start of a report page, up to its heading; `title` is HTML.
+pub fn head(title: &str) -> String {
+    format!(
         r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>{title}</title>
 <style>
@@ -36,7 +34,16 @@ td, th {{ padding: .35em .5em; border-bottom: 1px solid #eee; text-align: right;
 td:first-child, th:first-child {{ text-align: left; }}
 .note {{ color: #666; font-size: .9em; }}
 </style></head><body><h1>{title}</h1>
-<p class="note">运行：{runs}</p>"#,
+"#
+    )
+}
+
+pub fn render(r: &Report) -> String {
+    let title = format!("{} 活动效果报告", handlebars::html_escape(&r.campaign));
+    let mut out = head(&title);
+    let _ = write!(
+        out,
+        r#"<p class="note">运行：{runs}</p>"#,
         runs = r
             .runs
             .iter()

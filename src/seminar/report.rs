@@ -184,21 +184,10 @@ impl Funnel {
 /// One self-contained page: the funnel, then each breakdown as a table.
 pub fn html(r: &SeminarReport) -> String {
     let esc = handlebars::html_escape;
-    let mut out = format!(
-        r#"<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1"><title>{t} 讲座报告</title>
-<style>
-body {{ font-family: -apple-system, "PingFang SC", "Microsoft YaHei", sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em; color: #222; }}
-h2 {{ font-size: 1.2em; margin-top: 2em; border-bottom: 1px solid #ddd; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: .8em; }}
-.card {{ background: #f4f6fa; border-radius: 8px; padding: .8em 1.2em; min-width: 6em; }}
-.card b {{ display: block; font-size: 1.5em; color: #1f3a68; }}
-table {{ border-collapse: collapse; width: 100%; font-size: .92em; }}
-td, th {{ padding: .35em .5em; border-bottom: 1px solid #eee; text-align: right; }}
-td:first-child, th:first-child {{ text-align: left; }}
-</style></head><body><h1>{t} 讲座报告</h1>
-<p>{starts}　席位 {cap}</p><div class="cards">"#,
-        t = esc(&r.title),
+    let mut out = crate::report::html::head(&format!("{} 讲座报告", esc(&r.title)));
+    let _ = write!(
+        out,
+        r#"<p>{starts}　席位 {cap}</p><div class="cards">"#,
         starts = esc(&r.starts_at),
         cap = r.capacity
     );
