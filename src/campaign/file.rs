@@ -631,7 +631,12 @@ fn toml_problem(path: &Path, source: &str, e: &toml::de::Error) -> Problem {
 
 /// Where `key` is set (`key = …` at the start of a line), so that a value
 /// problem found after parsing can still name its line.
+///
+/// `TABLE[i].KEY` names a key of the i-th (from 0) `[[TABLE]]`.
 pub fn key_position(source: &str, key: &str) -> (usize, usize) {
+    if let Some((table, index, inner)) = array_key(key) {
+        return array_key_position(source, table, index, inner);
+    }
     for (i, line) in source.lines().enumerate() {
         let t = line.trim_start();
         if let Some(rest) = t.strip_prefix(key) {
@@ -649,9 +654,56 @@ pub fn key_position(source: &str, key: &str) -> (usize, usize) {
     (0, 0)
 }
 
+/// `waves[1].send_at` as ("waves", 1, "send_at").
+fn array_key(key: &str) -> Option<(&str, usize, &str)> {
+    let (head, inner) = key.split_once("].")?;
+    let (table, index) = head.split_once('[')?;
+    Some((table, index.parse().ok()?, inner))
+}
+
+/// The `inner` key of the `index`-th `[[table]]`, or its header when the
+/// key is not written there.
+fn array_key_position(source: &str, table: &str, index: usize, inner: &str) -> (usize, usize) {
+    let header = format!("[[{table}]]");
+    let mut seen = 0;
+    let mut start = None;
+    for (i, line) in source.lines().enumerate() {
+        let t = line.trim();
+        if let Some(at) = start {
+            if t.starts_with('[') {
+                return (at, 1);
+            }
+            if let Some(rest) = t.strip_prefix(inner) {
+                if rest.trim_start().starts_with('=') {
+                    return (i + 1, line.len() - line.trim_start().len() + 1);
+                }
+            }
+        } else if t == header {
+            if seen == index {
+                start = Some(i + 1);
+            }
+            seen += 1;
+        }
+    }
+    start.map_or((0, 0), |at| (at, 1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_of_the_second_array_table_is_found_there() {
+        let src =
+            "name = \"top\"\n[[waves]]\nname = \"a\"\n[[waves]]\nchannels = []\nname = \"b\"\n";
+        assert_eq!(key_position(src, "name"), (1, 1));
+        assert_eq!(key_position(src, "waves[1].name"), (6, 1));
+        assert_eq!(
+            key_position(src, "waves[0].channels"),
+            (2, 1),
+            "not written: its header"
+        );
+    }
 
     const GOOD: &str = r#"
 kind = "market_bulletin"

@@ -160,7 +160,8 @@ impl Seminar {
         let waves: Vec<Option<DateTime<Utc>>> = raw
             .waves
             .iter()
-            .map(|w| time("send_at", &w.send_at))
+            .enumerate()
+            .map(|(i, w)| time(&format!("waves[{i}].send_at"), &w.send_at))
             .collect();
         if let (Some(s), Some(e)) = (starts_at, ends_at) {
             if e <= s {
@@ -208,30 +209,34 @@ impl Seminar {
             );
         }
         let mut names = BTreeSet::new();
-        for (w, at) in raw.waves.iter().zip(&waves) {
+        for (i, (w, at)) in raw.waves.iter().zip(&waves).enumerate() {
+            let key = |k: &str| format!("waves[{i}].{k}");
             if !names.insert(w.name.as_str()) {
-                problem("name", format!("wave '{}' is named twice", w.name));
+                problem(&key("name"), format!("wave '{}' is named twice", w.name));
             }
             if !crate::campaign::file::is_identifier(&w.name) {
                 problem(
-                    "name",
+                    &key("name"),
                     format!("wave '{}' is not a name (lower_snake_case)", w.name),
                 );
             }
             if w.channels.is_empty() {
-                problem("channels", format!("wave '{}' names no channel", w.name));
+                problem(
+                    &key("channels"),
+                    format!("wave '{}' names no channel", w.name),
+                );
             }
             let rule = crate::config::resolve_named(&w.audience, rules_dir, "rhai");
             if !rule.is_file() {
                 problem(
-                    "audience",
+                    &key("audience"),
                     format!("wave '{}': no rule {}", w.name, rule.display()),
                 );
             }
             if let (Some(at), Some(d)) = (at, deadline) {
                 if *at >= d {
                     problem(
-                        "send_at",
+                        &key("send_at"),
                         format!("wave '{}' goes out after the RSVP deadline", w.name),
                     );
                 }
@@ -240,12 +245,14 @@ impl Seminar {
         let reminders: Vec<Reminder> = raw
             .reminders
             .iter()
-            .filter_map(|r| {
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let key = |k: &str| format!("reminders[{i}].{k}");
                 let starts = starts_at?;
                 let at = chrono::NaiveTime::parse_from_str(r.at.trim(), "%H:%M")
                     .map_err(|_| {
                         problem(
-                            "at",
+                            &key("at"),
                             format!("reminder at '{}' is not a time (HH:MM)", r.at),
                         )
                     })
@@ -255,7 +262,7 @@ impl Seminar {
                 let send_at = crate::campaign::timing::local_instant(timezone, day.and_time(at));
                 if send_at >= starts {
                     problem(
-                        "days_before",
+                        &key("days_before"),
                         format!(
                             "a reminder {} day(s) before at {} is not before the start",
                             r.days_before, r.at
@@ -264,7 +271,7 @@ impl Seminar {
                     return None;
                 }
                 if r.channels.is_empty() {
-                    problem("channels", "a reminder names no channel".into());
+                    problem(&key("channels"), "a reminder names no channel".into());
                 }
                 Some(Reminder {
                     name: format!("{}d_{}", r.days_before, at.format("%H%M")),
@@ -393,6 +400,25 @@ mod tests {
     }
 
     #[test]
+    fn a_later_wave_s_problem_points_at_that_wave() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("seminars/strategy_2027.toml");
+        let text = std::fs::read_to_string(path).unwrap().replace(
+            "audience = \"bulletin_audience\"",
+            "audience = \"no_such_rule\"",
+        );
+        let problems = Seminar::parse(Path::new("s.toml"), &text, &rules()).unwrap_err();
+        let line = text
+            .lines()
+            .position(|l| l.contains("no_such_rule"))
+            .unwrap()
+            + 1;
+        assert_eq!(
+            (problems[0].subject.as_deref(), problems[0].line),
+            (Some("waves[1].audience"), line)
+        );
+    }
+
+    #[test]
     fn every_problem_names_its_line_and_key() {
         let text = "title = \"讲座\"\nspeaker = \"李明\"\nstarts_at = \"2026-12-10 14:00\"\nends_at = \"2026-12-10 13:00\"\n\
                     capacity = 0\nrsvp_deadline = \"2026-12-11 18:00\"\n[venue]\nonline_url = \"http://x\"\n\
@@ -407,8 +433,8 @@ mod tests {
             ("capacity", 5),
             ("rsvp_deadline", 6),
             ("online_url", 8),
-            ("audience", 11),
-            ("send_at", 13),
+            ("waves[0].audience", 11),
+            ("waves[0].send_at", 13),
         ] {
             assert!(
                 keys.contains(&(key, line)),
