@@ -531,6 +531,30 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     let page = std::fs::read_to_string(dir.join("talk.html")).unwrap();
     assert!(page.contains("按营业部") && page.contains("甲营业部"));
 
+    // A bigger room seats the first two waiting and tells them; a room
+    // smaller than the seats confirmed is refused.
+    let grow = |from: &str, to: &str| {
+        let file = std::fs::read_to_string(dir.join("seminars/talk.toml")).unwrap();
+        std::fs::write(dir.join("seminars/talk.toml"), file.replace(from, to)).unwrap();
+    };
+    grow("capacity = 50", "capacity = 52");
+    let synced = run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
+    assert_eq!(synced[0]["queued"]["notice:promoted"], 2, "{synced}");
+    let a = rt.block_on(store.attendance("talk")).unwrap();
+    assert_eq!((a.seated, a.waitlisted), (52, 138));
+    grow("capacity = 52", "capacity = 40");
+    let refused = herald(dir, &url)
+        .args(["seminar", "sync", "talk"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("fewer than the 52 seats"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    grow("capacity = 40", "capacity = 52");
+
     // The calendar entry: a seat's confirmation carries it; a change of
     // time sends the same UID with a higher SEQUENCE, a cancellation the
     // same UID marked cancelled.
@@ -566,9 +590,9 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     // The reminder goes to the 50 seats, with the code the door reads and
     // its QR image.
     let reminded = run_json(dir, &url, &["seminar", "remind", "talk", "--json"]);
-    assert_eq!(reminded[0]["queued"], 50, "{reminded}");
+    assert_eq!(reminded[0]["queued"], 52, "{reminded}");
     wait_for("the reminders", Duration::from_secs(60), || {
-        notices("notice:reminder:1d_1000")["deliveries"]["sent"] == 50
+        notices("notice:reminder:1d_1000")["deliveries"]["sent"] == 52
     });
     let raw = email_of("notice:reminder:1d_1000");
     let message = mail_parser::MessageParser::default().parse(&raw).unwrap();
@@ -610,8 +634,11 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     let synced = run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
     assert_eq!(synced[0]["changed"], true, "{synced}");
     assert_eq!(synced[0]["sequence"], 1);
+    // Everyone holding the entry is told: 190 seats and places, and the
+    // 300 invited who never answered.
+    assert_eq!(synced[0]["queued"]["notice:changed:1"], 490, "{synced}");
     wait_for("the change notices", Duration::from_secs(60), || {
-        notices("notice:changed:1")["deliveries"]["sent"] == 190
+        notices("notice:changed:1")["deliveries"]["sent"] == 490
     });
     let changed = entry("notice:changed:1");
     assert_eq!(changed["UID"].1, confirmed["UID"].1);
@@ -634,7 +661,7 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     .unwrap();
     run_json(dir, &url, &["seminar", "sync", "talk", "--json"]);
     wait_for("the cancellations", Duration::from_secs(60), || {
-        notices("notice:cancelled")["deliveries"]["sent"] == 190
+        notices("notice:cancelled")["deliveries"]["sent"] == 490
     });
     let cancelled = entry("notice:cancelled");
     assert_eq!(cancelled["UID"].1, confirmed["UID"].1);

@@ -218,12 +218,10 @@ impl Prepared {
         })
     }
 
-    /// A seminar's invitations and seat notices carry its calendar entry;
-    /// a place on the wait list does not.
+    /// Every message of a seminar carries its calendar entry, so that the
+    /// client's calendar holds the latest version (or the cancellation).
     fn calendar(&self, client: &Client, rsvp: Option<&Value>) -> Vec<crate::channel::Attachment> {
-        if content_key(&self.campaign.kind) != keys::SEMINAR
-            || rsvp.is_some_and(|r| r["status"] == "waitlisted")
-        {
+        if content_key(&self.campaign.kind) != keys::SEMINAR {
             return Vec::new();
         }
         let mut attached: Vec<crate::channel::Attachment> =

@@ -56,9 +56,10 @@ pub enum SeminarsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Send a seminar's reminders now to everyone holding a seat, with
-    /// their check-in codes (herald serve sends them at their time)
+    /// Queue a seminar's reminders now for everyone holding a seat, with
+    /// their check-in codes (herald serve queues them at their time)
     Remind {
+        /// The seminar (a name under seminars/)
         seminar: String,
         /// One reminder by name (e.g. 1d_1000) [default: all]
         #[arg(long)]
@@ -371,10 +372,14 @@ async fn remind(
     for r in chosen {
         let queued =
             seminar::notice::remind(store, &campaign, &s, r, secret, chrono::Utc::now()).await?;
+        let key = format!("notice:reminder:{}", r.name);
         if !json {
-            println!("{} {}: {queued} reminder(s) queued", s.name, r.name);
+            println!(
+                "{} {}: {queued} reminder(s) queued: herald serve sends them, or herald send {campaign} --key {key}",
+                s.name, r.name
+            );
         }
-        out.push(json!({ "reminder": r.name, "queued": queued }));
+        out.push(json!({ "reminder": r.name, "queued": queued, "key": key }));
     }
     if json {
         super::print_json(&out)?;
@@ -407,18 +412,20 @@ async fn sync(
         })?;
         let v = seminar::notice::sync(store, &campaign, &s, chrono::Utc::now()).await?;
         if !json {
-            println!(
-                "{}: version {}{}",
-                s.name,
-                v.sequence,
-                if v.changed {
-                    " (changed: those who accepted are told)"
-                } else {
-                    ""
-                }
-            );
+            let what = match (v.changed, v.cancelled) {
+                (true, true) => "cancelled",
+                (true, false) => "changed",
+                (false, _) => "unchanged",
+            };
+            println!("{}: version {}, {what}", s.name, v.sequence);
+            for (key, n) in &v.queued {
+                println!("  {n} notice(s) queued: herald serve sends them, or herald send {campaign} --key {key}");
+            }
         }
-        out.push(json!({ "seminar": s.name, "sequence": v.sequence, "changed": v.changed }));
+        out.push(
+            json!({ "seminar": s.name, "sequence": v.sequence, "changed": v.changed,
+                         "cancelled": v.cancelled, "queued": v.queued }),
+        );
     }
     if json {
         super::print_json(&out)?;

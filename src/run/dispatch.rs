@@ -269,6 +269,10 @@ impl<'a> Dispatcher<'a> {
             .map(|c| (c.client.id.to_string(), c))
             .collect();
         let checks = SendChecks::load(self.store, batch).await?;
+        let mut uses: HashMap<&str, usize> = HashMap::new();
+        for c in batch {
+            *uses.entry(c.client_id.as_str()).or_default() += 1;
+        }
         let mut ready = Vec::new();
         for c in batch {
             let run = self.prepared_run(c.run_id).await?;
@@ -285,7 +289,17 @@ impl<'a> Dispatcher<'a> {
                 updates.push(u);
                 continue;
             }
-            let Some(client) = clients.remove(&c.client_id) else {
+            // A batch may hold one client's messages of several runs (a
+            // notice and a reminder): the last takes the record, the
+            // others a copy.
+            let left = uses.entry(c.client_id.as_str()).or_default();
+            *left -= 1;
+            let client = if *left == 0 {
+                clients.remove(&c.client_id)
+            } else {
+                clients.get(&c.client_id).cloned()
+            };
+            let Some(client) = client else {
                 progress.cancelled += 1;
                 self.count("cancelled", c, &run);
                 updates.push(cancel(c.id, "the client is no longer in the database"));

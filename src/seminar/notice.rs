@@ -6,8 +6,11 @@
 //! the dispatcher as service messages, by the channel the client answered
 //! on, rendered from `templates/seminar_notice/`.
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::campaign::file::OncePer;
@@ -17,8 +20,8 @@ use crate::client::types::ClientId;
 use crate::message::data::keys;
 use crate::schedule::Trigger;
 use crate::seminar::Seminar;
-use crate::store::runs::{NewDelivery, NewRun, RunState};
-use crate::store::seminars::{Standing, Version};
+use crate::store::runs::{DeliveryState, NewDelivery, NewRun, RunState};
+use crate::store::seminars::Standing;
 use crate::store::Store;
 
 /// The run kind of notices, and their template set.
@@ -128,15 +131,42 @@ pub async fn current(store: &dyn Store, name: &str) -> Result<Option<Value>> {
     Ok(Some(v))
 }
 
+/// What recording a seminar did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Synced {
+    pub sequence: i64,
+    /// Its time, venue or cancellation changed since last recorded.
+    pub changed: bool,
+    pub cancelled: bool,
+    /// Notices queued, by the key of the run that sends them.
+    pub queued: BTreeMap<String, usize>,
+}
+
 /// Records the seminar as its file says now. When its time, venue or
-/// cancellation changed, everyone holding a seat or a place is told, by
-/// the channel they answered on, with the calendar entry's new version.
+/// cancellation changed, everyone who holds its calendar entry (each
+/// invited client who has not declined) is told, with the entry's new
+/// version. A bigger room seats the first waiting at once and tells them;
+/// a room smaller than the seats already confirmed is refused.
 pub async fn sync(
     store: &dyn Store,
     campaign: &str,
     seminar: &Seminar,
     now: DateTime<Utc>,
-) -> Result<Version> {
+) -> Result<Synced> {
+    let answers = store.answers(&seminar.name).await?;
+    let before = store
+        .attendance(&seminar.name)
+        .await
+        .ok()
+        .map(|a| (a.capacity, a.seated));
+    if let Some((_, seated)) = before.filter(|(_, seated)| *seated > seminar.capacity) {
+        bail!(
+            "seminar {}: capacity {} is fewer than the {seated} seats already confirmed; \
+             keep it at {seated} or more, and ask clients to decline to free seats",
+            seminar.name,
+            seminar.capacity
+        );
+    }
     let content = seminar.content(seminar.capacity);
     let version = store
         .sync_seminar(
@@ -146,39 +176,100 @@ pub async fn sync(
             &seminar.fingerprint(),
         )
         .await?;
+    let mut synced = Synced {
+        sequence: version.sequence,
+        changed: version.changed,
+        cancelled: seminar.cancelled,
+        queued: BTreeMap::new(),
+    };
+    let current = current(store, &seminar.name).await?.unwrap_or(content);
+    let mut tell = |key: String, queued: bool| {
+        *synced.queued.entry(key).or_default() += usize::from(queued);
+    };
+    // A bigger room: the waiting whose places are now seats move in.
+    if let Some((old, _)) = before.filter(|(old, _)| *old < seminar.capacity) {
+        for a in answers
+            .iter()
+            .filter(|a| a.position.is_some_and(|p| p > old && p <= seminar.capacity))
+        {
+            let standing = Standing::of(a.position, seminar.capacity);
+            let via = a.via.as_deref().and_then(|c| Channel::parse(c).ok());
+            let rsvp = told(standing, Some(Notice::Promoted));
+            let q = queue(
+                store,
+                campaign,
+                &current,
+                &a.client_id,
+                Notice::Promoted,
+                rsvp,
+                via,
+                now,
+            )
+            .await?;
+            tell(Notice::Promoted.run_key(&current), q);
+        }
+    }
     if !version.changed {
-        return Ok(version);
+        return Ok(synced);
     }
     let notice = if seminar.cancelled {
         Notice::Cancelled
     } else {
         Notice::Changed
     };
-    let current = current(store, &seminar.name).await?.unwrap_or(content);
-    let mut queued = 0;
-    for a in store.answers(&seminar.name).await? {
+    let key = notice.run_key(&current);
+    let mut answered = std::collections::HashSet::new();
+    for a in &answers {
+        answered.insert(a.client_id.as_str());
         if a.position.is_none() {
             continue;
         }
         let standing = Standing::of(a.position, seminar.capacity);
         let via = a.via.as_deref().and_then(|c| Channel::parse(c).ok());
-        if queue(
+        let rsvp = told(standing, Some(notice));
+        let q = queue(
             store,
             campaign,
             &current,
             &a.client_id,
             notice,
-            told(standing, Some(notice)),
+            rsvp,
             via,
             now,
         )
-        .await?
+        .await?;
+        tell(key.clone(), q);
+    }
+    // Invited and not yet answered: their invitation carried the entry too.
+    for w in &seminar.waves {
+        let Some(run) = store.run_by_key(campaign, &w.name).await? else {
+            continue;
+        };
+        for d in store
+            .deliveries_in(run.id, DeliveryState::Sent, u32::MAX)
+            .await?
         {
-            queued += 1;
+            if answered.contains(d.client_id.as_str()) {
+                continue;
+            }
+            let via = Channel::parse(&d.channel).ok();
+            let rsvp = json!({ "status": "invited", "notice": notice.as_str() });
+            let q = queue(
+                store,
+                campaign,
+                &current,
+                &d.client_id,
+                notice,
+                rsvp,
+                via,
+                now,
+            )
+            .await?;
+            tell(key.clone(), q);
         }
     }
-    tracing::info!(seminar = %seminar.name, sequence = version.sequence, notice = notice.as_str(), queued, "seminar changed: notices queued");
-    Ok(version)
+    tracing::info!(seminar = %seminar.name, sequence = version.sequence, notice = notice.as_str(), queued = ?synced.queued, "seminar changed: notices queued");
+    Ok(synced)
 }
 
 /// Sends `reminder` to everyone holding a seat, by the reminder's first
