@@ -79,7 +79,7 @@ pub enum Command {
     Send(runs::SendArgs),
     /// List the latest runs
     Runs(runs::RunsArgs),
-    /// Seminar drives: check the files, list them, check in, report
+    /// Seminar drives: check the files, list them, record changes, remind, check in, report
     #[command(subcommand, alias = "seminars")]
     Seminar(seminars::SeminarsCommand),
     /// Returned mail and unsubscribe mail

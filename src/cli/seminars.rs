@@ -21,11 +21,13 @@ pub enum SeminarsCommand {
     Validate {
         /// One seminar (a name under seminars/, or a path) [default: all]
         seminar: Option<String>,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
     /// The seminars, with seats taken and the wait list
     List {
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -44,6 +46,7 @@ pub enum SeminarsCommand {
         /// A door list: a CSV with a column id (or client_id) or code
         #[arg(long)]
         csv: Option<PathBuf>,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +56,7 @@ pub enum SeminarsCommand {
     Sync {
         /// One seminar [default: all]
         seminar: Option<String>,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -64,6 +68,7 @@ pub enum SeminarsCommand {
         /// One reminder by name (e.g. 1d_1000) [default: all]
         #[arg(long)]
         reminder: Option<String>,
+        /// Print JSON
         #[arg(long)]
         json: bool,
     },
@@ -72,6 +77,7 @@ pub enum SeminarsCommand {
     Report {
         /// The seminar (a name under seminars/)
         seminar: String,
+        /// Print JSON
         #[arg(long)]
         json: bool,
         /// Also write the report as one HTML page here
@@ -157,6 +163,7 @@ async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode
             "seated": accepted.min(s.capacity),
             "waitlisted": (accepted - s.capacity).max(0),
             "declined": answers.iter().filter(|a| a.answer == "declined").count(),
+            "cancelled": s.cancelled,
         }));
     }
     if json {
@@ -165,14 +172,19 @@ async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode
     }
     for s in &out {
         println!(
-            "{:<20} {}  seats {}/{}  waiting {}  declined {}  {}",
+            "{:<20} {}  seats {}/{}  waiting {}  declined {}  {}{}",
             s["seminar"].as_str().unwrap_or(""),
-            s["starts_at"].as_str().unwrap_or(""),
+            s["starts_at"].as_str().unwrap_or("").replace('T', " "),
             s["seated"],
             s["capacity"],
             s["waitlisted"],
             s["declined"],
-            s["title"].as_str().unwrap_or("")
+            s["title"].as_str().unwrap_or(""),
+            if s["cancelled"] == true {
+                "  (cancelled)"
+            } else {
+                ""
+            }
         );
     }
     if out.is_empty() {
@@ -300,6 +312,23 @@ async fn check_in(
             Err(p) => problems.push(p),
         }
     }
+    let answers = store.answers(&seminar.name).await?;
+    let holding: std::collections::HashSet<&str> = answers
+        .iter()
+        .filter(|a| a.position.is_some_and(|p| p <= seminar.capacity))
+        .map(|a| a.client_id.as_str())
+        .collect();
+    let warnings: Vec<String> = events
+        .iter()
+        .map(|e| e.client_id.to_string())
+        .filter(|id| !holding.contains(id.as_str()))
+        .map(|id| {
+            format!(
+                "{id} holds no seat at {} (recorded anyway: check the id)",
+                seminar.name
+            )
+        })
+        .collect();
     let outcomes = store.insert_events(&events).await?;
     let mut checked = Vec::new();
     let mut again = Vec::new();
@@ -316,6 +345,7 @@ async fn check_in(
             "seminar": seminar.name,
             "checked_in": checked,
             "already_checked_in": again,
+            "warnings": warnings,
             "problems": problems,
         }))?;
     } else {
@@ -324,6 +354,9 @@ async fn check_in(
         }
         for id in &again {
             println!("{id}: already checked in");
+        }
+        for w in &warnings {
+            eprintln!("warning: {w}");
         }
         for p in &problems {
             eprintln!("{p}");
@@ -483,8 +516,11 @@ async fn report(
     for (name, w) in &r.by_wave {
         line(&format!("wave {name} ({})", w.state), &w.funnel);
     }
-    for (name, f) in &r.by_branch {
-        line(name, f);
+    for (title, rows) in [("by branch", &r.by_branch), ("by advisor", &r.by_advisor)] {
+        println!("  {title}:");
+        for (name, f) in rows {
+            line(name, f);
+        }
     }
     if let Some(file) = html {
         println!("  written to {}", file.display());
@@ -509,13 +545,15 @@ pub fn run(cmd: SeminarsCommand, config: &Config) -> Result<ExitCode> {
             Ok(s) => {
                 if !json {
                     println!(
-                        "{}: ok — {} seats, {} wave(s), RSVP by {}",
+                        "{}: ok — {} seats, {} wave(s), {} reminder(s), RSVP by {}{}",
                         s.name,
                         s.capacity,
                         s.waves.len(),
+                        s.reminders.len(),
                         s.rsvp_deadline
                             .with_timezone(&s.timezone)
-                            .format("%Y-%m-%d %H:%M")
+                            .format("%Y-%m-%d %H:%M"),
+                        if s.cancelled { " (cancelled)" } else { "" }
                     );
                 }
                 out.push(serde_json::json!({ "seminar": s.name, "ok": true }));

@@ -360,8 +360,13 @@ async fn fit_to_wave(
     let seminar = Seminar::load(path, &campaign.rules_dir()).map_err(problems)?;
     if !seminar.waves.is_empty() {
         let wave = seminar.wave(key).with_context(|| {
+            let notices = if key.starts_with("notice:") {
+                " (notice runs are made by herald as answers, changes and reminders come in; `herald runs` lists those that exist)"
+            } else {
+                ""
+            };
             format!(
-                "{}: a run of a seminar's invitation is one of its waves ({}): herald send {} --key WAVE",
+                "{}: a run of a seminar's invitation is one of its waves ({}): herald send {} --key WAVE{notices}",
                 path.display(),
                 seminar.wave_names(),
                 campaign.name
