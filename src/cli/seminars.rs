@@ -251,25 +251,29 @@ async fn door_list(
         .with_context(|| format!("cannot read {}", file.display()))?;
     let headers = reader.headers()?.clone();
     let column = |names: &[&str]| headers.iter().position(|h| names.contains(&h));
-    let (index, is_code) = match (column(&["id", "client_id"]), column(&["code"])) {
+    let (index, is_code) = match (
+        column(&["id", "client_id", "客户号", "客户编号"]),
+        column(&["code", "签到码"]),
+    ) {
         (Some(i), _) => (i, false),
         (None, Some(i)) => (i, true),
         (None, None) => bail!(
-            "{}:1: no column id (or client_id) or code in the header",
+            "{}:1: no column id (or client_id, 客户号) or code (签到码) in the header",
             file.display()
         ),
     };
     let mut out = Vec::new();
-    for (n, row) in reader.records().enumerate() {
-        let line = n + 2;
-        let at = |m: String| format!("{}:{line}: {m}", file.display());
+    for row in reader.records() {
         let row = match row {
             Ok(r) => r,
             Err(e) => {
-                out.push(Err(at(e.to_string())));
+                let line = e.position().map_or(0, |p| p.line());
+                out.push(Err(format!("{}:{line}: not a CSV row", file.display())));
                 continue;
             }
         };
+        let line = row.position().map_or(0, |p| p.line());
+        let at = |m: String| format!("{}:{line}: {m}", file.display());
         let value = row.get(index).unwrap_or("");
         let found = if is_code {
             by_code(store, config, seminar, value).await
