@@ -185,6 +185,16 @@ fn a_full_room_fills_once_and_the_wait_list_moves_up_in_order() {
     working_folder(dir, port);
     run_json(dir, &url, &["import", "clients", "c.csv", "--json"]);
 
+    // The waves' times have passed; the reminder is still to come.
+    let status = run_json(dir, &url, &["status", "--json"]);
+    let scheduled: Vec<&str> = status["scheduled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["trigger"].as_str().unwrap())
+        .collect();
+    assert_eq!(scheduled, ["reminder 1d_1000 of seminar talk"], "{status}");
+
     // Wave one invites the first branch; wave two everyone else, never
     // those wave one invited.
     let one = run_json(dir, &url, &["send", "talk", "--key", "one", "--json"]);

@@ -95,7 +95,7 @@ pub async fn status(args: StatusArgs, store: &dyn Store, config: &Config) -> Res
     let now = Utc::now();
     let status = Status {
         now,
-        scheduled: scheduled(config, now)?,
+        scheduled: scheduled(store, config, now).await?,
         running: running(store).await?,
         queue: store.queue_depth().await?,
         instances: store
@@ -117,7 +117,7 @@ pub async fn status(args: StatusArgs, store: &dyn Store, config: &Config) -> Res
     Ok(ExitCode::SUCCESS)
 }
 
-fn scheduled(config: &Config, now: DateTime<Utc>) -> Result<Vec<Next>> {
+async fn scheduled(store: &dyn Store, config: &Config, now: DateTime<Utc>) -> Result<Vec<Next>> {
     let calendar = config.calendar()?;
     let mut out = Vec::new();
     for path in file::list(&config.base_dir.join("campaigns")).unwrap_or_default() {
@@ -125,6 +125,15 @@ fn scheduled(config: &Config, now: DateTime<Utc>) -> Result<Vec<Next>> {
         let Ok(c) = Campaign::load(&path) else {
             continue;
         };
+        if let Some(seminar) = c.seminar_path() {
+            for n in seminar_times(&c.name, &seminar, &c.rules_dir(), now) {
+                // A wave launched by hand already will not fire again.
+                if store.run_by_key(&c.name, &n.key).await?.is_none() {
+                    out.push(n.next);
+                }
+            }
+            continue;
+        }
         let trigger = &c.rules.trigger;
         if *trigger == crate::schedule::Trigger::Manual {
             continue;
@@ -142,6 +151,48 @@ fn scheduled(config: &Config, now: DateTime<Utc>) -> Result<Vec<Next>> {
     }
     out.sort_by_key(|n| (n.next.is_none(), n.next));
     Ok(out)
+}
+
+/// A seminar time still to come, with the key of the run it makes.
+struct SeminarTime {
+    key: String,
+    next: Next,
+}
+
+/// A seminar campaign's waves and reminders still to come.
+fn seminar_times(
+    campaign: &str,
+    path: &std::path::Path,
+    rules: &std::path::Path,
+    now: DateTime<Utc>,
+) -> Vec<SeminarTime> {
+    let Ok(s) = crate::seminar::Seminar::load(path, rules) else {
+        return Vec::new();
+    };
+    if s.cancelled {
+        return Vec::new();
+    }
+    let waves = s.waves.iter().map(|w| {
+        let what = format!("wave {} of seminar {}", w.name, s.name);
+        (w.send_at, w.name.clone(), what)
+    });
+    let reminders = s.reminders.iter().map(|r| {
+        let what = format!("reminder {} of seminar {}", r.name, s.name);
+        (r.send_at, format!("notice:reminder:{}", r.name), what)
+    });
+    waves
+        .chain(reminders)
+        .filter(|(at, _, _)| *at > now)
+        .map(|(at, key, trigger)| SeminarTime {
+            key,
+            next: Next {
+                campaign: campaign.to_owned(),
+                trigger,
+                next: Some(at),
+                problem: None,
+            },
+        })
+        .collect()
 }
 
 async fn running(store: &dyn Store) -> Result<Vec<RunStatus>> {
