@@ -242,6 +242,7 @@ impl Seminar {
                 }
             }
         }
+        let first_wave = waves.iter().flatten().min().copied();
         let reminders: Vec<Reminder> = raw
             .reminders
             .iter()
@@ -272,6 +273,15 @@ impl Seminar {
                 }
                 if r.channels.is_empty() {
                     problem(&key("channels"), "a reminder names no channel".into());
+                }
+                if first_wave.is_some_and(|w| send_at <= w) {
+                    problem(
+                        &key("days_before"),
+                        format!(
+                            "a reminder {} day(s) before at {} goes out before the first wave: nobody holds a seat yet",
+                            r.days_before, r.at
+                        ),
+                    );
                 }
                 Some(Reminder {
                     name: format!("{}d_{}", r.days_before, at.format("%H%M")),
@@ -397,6 +407,21 @@ mod tests {
         assert_eq!(s.waves.len(), 2);
         assert!(s.waves[0].send_at < s.waves[1].send_at);
         assert!(s.rsvp_deadline < s.starts_at);
+    }
+
+    #[test]
+    fn a_reminder_before_the_invitations_is_refused() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("seminars/strategy_2027.toml");
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("days_before = 1", "days_before = 30");
+        let problems = Seminar::parse(Path::new("s.toml"), &text, &rules()).unwrap_err();
+        assert_eq!(
+            problems[0].subject.as_deref(),
+            Some("reminders[0].days_before"),
+            "{problems:?}"
+        );
+        assert!(problems[0].message.contains("before the first wave"));
     }
 
     #[test]
