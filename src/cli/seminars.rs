@@ -109,9 +109,10 @@ pub async fn run_with_store(
             let seminar = load(config, &seminar)?;
             let who = match (client, code, csv) {
                 (Some(c), _, _) => vec![by_client(store, &c).await.map(|id| (id, "client".into()))],
-                (_, Some(code), _) => vec![by_code(store, config, &seminar, &code)
-                    .await
-                    .map(|id| (id, "code".into()))],
+                (_, Some(code), _) => {
+                    let codes = Codes::load(store, config, &seminar).await?;
+                    vec![codes.find(&code).map(|id| (id, "code".into()))]
+                }
                 (_, _, Some(file)) => door_list(store, config, &seminar, &file).await?,
                 _ => bail!("say who came: --client ID, --code CODE or --csv FILE"),
             };
@@ -202,38 +203,47 @@ async fn by_client(store: &dyn Store, raw: &str) -> Result<ClientId, String> {
     }
 }
 
-/// The client whose code for this seminar is `code`, among those who
-/// answered it.
-async fn by_code(
-    store: &dyn Store,
-    config: &Config,
-    seminar: &Seminar,
-    code: &str,
-) -> Result<ClientId, String> {
-    let secret = &config
-        .tracking
-        .as_ref()
-        .ok_or("check-in codes need [tracking] secret in herald.toml")?
-        .secret;
-    let typed = checkin::normalise(code);
-    let answers = store
-        .answers(&seminar.name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let found: Vec<&str> = answers
-        .iter()
-        .filter(|a| checkin::code(secret, &seminar.name, &a.client_id) == typed)
-        .map(|a| a.client_id.as_str())
-        .collect();
-    match found[..] {
-        [one] => ClientId::parse(one).map_err(|e| e.0),
-        [] => Err(format!(
-            "no client who answered {} has the code {code}",
-            seminar.name
-        )),
-        _ => Err(format!(
-            "the code {code} fits more than one client: check in by --client"
-        )),
+/// The check-in codes of everyone who answered a seminar, computed once
+/// per command (a door list looks up many).
+struct Codes {
+    seminar: String,
+    clients: std::collections::HashMap<String, Vec<String>>,
+}
+
+impl Codes {
+    async fn load(store: &dyn Store, config: &Config, seminar: &Seminar) -> Result<Codes> {
+        let secret = &config
+            .tracking
+            .as_ref()
+            .context("check-in codes need [tracking] secret in herald.toml")?
+            .secret;
+        let mut clients: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for a in store.answers(&seminar.name).await? {
+            let code = checkin::code(secret, &seminar.name, &a.client_id);
+            clients.entry(code).or_default().push(a.client_id);
+        }
+        Ok(Codes {
+            seminar: seminar.name.clone(),
+            clients,
+        })
+    }
+
+    /// The client whose code is `code`, as typed at the door.
+    fn find(&self, code: &str) -> Result<ClientId, String> {
+        match self
+            .clients
+            .get(&checkin::normalise(code))
+            .map(Vec::as_slice)
+        {
+            Some([one]) => ClientId::parse(one).map_err(|e| e.0),
+            None | Some([]) => Err(format!(
+                "no client who answered {} has the code {code}",
+                self.seminar
+            )),
+            Some(_) => Err(format!(
+                "the code {code} fits more than one client: check in by --client"
+            )),
+        }
     }
 }
 
@@ -262,6 +272,10 @@ async fn door_list(
             file.display()
         ),
     };
+    let codes = match is_code {
+        true => Some(Codes::load(store, config, seminar).await?),
+        false => None,
+    };
     let mut out = Vec::new();
     for row in reader.records() {
         let row = match row {
@@ -275,10 +289,9 @@ async fn door_list(
         let line = row.position().map_or(0, |p| p.line());
         let at = |m: String| format!("{}:{line}: {m}", file.display());
         let value = row.get(index).unwrap_or("");
-        let found = if is_code {
-            by_code(store, config, seminar, value).await
-        } else {
-            by_client(store, value).await
+        let found = match &codes {
+            Some(codes) => codes.find(value),
+            None => by_client(store, value).await,
         };
         out.push(found.map(|id| (id, format!("csv:{line}"))).map_err(at));
     }

@@ -79,7 +79,7 @@ impl Funnel {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     /// The campaign, and the runs counted (one, or all of the campaign's).
     pub campaign: String,
@@ -128,14 +128,7 @@ pub async fn report(store: &dyn Store, what: &str) -> Result<Report> {
     };
     let mut report = Report {
         campaign: runs[0].campaign.clone(),
-        runs: Vec::new(),
-        audience: 0,
-        suppressed: BTreeMap::new(),
-        funnel: Funnel::default(),
-        by_channel: BTreeMap::new(),
-        by_branch: BTreeMap::new(),
-        by_advisor: BTreeMap::new(),
-        flagged: BTreeMap::new(),
+        ..Report::default()
     };
     for run in &runs {
         let counts = store.run_counts(run.id).await?;
@@ -274,14 +267,7 @@ mod tests {
     fn report_shell() -> Report {
         Report {
             campaign: "x".into(),
-            runs: Vec::new(),
-            audience: 0,
-            suppressed: BTreeMap::new(),
-            funnel: Funnel::default(),
-            by_channel: BTreeMap::new(),
-            by_branch: BTreeMap::new(),
-            by_advisor: BTreeMap::new(),
-            flagged: BTreeMap::new(),
+            ..Report::default()
         }
     }
 }

@@ -463,9 +463,11 @@ struct Rendered {
 }
 
 fn render((claimed, run, client): Ready) -> Rendered {
-    // A seminar notice tells where the client stood when they answered.
-    let rsvp = serde_json::from_str::<serde_json::Value>(&claimed.decision)
-        .ok()
+    // A seminar notice tells where the client stood when they answered;
+    // other messages' decisions are not read here.
+    let rsvp = (run.run.kind == crate::seminar::notice::KIND)
+        .then(|| serde_json::from_str::<serde_json::Value>(&claimed.decision).ok())
+        .flatten()
         .and_then(|d| d.get(crate::message::data::keys::RSVP).cloned());
     let message = run
         .prepared

@@ -99,7 +99,7 @@ pub(super) async fn answer(
             .await
             .map_err(|e| unavailable(&e))?;
         if let Some(n) = Notice::of(standing) {
-            tell(s, &inv.run, &d.client_id, n, standing, Some(via), at).await;
+            tell(s, &inv, &d.client_id, n, standing, Some(via), at).await;
         }
         standing
     } else {
@@ -117,7 +117,7 @@ pub(super) async fn answer(
                 .await
                 .map_err(|e| unavailable(&e))?
                 .unwrap_or(Standing::Declined);
-            tell(s, &inv.run, promoted, Notice::Promoted, standing, via, at).await;
+            tell(s, &inv, promoted, Notice::Promoted, standing, via, at).await;
         }
         Standing::Declined
     };
@@ -141,15 +141,16 @@ pub(super) async fn answer(
 /// already stored and the page tells the client where they stand.
 async fn tell(
     s: &TrackingState,
-    run: &Run,
+    inv: &Invitation,
     client: &str,
     n: Notice,
     standing: Standing,
     via: Option<Channel>,
     at: DateTime<Utc>,
 ) {
+    let run = &inv.run;
     let result = async {
-        let seminar = match notice::current(&*s.store, &run_seminar(run)).await? {
+        let seminar = match notice::current(&*s.store, &inv.seminar.name).await? {
             Some(now) => now,
             None => serde_json::from_str(&run.content)?,
         };
@@ -169,14 +170,6 @@ async fn tell(
     if let Err(e) = result {
         tracing::error!(run = run.id, notice = n.as_str(), error = %format!("{e:#}"), "seminar notice could not be queued");
     }
-}
-
-/// The seminar an invitation run invites to.
-fn run_seminar(run: &Run) -> String {
-    serde_json::from_str::<serde_json::Value>(&run.content)
-        .ok()
-        .and_then(|c| c["name"].as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// `GET /r/TOKEN`: the seminar and the answer the link gives, to confirm.
