@@ -33,6 +33,15 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Evaluate a segment rule over every client several times, from the
+    /// population in memory, and report the pure evaluation rate
+    Eval {
+        #[command(flatten)]
+        segment: super::segment::SegmentArgs,
+        /// How many times to evaluate
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// Plan a run of a campaign against the database (segment, every gate,
     /// deliveries and suppressions written), and, as the reference, insert
     /// the same number of delivery rows with one prepared statement in one
@@ -119,6 +128,9 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
             let result = plan(&campaign, json, &*store, config).await;
             store.close().await;
             result
+        }
+        BenchCommand::Eval { segment, rounds } => {
+            super::segment::eval_bench(segment, rounds, config).await
         }
         BenchCommand::Render {
             campaign,

@@ -86,7 +86,6 @@ struct SegmentReport {
     eval_ms: u64,
 }
 
-/// Compiles the rule first, so that a wrong rule touches no database.
 /// A compiled rule and what it runs with.
 struct Prepared {
     engine: Engine,
@@ -129,6 +128,70 @@ pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
     let result = select(&args, &prepared, &*store, config, started).await;
     store.close().await;
     result
+}
+
+/// Pure evaluation, timed: what `herald bench eval` reports.
+#[derive(Serialize)]
+struct EvalFigures {
+    rule: String,
+    clients: usize,
+    matched: usize,
+    threads: usize,
+    round_ms: Vec<f64>,
+    best_clients_per_second: f64,
+    median_clients_per_second: f64,
+}
+
+/// `herald bench eval`: the rule evaluated over every client `rounds`
+/// times, from the population already in memory (loading is not timed).
+pub async fn eval_bench(args: SegmentArgs, rounds: usize, config: &Config) -> Result<ExitCode> {
+    let p = prepare(&args, config)?;
+    let store = super::open_store(config).await?;
+    let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
+    let loaded = snapshot::population(
+        &*store,
+        config.timezone,
+        &snapshot_file,
+        Fields::read_by(&p.rule.ast),
+    )
+    .await;
+    store.close().await;
+    let (population, _) = loaded.context("cannot read the clients")?;
+    let mut round_ms = Vec::new();
+    let mut matched = 0;
+    for _ in 0..rounds.max(1) {
+        let started = Instant::now();
+        let outcome = evaluate(&p.engine, &p.rule, &p.ctx, p.today, &population.clients)?;
+        round_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        matched = outcome.matched.len();
+    }
+    let rate = |ms: f64| population.clients.len() as f64 / (ms / 1000.0);
+    let mut sorted = round_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let figures = EvalFigures {
+        rule: p.rule.path.display().to_string(),
+        clients: population.clients.len(),
+        matched,
+        threads: rayon::current_num_threads(),
+        best_clients_per_second: rate(sorted[0]),
+        median_clients_per_second: rate(sorted[sorted.len() / 2]),
+        round_ms,
+    };
+    if args.json {
+        print_json(&figures)?;
+    } else {
+        println!(
+            "{}: {} of {} clients, {} rounds on {} threads: best {:.0} clients/s, median {:.0}",
+            figures.rule,
+            thousands(figures.matched as u64),
+            thousands(figures.clients as u64),
+            figures.round_ms.len(),
+            figures.threads,
+            figures.best_clients_per_second,
+            figures.median_clients_per_second
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn select(

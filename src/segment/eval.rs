@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use rayon::prelude::*;
-use rhai::{Dynamic, Engine, Map};
+use rhai::{Engine, Map};
 use serde::Serialize;
 
 use super::profile::{ClientView, Columns};
@@ -100,26 +100,73 @@ pub struct TooManyErrors {
     pub first_message: String,
 }
 
-/// The verdict for one client.
-pub fn verdict(
-    engine: &Engine,
-    rule: &Rule,
-    scope: &mut rhai::Scope,
-    client: &ClientView,
-) -> Result<bool, String> {
-    let base = scope.len();
-    scope.push_constant("client", client.clone());
-    let result = engine.eval_ast_with_scope::<Dynamic>(scope, &rule.ast);
-    scope.rewind(base);
-    match result {
-        Ok(v) => v.as_bool().map_err(|t| {
-            format!(
-                "{}: the rule gave {t} ({v}), not true or false",
-                rule.path.display()
-            )
-        }),
-        Err(e) => Err(format!("{}: {}", rule.path.display(), e)),
+/// Evaluates one rule for client after client, keeping Rhai's runtime
+/// state and function-resolution caches between them: a fresh evaluation
+/// per client would resolve every function call again, which costs more
+/// than the rule itself.
+pub struct Evaluator<'a> {
+    engine: &'a Engine,
+    rule: &'a Rule,
+    scope: rhai::Scope<'static>,
+    global: rhai::GlobalRuntimeState,
+    caches: rhai::Caches,
+}
+
+impl<'a> Evaluator<'a> {
+    pub fn new(engine: &'a Engine, rule: &'a Rule, ctx: &Map, today: Today) -> Self {
+        Evaluator {
+            engine,
+            rule,
+            scope: super::engine::run_scope(ctx, today),
+            global: fresh_state(engine, rule),
+            caches: rhai::Caches::new(),
+        }
     }
+
+    /// The verdict for one client.
+    pub fn verdict(&mut self, client: &ClientView) -> Result<bool, String> {
+        // The operation limit is per client.
+        self.global.num_operations = Default::default();
+        // `client` stays in the scope from one client to the next; only
+        // its place in the population moves.
+        match self.scope.get_value_mut::<ClientView>("client") {
+            Some(view) => view.point_at(client),
+            None => {
+                self.scope.push_constant("client", client.clone());
+            }
+        }
+        let base = self.scope.len();
+        // The raw entry point is the one that takes the caches; it is what
+        // `eval_ast_with_scope` runs, minus the per-call set-up.
+        #[allow(deprecated)]
+        let result = self.engine.eval_statements_raw(
+            &mut self.global,
+            &mut self.caches,
+            &mut self.scope,
+            self.rule.ast.statements(),
+        );
+        self.scope.rewind(base);
+        if result.is_err() {
+            // An error may leave call levels or caches mid-way: start the
+            // next client from a clean state (errors are rare).
+            self.global = fresh_state(self.engine, self.rule);
+            self.caches = rhai::Caches::new();
+        }
+        let path = self.rule.path.display();
+        match result {
+            Ok(v) => v
+                .as_bool()
+                .map_err(|t| format!("{path}: the rule gave {t} ({v}), not true or false")),
+            Err(e) => Err(format!("{path}: {e}")),
+        }
+    }
+}
+
+/// Rhai's runtime state for a rule, with the functions the rule defines.
+fn fresh_state(engine: &Engine, rule: &Rule) -> rhai::GlobalRuntimeState {
+    let mut global = engine.new_global_runtime_state();
+    global.lib.push(rule.ast.shared_lib().clone());
+    global
 }
 
 /// Evaluates `rule` for every client of `population`.
@@ -135,28 +182,30 @@ pub fn evaluate(
     let chunks: Vec<(Vec<usize>, Vec<ClientError>)> = population
         .par_chunks(2048)
         .enumerate()
-        .map(|(chunk_no, chunk)| {
-            let mut scope = super::engine::run_scope(ctx, today);
-            let mut matched = Vec::new();
-            let mut errors = Vec::new();
-            for (i, client) in chunk.iter().enumerate() {
-                if failures.load(Ordering::Relaxed) > limit {
-                    break;
-                }
-                match verdict(engine, rule, &mut scope, client) {
-                    Ok(true) => matched.push(chunk_no * 2048 + i),
-                    Ok(false) => {}
-                    Err(message) => {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                        errors.push(ClientError {
-                            client: client.id().to_owned(),
-                            message,
-                        });
+        .map_init(
+            || Evaluator::new(engine, rule, ctx, today),
+            |evaluator, (chunk_no, chunk)| {
+                let mut matched = Vec::new();
+                let mut errors = Vec::new();
+                for (i, client) in chunk.iter().enumerate() {
+                    if failures.load(Ordering::Relaxed) > limit {
+                        break;
+                    }
+                    match evaluator.verdict(client) {
+                        Ok(true) => matched.push(chunk_no * 2048 + i),
+                        Ok(false) => {}
+                        Err(message) => {
+                            failures.fetch_add(1, Ordering::Relaxed);
+                            errors.push(ClientError {
+                                client: client.id().to_owned(),
+                                message,
+                            });
+                        }
                     }
                 }
-            }
-            (matched, errors)
-        })
+                (matched, errors)
+            },
+        )
         .collect();
     let mut outcome = Outcome {
         total: population.len(),

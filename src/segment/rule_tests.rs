@@ -21,8 +21,8 @@ use chrono_tz::Tz;
 use rhai::Map;
 use serde::{Deserialize, Serialize};
 
-use super::engine::{engine, run_scope};
-use super::eval::verdict;
+use super::engine::engine;
+use super::eval::Evaluator;
 use super::profile::{ClientView, Columns};
 use super::rule::{Rule, RuleError};
 use super::vocabulary::Today;
@@ -126,7 +126,7 @@ pub fn run(
     let keys = file.context.keys().cloned().collect();
     let engine = engine(today);
     let rule = Rule::load(rule_path, &engine, &keys)?;
-    let mut scope = run_scope(&ctx, today);
+    let mut evaluator = Evaluator::new(&engine, &rule, &ctx, today);
     file.cases
         .iter()
         .enumerate()
@@ -136,7 +136,7 @@ pub fn run(
             Ok(CaseResult {
                 name: case.name.clone(),
                 expected: case.expect,
-                got: verdict(&engine, &rule, &mut scope, &client),
+                got: evaluator.verdict(&client),
             })
         })
         .collect()
