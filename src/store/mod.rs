@@ -219,7 +219,8 @@ pub trait RunStore: Send + Sync {
     async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
 
     /// Records outcomes, their events, bad addresses and archive records in
-    /// one transaction.
+    /// one transaction. The events' clients are taken to exist (they are
+    /// the deliveries' own, and clients are never deleted).
     async fn record_deliveries(&self, updates: &[runs::DeliveryUpdate]) -> Result<(), StoreError>;
 
     /// Records outcomes and marks `mark` (claimed by `owner`) as leaving,

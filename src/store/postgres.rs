@@ -125,7 +125,7 @@ impl Store for PgStore {
 
     async fn insert_events(&self, events: &[NewEvent]) -> Result<Vec<EventOutcome>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let outcomes = insert_events_in(&mut tx, events).await?;
+        let outcomes = insert_events_in(&mut tx, events, false).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -523,10 +523,13 @@ async fn insert_consent_log(
     Ok(())
 }
 
-/// Stores events within `tx`: each reported as stored, duplicate or refused.
+/// Stores events within `tx`: each reported as stored, duplicate or refused
+/// (its client unknown). `clients_known`: the caller read every client from
+/// the store already (clients are never deleted), so none is looked up.
 async fn insert_events_in(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     events: &[NewEvent],
+    clients_known: bool,
 ) -> Result<Vec<EventOutcome>, StoreError> {
     let ids: Vec<&str> = events
         .iter()
@@ -534,14 +537,17 @@ async fn insert_events_in(
         .collect::<HashSet<_>>()
         .into_iter()
         .collect();
-    let known: HashSet<String> =
+    let known: HashSet<String> = if clients_known {
+        ids.iter().map(|id| id.to_string()).collect()
+    } else {
         sqlx::query_as::<_, (String,)>("SELECT id FROM clients WHERE id = ANY($1)")
             .bind(&ids)
             .fetch_all(&mut **tx)
             .await?
             .into_iter()
             .map(|(id,)| id)
-            .collect();
+            .collect()
+    };
     let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
     let rows: Vec<(&NewEvent, &Vec<u8>)> = events
         .iter()

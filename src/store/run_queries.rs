@@ -739,7 +739,8 @@ macro_rules! run_queries {
                 let events: Vec<crate::event::NewEvent> =
                     updates.iter().filter_map(|u| u.event.clone()).collect();
                 if !events.is_empty() {
-                    insert_events_in(tx, &events).await?;
+                    // The dispatcher read these clients moments ago.
+                    insert_events_in(tx, &events, true).await?;
                 }
                 let entries: Vec<&super::runs::ArchiveEntry> =
                     updates.iter().filter_map(|u| u.archive.as_ref()).collect();

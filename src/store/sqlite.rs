@@ -79,6 +79,9 @@ impl SqliteStore {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            // A connection to a local file cannot go stale, and the check
+            // would cost a round trip to the driver's thread per acquire.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -142,7 +145,7 @@ impl Store for SqliteStore {
         // Reads then writes: the write lock first, or a concurrent writer
         // makes the upgrade fail at once instead of waiting.
         let mut tx = begin_write(&self.pool).await?;
-        let outcomes = insert_events_in(&mut tx, events).await?;
+        let outcomes = insert_events_in(&mut tx, events, false).await?;
         tx.commit().await?;
         Ok(outcomes)
     }
@@ -340,13 +343,20 @@ async fn upsert_clients(
     Ok(())
 }
 
-/// Stores events within `tx`: each reported as stored, duplicate or refused.
+/// Stores events within `tx`: each reported as stored, duplicate or refused
+/// (its client unknown). `clients_known`: the caller read every client from
+/// the store already (clients are never deleted), so none is looked up.
 async fn insert_events_in(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     events: &[NewEvent],
+    clients_known: bool,
 ) -> Result<Vec<EventOutcome>, StoreError> {
     let ids: HashSet<&str> = events.iter().map(|e| e.client_id.as_str()).collect();
-    let known = existing_ids(tx, &ids).await?;
+    let known = if clients_known {
+        ids.iter().map(|id| id.to_string()).collect()
+    } else {
+        existing_ids(tx, &ids).await?
+    };
     let keys: Vec<Vec<u8>> = events.iter().map(NewEvent::dedupe_key).collect();
     let mut stored = HashSet::new();
     let now = Utc::now();
