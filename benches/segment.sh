@@ -6,9 +6,10 @@
 #   benches/segment.sh [CLIENTS]        (default 1000000)
 #
 # Reports per rule: herald's whole run (reading clients and evaluating),
-# its pure evaluation rate, the SQL count's time, and the ratio; and the
-# first run, which builds the snapshot from the database. Importing the
-# ~17 million history events takes most of the script's time (~20 min).
+# its pure evaluation rate (`herald bench eval`, the median of five rounds),
+# the SQL count's time, and the ratio; and the first run, which builds the
+# snapshot from the database. Importing the ~17 million history events takes
+# most of the script's time (~20 min).
 # Needs sqlite3 (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,9 +62,11 @@ for rule in three_clause holds_or_watches engaged; do
     t0=$(now); sql_count=$(sqlite3 "$W/herald.db" "${SQL[$rule]}"); t1=$(now)
     matched=$(echo "$out" | grep '"matched"' | grep -o '[0-9]*')
     elapsed=$(echo "$out" | grep '"elapsed_ms"' | grep -o '[0-9]*')
-    eval_ms=$(echo "$out" | grep '"eval_ms"' | grep -o '[0-9]*')
-    awk -v r="$rule" -v m="$matched" -v c="$sql_count" -v e="$elapsed" -v s0="$t0" -v s1="$t1" -v ev="$eval_ms" -v n="$N" 'BEGIN {
-        sql = s1 - s0; h = e / 1000; rate = (ev > 0) ? n / (ev / 1000) : 0;
+    # Pure evaluation: five rounds over the population in memory, the median.
+    rate=$(cd "$W" && "$H" bench eval "$rule" --as-of "$AS_OF" --rounds 5 --json |
+        grep '"median_clients_per_second"' | grep -o '[0-9.]*' | head -1)
+    awk -v r="$rule" -v m="$matched" -v c="$sql_count" -v e="$elapsed" -v s0="$t0" -v s1="$t1" -v rate="$rate" 'BEGIN {
+        sql = s1 - s0; h = e / 1000;
         printf "%-18s %10d %10d %12.2f %10.2f %7.1fx %14.0f\n", r, m, c, h, sql, h / sql, rate }'
     [ "$matched" = "$sql_count" ] || echo "  MISMATCH: herald $matched, SQL $sql_count"
 done
