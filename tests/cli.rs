@@ -229,3 +229,56 @@ fn the_demo_never_replaces_a_database_it_did_not_make() {
         b"the firm's data"
     );
 }
+
+#[test]
+fn bench_eval_selects_what_segment_selects() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::copy(
+        repo.join("rules/bulletin_audience.rhai"),
+        dir.path().join("rules/bulletin_audience.rhai"),
+    )
+    .unwrap();
+    let data = herald(
+        dir.path(),
+        &[
+            "demo-data",
+            "--clients",
+            "500",
+            "--out",
+            "c.csv",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(data.status.success(), "{}", stderr(&data));
+    let imported = herald(dir.path(), &["import", "clients", "c.csv", "--json"]);
+    assert!(imported.status.success(), "{}", stderr(&imported));
+    let json = |args: &[&str]| -> serde_json::Value {
+        let o = herald(dir.path(), args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let segment = json(&[
+        "segment",
+        "bulletin_audience",
+        "--as-of",
+        "2026-11-25",
+        "--json",
+    ]);
+    let bench = json(&[
+        "bench",
+        "eval",
+        "bulletin_audience",
+        "--as-of",
+        "2026-11-25",
+        "--rounds",
+        "2",
+        "--json",
+    ]);
+    assert_eq!(bench["matched"], segment["matched"]);
+    assert_eq!(bench["clients"], 500);
+    assert_eq!(bench["round_ms"].as_array().unwrap().len(), 2);
+    assert!(bench["median_clients_per_second"].as_f64().unwrap() > 0.0);
+}

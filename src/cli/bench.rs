@@ -36,11 +36,20 @@ pub enum BenchCommand {
     /// Evaluate a segment rule over every client several times, from the
     /// population in memory, and report the pure evaluation rate
     Eval {
-        #[command(flatten)]
-        segment: super::segment::SegmentArgs,
+        /// The rule: a name under rules/ (e.g. bulletin_audience) or a path
+        rule: String,
+        /// A context value the rule reads as ctx.KEY (repeatable), e.g. --context stock=600519
+        #[arg(long = "context", value_name = "KEY=VALUE", value_parser = super::segment::parse_context)]
+        context: Vec<(String, String)>,
+        /// Evaluate as if today were this date (YYYY-MM-DD)
+        #[arg(long, value_name = "DATE", value_parser = super::segment::parse_date)]
+        as_of: Option<chrono::NaiveDate>,
         /// How many times to evaluate
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// Print the figures as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Plan a run of a campaign against the database (segment, every gate,
     /// deliveries and suppressions written), and, as the reference, insert
@@ -129,8 +138,21 @@ pub async fn run(cmd: BenchCommand, config: &Config) -> Result<ExitCode> {
             store.close().await;
             result
         }
-        BenchCommand::Eval { segment, rounds } => {
-            super::segment::eval_bench(segment, rounds, config).await
+        BenchCommand::Eval {
+            rule,
+            context,
+            as_of,
+            rounds,
+            json,
+        } => {
+            let args = super::segment::SegmentArgs {
+                rule,
+                context,
+                as_of,
+                sample: 0,
+                json,
+            };
+            super::segment::eval_bench(args, rounds, config).await
         }
         BenchCommand::Render {
             campaign,

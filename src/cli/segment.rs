@@ -49,7 +49,7 @@ pub enum RuleCommand {
     },
 }
 
-fn parse_context(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_context(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
         .ok_or_else(|| format!("'{s}' is not KEY=VALUE"))?;
