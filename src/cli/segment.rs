@@ -130,6 +130,19 @@ pub async fn segment(args: SegmentArgs, config: &Config) -> Result<ExitCode> {
     result
 }
 
+/// The clients with the parts `rule` reads, from the snapshot when it is
+/// current.
+async fn population(
+    store: &dyn Store,
+    config: &Config,
+    rule: &Rule,
+) -> Result<(crate::segment::Population, snapshot::Source)> {
+    let file = snapshot::path(&config.cache_dir(), &config.database_url);
+    snapshot::population(store, config.timezone, &file, Fields::read_by(&rule.ast))
+        .await
+        .context("cannot read the clients")
+}
+
 /// Pure evaluation, timed: what `herald bench eval` reports.
 #[derive(Serialize)]
 struct EvalFigures {
@@ -147,16 +160,9 @@ struct EvalFigures {
 pub async fn eval_bench(args: SegmentArgs, rounds: usize, config: &Config) -> Result<ExitCode> {
     let p = prepare(&args, config)?;
     let store = super::open_store(config).await?;
-    let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
-    let loaded = snapshot::population(
-        &*store,
-        config.timezone,
-        &snapshot_file,
-        Fields::read_by(&p.rule.ast),
-    )
-    .await;
+    let loaded = population(&*store, config, &p.rule).await;
     store.close().await;
-    let (population, _) = loaded.context("cannot read the clients")?;
+    let (population, _) = loaded?;
     let mut round_ms = Vec::new();
     let mut matched = 0;
     for _ in 0..rounds.max(1) {
@@ -201,11 +207,7 @@ async fn select(
     config: &Config,
     started: Instant,
 ) -> Result<ExitCode> {
-    let snapshot_file = snapshot::path(&config.cache_dir(), &config.database_url);
-    let fields = Fields::read_by(&p.rule.ast);
-    let (population, source) = snapshot::population(store, config.timezone, &snapshot_file, fields)
-        .await
-        .context("cannot read the clients")?;
+    let (population, source) = population(store, config, &p.rule).await?;
     let loaded = Instant::now();
     let outcome = evaluate(&p.engine, &p.rule, &p.ctx, p.today, &population.clients)?;
     let report = SegmentReport {
