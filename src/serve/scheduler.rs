@@ -101,6 +101,12 @@ impl Scheduler {
         if self.synced == Some(files.stamp) {
             return;
         }
+        // The files changed on disk since this set was read: the newer set
+        // is on its way, and recording this one now could undo a `herald
+        // seminar sync` of the newer file, raising the version twice.
+        if super::files::stamp(&self.config.base_dir) != files.stamp {
+            return;
+        }
         let mut ok = true;
         for (campaign, seminar) in &files.seminars {
             if let Err(e) = crate::seminar::notice::sync(&*self.store, campaign, seminar, now).await
