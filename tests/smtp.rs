@@ -24,6 +24,17 @@ struct Script {
     transactions: usize,
     /// Lines that arrived dot-stuffed.
     stuffed: usize,
+    /// Whether EHLO offers PIPELINING (RFC 2920).
+    pipelining: bool,
+    /// Transactions whose RCPT arrived together with their MAIL.
+    pipelined: usize,
+}
+
+fn script(pipelining: bool) -> Arc<Mutex<Script>> {
+    Arc::new(Mutex::new(Script {
+        pipelining,
+        ..Script::default()
+    }))
 }
 
 async fn smtp_server(script: Arc<Mutex<Script>>) -> u16 {
@@ -44,6 +55,7 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
     let mut lines = BufReader::new(read);
     write.write_all(b"220 test.local ESMTP\r\n").await.unwrap();
     let mut line = String::new();
+    let mut recipients = 0;
     loop {
         line.clear();
         if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -51,20 +63,37 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         let reply: String = match verb.as_str() {
-            "EHLO" => "250-test.local\r\n250-8BITMIME\r\n250 SIZE 10000000\r\n".into(),
-            "HELO" | "MAIL" | "RSET" | "NOOP" => "250 2.0.0 OK\r\n".into(),
+            "EHLO" => {
+                let pipelining = script.lock().unwrap().pipelining;
+                let offer = if pipelining { "250-PIPELINING\r\n" } else { "" };
+                format!("250-test.local\r\n{offer}250-8BITMIME\r\n250 SIZE 10000000\r\n")
+            }
+            "MAIL" => {
+                recipients = 0;
+                if lines.buffer().starts_with(b"RCPT") {
+                    script.lock().unwrap().pipelined += 1;
+                }
+                "250 2.1.0 OK\r\n".into()
+            }
+            "HELO" | "RSET" | "NOOP" => "250 2.0.0 OK\r\n".into(),
             "RCPT" => {
                 let mut s = script.lock().unwrap();
                 s.transactions += 1;
-                format!("{}\r\n", s.rcpt.pop_front().unwrap_or("250 2.1.5 OK"))
+                let answer = s.rcpt.pop_front().unwrap_or("250 2.1.5 OK");
+                recipients += usize::from(answer.starts_with('2'));
+                format!("{answer}\r\n")
             }
+            // As servers answer a pipelined DATA after every RCPT failed.
+            "DATA" if recipients == 0 => "554 5.5.1 no valid recipients\r\n".into(),
             "DATA" => {
                 write.write_all(b"354 go ahead\r\n").await.unwrap();
                 let mut body = Vec::new();
                 let mut stuffed = 0;
                 loop {
                     let mut l = String::new();
-                    lines.read_line(&mut l).await.unwrap();
+                    if lines.read_line(&mut l).await.unwrap_or(0) == 0 {
+                        return;
+                    }
                     if l == ".\r\n" {
                         break;
                     }
@@ -155,7 +184,7 @@ fn limits() -> Limits {
 
 #[tokio::test]
 async fn a_message_arrives_whole_over_a_real_smtp_conversation() {
-    let script = Arc::new(Mutex::new(Script::default()));
+    let script = script(true);
     let port = smtp_server(script.clone()).await;
     let governed = Governed::new(Arc::new(adapter(port)), limits());
     let out = governed.send(&message(42)).await;
@@ -167,6 +196,11 @@ async fn a_message_arrives_whole_over_a_real_smtp_conversation() {
     assert!(
         script.lock().unwrap().stuffed >= 2,
         "dot lines travel stuffed"
+    );
+    assert_eq!(
+        script.lock().unwrap().pipelined,
+        1,
+        "MAIL and RCPT in one go"
     );
     let raw = script.lock().unwrap().received.pop().unwrap();
     let m = mail_parser::MessageParser::default().parse(&raw).unwrap();
@@ -216,7 +250,7 @@ async fn a_message_arrives_whole_over_a_real_smtp_conversation() {
 
 #[tokio::test]
 async fn busy_replies_are_retried_and_the_message_is_sent_once() {
-    let script = Arc::new(Mutex::new(Script::default()));
+    let script = script(true);
     script.lock().unwrap().data =
         VecDeque::from(["451 4.3.0 try again later", "421 4.7.0 too busy, closing"]);
     let port = smtp_server(script.clone()).await;
@@ -231,21 +265,35 @@ async fn busy_replies_are_retried_and_the_message_is_sent_once() {
 
 #[tokio::test]
 async fn an_unknown_mailbox_is_not_retried_and_marks_the_address() {
-    let script = Arc::new(Mutex::new(Script::default()));
-    script.lock().unwrap().rcpt =
-        VecDeque::from(["550 5.1.1 <zhang.wei@example.com>: user unknown"]);
+    for pipelining in [true, false] {
+        let script = script(pipelining);
+        script.lock().unwrap().rcpt =
+            VecDeque::from(["550 5.1.1 <zhang.wei@example.com>: user unknown"]);
+        let port = smtp_server(script.clone()).await;
+        let governed = Governed::new(Arc::new(adapter(port)), limits());
+        let out = governed.send(&message(9)).await;
+        let e = out.result.unwrap_err();
+        assert_eq!(e.failure, Failure::Permanent { bad_address: true }, "{e}");
+        assert_eq!(out.attempts, 1);
+        assert!(script.lock().unwrap().received.is_empty());
+    }
+}
+
+#[tokio::test]
+async fn a_server_without_pipelining_gets_one_command_at_a_time() {
+    let script = script(false);
     let port = smtp_server(script.clone()).await;
     let governed = Governed::new(Arc::new(adapter(port)), limits());
-    let out = governed.send(&message(9)).await;
-    let e = out.result.unwrap_err();
-    assert_eq!(e.failure, Failure::Permanent { bad_address: true }, "{e}");
-    assert_eq!(out.attempts, 1);
-    assert!(script.lock().unwrap().received.is_empty());
+    for delivery in [1, 2] {
+        governed.send(&message(delivery)).await.result.unwrap();
+    }
+    let s = script.lock().unwrap();
+    assert_eq!((s.received.len(), s.pipelined), (2, 0));
 }
 
 #[tokio::test]
 async fn a_full_mailbox_is_permanent_but_the_address_stays_good() {
-    let script = Arc::new(Mutex::new(Script::default()));
+    let script = script(true);
     script.lock().unwrap().rcpt = VecDeque::from(["552 5.2.2 mailbox full"]);
     let port = smtp_server(script.clone()).await;
     let out = Governed::new(Arc::new(adapter(port)), limits())

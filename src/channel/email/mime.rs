@@ -140,13 +140,33 @@ pub fn build(sender: &Sender, out: &Outgoing, email: &EmailMessage) -> Result<Me
 /// bytes and cheap to encode, where quoted-printable triples every Chinese
 /// byte and costs far more to produce. Plain ASCII is left to lettre.
 fn text_part(content_type: ContentType, text: &str) -> SinglePart {
+    let text = crlf(text);
     let body = if text.is_ascii() {
-        Body::new(text.to_owned())
+        Body::new(text)
     } else {
-        Body::new_with_encoding(text.to_owned(), ContentTransferEncoding::Base64)
-            .unwrap_or_else(Body::new)
+        // Encoded here: lettre would first scan the text to choose an
+        // encoding it is told, and again for line ends already CRLF.
+        let mut encoded =
+            String::with_capacity(email_encoding::body::base64::encoded_len(text.len()));
+        email_encoding::body::base64::encode(text.as_bytes(), &mut encoded)
+            .expect("writing to a String cannot fail");
+        Body::dangerous_pre_encoded(encoded.into_bytes(), ContentTransferEncoding::Base64)
     };
     SinglePart::builder().header(content_type).body(body)
+}
+
+/// The text with CRLF line ends, as MIME wants them. lettre converts bare
+/// LFs itself, but one insertion at a time: quadratic in a long body.
+fn crlf(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        out.push_str(line);
+        if lines.peek().is_some() {
+            out.push_str(if line.ends_with('\r') { "\n" } else { "\r\n" });
+        }
+    }
+    out
 }
 
 fn bad_address(message: String) -> SendError {
@@ -270,5 +290,12 @@ mod tests {
         assert_ne!(id(&a), id(&b));
         let raw = String::from_utf8(a.formatted()).unwrap();
         assert!(!raw.contains("List-Unsubscribe"), "service mail has none");
+    }
+
+    #[test]
+    fn bare_line_feeds_become_crlf_and_crlf_stays() {
+        assert_eq!(crlf("a\nb\r\nc\n"), "a\r\nb\r\nc\r\n");
+        assert_eq!(crlf("\n\n"), "\r\n\r\n");
+        assert_eq!(crlf("一行"), "一行");
     }
 }

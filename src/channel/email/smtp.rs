@@ -11,9 +11,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
+use lettre::transport::smtp::response::Response;
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
@@ -52,7 +55,14 @@ pub struct SmtpAdapter {
     tls: Option<TlsParameters>,
     implicit: Option<tokio_rustls::TlsConnector>,
     /// Open connections and when each was last used.
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Open, Instant)>>,
+}
+
+/// An open connection, and whether its server takes pipelined commands
+/// (RFC 2920), which lettre does not record.
+struct Open {
+    connection: AsyncSmtpConnection,
+    pipelining: bool,
 }
 
 /// A connection idle longer than this is checked with NOOP before reuse:
@@ -81,30 +91,30 @@ impl SmtpAdapter {
     }
 
     /// An idle connection, or a new one.
-    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn checkout(&self) -> Result<Open, SendError> {
         loop {
             let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
             match idle {
-                Some((c, _)) if c.has_broken() => continue,
-                Some((mut c, since)) if since.elapsed() > CHECK_IDLE_AFTER => {
-                    if c.test_connected().await {
-                        return Ok(c);
+                Some((open, _)) if open.connection.has_broken() => continue,
+                Some((mut open, since)) if since.elapsed() > CHECK_IDLE_AFTER => {
+                    if open.connection.test_connected().await {
+                        return Ok(open);
                     }
                 }
-                Some((c, _)) => return Ok(c),
+                Some((open, _)) => return Ok(open),
                 None => return self.connect().await,
             }
         }
     }
 
-    fn checkin(&self, connection: AsyncSmtpConnection) {
+    fn checkin(&self, open: Open) {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if !connection.has_broken() && idle.len() < self.settings.pool_size.max(1) as usize {
-            idle.push((connection, Instant::now()));
+        if !open.connection.has_broken() && idle.len() < self.settings.pool_size.max(1) as usize {
+            idle.push((open, Instant::now()));
         }
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Open, SendError> {
         let unreachable = |e: String| {
             SendError::transient(format!(
                 "cannot connect to {}:{}: {e}",
@@ -149,6 +159,8 @@ impl SmtpAdapter {
                 .await
                 .map_err(|e| classify(&e))?;
         }
+        // Asked before AUTH, which some servers want to be the last word.
+        let pipelining = offers_pipelining(&mut connection, &self.hello).await?;
         if let Some((user, password)) = &self.settings.credentials {
             let credentials = Credentials::new(user.clone(), password.clone());
             connection
@@ -156,8 +168,30 @@ impl SmtpAdapter {
                 .await
                 .map_err(|e| classify(&e))?;
         }
-        Ok(connection)
+        Ok(Open {
+            connection,
+            pipelining,
+        })
     }
+}
+
+/// Whether the server offers PIPELINING: lettre reads the EHLO reply but
+/// keeps only what it uses, so herald asks again (RFC 5321 allows a
+/// second EHLO at any time).
+async fn offers_pipelining(
+    connection: &mut AsyncSmtpConnection,
+    hello: &ClientId,
+) -> Result<bool, SendError> {
+    let reply = connection
+        .command(Ehlo::new(hello.clone()))
+        .await
+        .map_err(|e| classify(&e))?;
+    let pipelining = reply.message().any(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+    });
+    Ok(pipelining)
 }
 
 /// The web's root certificates, for implicit TLS.
@@ -240,20 +274,107 @@ impl Adapter for SmtpAdapter {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let envelope = message.envelope().clone();
         let raw = message.formatted();
-        let mut connection = self.checkout().await?;
-        match connection.send(&envelope, &raw).await {
+        let mut open = self.checkout().await?;
+        match transmit(&mut open, message.envelope(), &raw).await {
             Ok(response) => {
-                self.checkin(connection);
+                self.checkin(open);
                 let reply: Vec<&str> = response.message().collect();
                 Ok(Accepted {
                     provider_id: queue_id(&reply.join(" ")).unwrap_or(message_id),
                 })
             }
-            // lettre has already ended a connection that failed mid-send.
-            Err(e) => Err(classify(&e)),
+            Err(e) => {
+                // The conversation is in an unknown state: end it.
+                open.connection.abort().await;
+                Err(e)
+            }
         }
+    }
+}
+
+/// One message over an open connection: what lettre's `send` does, except
+/// that MAIL, RCPT and DATA go in one write where the server takes
+/// pipelining, and the content is dot-stuffed here in one pass and written
+/// together with its final dot. lettre's own writer stuffs byte by byte,
+/// which cost an eighth of the CPU of a bulk send; each round trip saved is
+/// a wake-up on both sides.
+async fn transmit(open: &mut Open, envelope: &Envelope, raw: &[u8]) -> Result<Response, SendError> {
+    let connection = &mut open.connection;
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return connection
+            .send(envelope, raw)
+            .await
+            .map_err(|e| classify(&e));
+    };
+    let mut options = Vec::new();
+    let mut addresses = envelope.from().into_iter().chain(envelope.to());
+    if addresses.any(|a| !AsRef::<str>::as_ref(a).is_ascii()) {
+        require(connection, Extension::SmtpUtfEight, "SMTPUTF8")?;
+        options.push(MailParameter::SmtpUtfEight);
+    }
+    if !text.is_ascii() {
+        require(connection, Extension::EightBitMime, "8BITMIME")?;
+        options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let step = |e: lettre::transport::smtp::Error| classify(&e);
+    let commands: Vec<String> =
+        std::iter::once(Mail::new(envelope.from().cloned(), options).to_string())
+            .chain(
+                envelope
+                    .to()
+                    .iter()
+                    .map(|to| Rcpt::new(to.clone(), Vec::new()).to_string()),
+            )
+            .chain(std::iter::once(Data.to_string()))
+            .collect();
+    if open.pipelining {
+        // Replies come in order; the first failure ends the conversation.
+        connection.command(commands.concat()).await.map_err(step)?;
+        for _ in 1..commands.len() {
+            connection.read_response().await.map_err(step)?;
+        }
+    } else {
+        for command in commands {
+            connection.command(command).await.map_err(step)?;
+        }
+    }
+    connection.command(Content(text)).await.map_err(step)
+}
+
+fn require(
+    connection: &AsyncSmtpConnection,
+    extension: Extension,
+    name: &str,
+) -> Result<(), SendError> {
+    if connection.server_info().supports_feature(extension) {
+        Ok(())
+    } else {
+        Err(SendError::permanent(format!(
+            "the message needs {name}, which the server does not offer"
+        )))
+    }
+}
+
+/// A message's content as SMTP's DATA phase sends it (RFC 5321 4.5.2): a
+/// line that starts with a dot gets a second one, and `CRLF . CRLF` ends it.
+struct Content<'a>(&'a str);
+
+impl std::fmt::Display for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rest = self.0;
+        if rest.starts_with('.') {
+            f.write_str(".")?;
+        }
+        let line_dot = memchr::memmem::Finder::new(b"\r\n.");
+        while let Some(at) = line_dot.find(rest.as_bytes()) {
+            // Up to and including the dot, then the dot again.
+            f.write_str(&rest[..at + 3])?;
+            f.write_str(".")?;
+            rest = &rest[at + 3..];
+        }
+        f.write_str(rest)?;
+        f.write_str("\r\n.\r\n")
     }
 }
 
@@ -308,6 +429,16 @@ mod tests {
             "permanent error (554): 5.7.1 rejected as spam"
         ));
         assert!(!is_bad_address("1.5.1.1"));
+    }
+
+    #[test]
+    fn content_is_dot_stuffed_once_and_ended_with_a_dot() {
+        let stuffed = |s: &str| Content(s).to_string();
+        assert_eq!(stuffed("a\r\nb"), "a\r\nb\r\n.\r\n");
+        assert_eq!(stuffed(".a\r\n.b\r\n..c"), "..a\r\n..b\r\n...c\r\n.\r\n");
+        // Only a dot at the start of a line is doubled.
+        assert_eq!(stuffed("a.b\r\nc."), "a.b\r\nc.\r\n.\r\n");
+        assert_eq!(stuffed("x\r\n.\r\n.\r\n"), "x\r\n..\r\n..\r\n\r\n.\r\n");
     }
 
     #[test]
