@@ -341,6 +341,13 @@ async fn the_snapshot_gives_the_same_results_as_the_store(store: &dyn Store) {
         r#"client.risk_level >= "C3" && client.assets >= 1_000_000 && client.consent_sms"#,
         r#"client.holds("600519") || client.watches("600519.SH")"#,
         r#"client.clicked_within(30, "email") && !client.unsubscribed()"#,
+        // Shapes that run as native code: reversed and mixed comparisons,
+        // negated groups, engagement with a filter, every yes/no field.
+        r#""C2" < client.risk_level || !(client.is_professional() || client.has_tag("vip"))"#,
+        "client.assets == 0 || client.assets < 250_000.5 && client.lowest_risk_category",
+        r#"client.risk_level < "C3" && client.assets <= 500_000 || client.risk_level == "C4""#,
+        r#"client.did("unsubscribed", 365) || client.bounced_within(30, "email") || client.assessment_valid() && !client.has_phone()"#,
+        r#"client.unsubscribed("sms") || client.risk_level != "C5" && client.personalised_marketing && client.consent_email"#,
         r#"client.opened_within(7, "market_bulletin") || client.replied_within(30)"#,
         "days_since(client.last_trade_on) > 90 || client.age() >= 60 || client.email == ()",
         r#"client.attrs.city == "上海" && client.birthday_within(30)"#,

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use rhai::{Engine, Map};
 use serde::Serialize;
 
+use super::native::Native;
 use super::profile::{ClientView, Columns};
 use super::rule::Rule;
 use super::vocabulary::Today;
@@ -100,13 +101,15 @@ pub struct TooManyErrors {
     pub first_message: String,
 }
 
-/// Evaluates one rule for client after client, keeping Rhai's runtime
-/// state and function-resolution caches between them: a fresh evaluation
-/// per client would resolve every function call again, which costs more
-/// than the rule itself.
+/// Evaluates one rule for client after client: as native code when the
+/// rule is of a shape [`Native`] knows, otherwise in Rhai, keeping Rhai's
+/// runtime state and function-resolution caches between clients (a fresh
+/// evaluation per client would resolve every function call again, which
+/// costs more than the rule itself).
 pub struct Evaluator<'a> {
     engine: &'a Engine,
     rule: &'a Rule,
+    native: Option<Native>,
     scope: rhai::Scope<'static>,
     global: rhai::GlobalRuntimeState,
     caches: rhai::Caches,
@@ -117,6 +120,7 @@ impl<'a> Evaluator<'a> {
         Evaluator {
             engine,
             rule,
+            native: Native::compile(rule, ctx, today),
             scope: super::engine::run_scope(ctx, today),
             global: fresh_state(engine, rule),
             caches: rhai::Caches::new(),
@@ -125,6 +129,9 @@ impl<'a> Evaluator<'a> {
 
     /// The verdict for one client.
     pub fn verdict(&mut self, client: &ClientView) -> Result<bool, String> {
+        if let Some(native) = &self.native {
+            return Ok(native.verdict(client));
+        }
         // The operation limit is per client.
         self.global.num_operations = Default::default();
         // `client` stays in the scope from one client to the next; only

@@ -202,9 +202,6 @@ fn register_client_fields(engine: &mut Engine) {
         .register_get("risk_assessed_on", |c: &mut ClientView| {
             opt_date(c.suitability().risk_assessed_on)
         })
-        .register_get("lowest_risk_category", |c: &mut ClientView| {
-            c.suitability().lowest_risk_category
-        })
         .register_get("assets", |c: &mut ClientView| c.suitability().assets)
         .register_get("tags", |c: &mut ClientView| to_array(&c.lists().tags))
         .register_get("holdings", |c: &mut ClientView| {
@@ -222,15 +219,6 @@ fn register_client_fields(engine: &mut Engine) {
         .register_get("last_trade_on", |c: &mut ClientView| {
             opt_date(c.dates().last_trade_on)
         })
-        .register_get("consent_email", |c: &mut ClientView| {
-            c.consents().granted[ConsentScope::Email.index()]
-        })
-        .register_get("consent_sms", |c: &mut ClientView| {
-            c.consents().granted[ConsentScope::Sms.index()]
-        })
-        .register_get("personalised_marketing", |c: &mut ClientView| {
-            c.consents().granted[ConsentScope::PersonalisedMarketing.index()]
-        })
         .register_get("attrs", |c: &mut ClientView| -> Fallible<Map> {
             let value: serde_json::Value =
                 serde_json::from_str(c.attrs_json()).or_else(|e| fail(e.to_string()))?;
@@ -242,7 +230,68 @@ fn register_client_fields(engine: &mut Engine) {
         .register_fn("to_debug", |c: &mut ClientView| {
             format!("client {}", c.id())
         });
+    for &(name, flag) in FLAGS {
+        engine.register_get(name, move |c: &mut ClientView| flag(c));
+    }
 }
+
+pub type Flag = fn(&ClientView) -> bool;
+pub type Check = fn(&ClientView, Today) -> bool;
+pub type Lookup = fn(&ClientView, &str) -> bool;
+
+/// The client's yes/no fields, `client.NAME`.
+pub const FLAGS: &[(&str, Flag)] = &[
+    ("lowest_risk_category", |c| {
+        c.suitability().lowest_risk_category
+    }),
+    ("consent_email", |c| {
+        c.consents().granted[ConsentScope::Email.index()]
+    }),
+    ("consent_sms", |c| {
+        c.consents().granted[ConsentScope::Sms.index()]
+    }),
+    ("personalised_marketing", |c| {
+        c.consents().granted[ConsentScope::PersonalisedMarketing.index()]
+    }),
+];
+
+/// The client's yes/no methods without arguments, `client.NAME()`.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("is_professional", |c, _| {
+        c.suitability().investor_type.is_professional()
+    }),
+    ("is_assessed", |c, _| c.suitability().risk_level > 0),
+    ("assessment_valid", |c, today| {
+        c.suitability().risk_level > 0
+            && c.suitability().risk_assessed_on.is_some_and(|on| {
+                on <= today.date
+                    && (today.date - on).num_days() < i64::from(today.assessment_valid_days)
+            })
+    }),
+    ("has_email", |c, _| c.contact().email.is_some()),
+    ("has_phone", |c, _| c.contact().phone.is_some()),
+    ("unsubscribed", |c, _| {
+        c.consents().opted_out.iter().any(|o| *o)
+    }),
+];
+
+/// The methods that look a word up in one of the client's lists,
+/// `client.NAME("...")`.
+pub const LOOKUPS: &[(&str, Lookup)] = &[
+    ("holds", |c, code| listed(&c.lists().holdings, code)),
+    ("watches", |c, code| listed(&c.lists().watchlist, code)),
+    ("has_tag", |c, tag| c.lists().tags.iter().any(|t| t == tag)),
+];
+
+/// The engagement methods, `client.NAME(days[, channel or campaign kind])`,
+/// and the event kind each asks about; `did` names the kind itself.
+pub const WITHIN: &[(&str, &str)] = &[
+    ("opened_within", "opened"),
+    ("clicked_within", "clicked"),
+    ("replied_within", "replied"),
+    ("bounced_within", "bounced"),
+    ("attended_within", "attended"),
+];
 
 fn to_array(items: &[String]) -> Array {
     items
@@ -274,35 +323,13 @@ fn json_to_dynamic(v: &serde_json::Value) -> Dynamic {
 }
 
 fn register_client_helpers(engine: &mut Engine, today: Today) {
+    for &(name, check) in CHECKS {
+        engine.register_fn(name, move |c: &mut ClientView| check(c, today));
+    }
+    for &(name, lookup) in LOOKUPS {
+        engine.register_fn(name, move |c: &mut ClientView, word: &str| lookup(c, word));
+    }
     engine
-        .register_fn("holds", |c: &mut ClientView, code: &str| {
-            listed(&c.lists().holdings, code)
-        })
-        .register_fn("watches", |c: &mut ClientView, code: &str| {
-            listed(&c.lists().watchlist, code)
-        })
-        .register_fn("has_tag", |c: &mut ClientView, tag: &str| {
-            c.lists().tags.iter().any(|t| t == tag)
-        })
-        .register_fn("is_professional", |c: &mut ClientView| {
-            c.suitability().investor_type.is_professional()
-        })
-        .register_fn("is_assessed", |c: &mut ClientView| {
-            c.suitability().risk_level > 0
-        })
-        .register_fn("assessment_valid", move |c: &mut ClientView| {
-            c.suitability().risk_level > 0
-                && c.suitability().risk_assessed_on.is_some_and(|on| {
-                    on <= today.date
-                        && (today.date - on).num_days() < i64::from(today.assessment_valid_days)
-                })
-        })
-        .register_fn("has_email", |c: &mut ClientView| {
-            c.contact().email.is_some()
-        })
-        .register_fn("has_phone", |c: &mut ClientView| {
-            c.contact().phone.is_some()
-        })
         .register_fn("age", move |c: &mut ClientView| {
             c.dates().birthday.map_or(Dynamic::UNIT, |b| {
                 Dynamic::from(INT::from(age_on(b, today.date)))
@@ -313,14 +340,11 @@ fn register_client_helpers(engine: &mut Engine, today: Today) {
                 .birthday
                 .is_some_and(|b| days_to_birthday(b, today.date) < days)
         })
-        .register_fn("unsubscribed", |c: &mut ClientView| {
-            c.consents().opted_out.iter().any(|o| *o)
-        })
         .register_fn(
             "unsubscribed",
             |c: &mut ClientView, channel: &str| -> Fallible<bool> {
                 let ch = Channel::parse(channel).or_else(|e| fail(e.0))?;
-                Ok(c.consents().opted_out[ConsentScope::from(ch).index()])
+                Ok(unsubscribed_from(c, ch))
             },
         );
     engine
@@ -333,19 +357,19 @@ fn register_client_helpers(engine: &mut Engine, today: Today) {
                 did(c, kind, days, Some(filter), today)
             },
         );
-    macro_rules! within {
-        ($($name:literal => $kind:literal),*) => {$(
-            engine.register_fn($name, move |c: &mut ClientView, days: INT| did(c, $kind, days, None, today));
-            engine.register_fn($name, move |c: &mut ClientView, days: INT, filter: &str| did(c, $kind, days, Some(filter), today));
-        )*};
+    for &(name, kind) in WITHIN {
+        engine.register_fn(name, move |c: &mut ClientView, days: INT| {
+            did(c, kind, days, None, today)
+        });
+        engine.register_fn(name, move |c: &mut ClientView, days: INT, filter: &str| {
+            did(c, kind, days, Some(filter), today)
+        });
     }
-    within!(
-        "opened_within" => "opened",
-        "clicked_within" => "clicked",
-        "replied_within" => "replied",
-        "bounced_within" => "bounced",
-        "attended_within" => "attended"
-    );
+}
+
+/// `client.unsubscribed(channel)`.
+pub fn unsubscribed_from(c: &ClientView, channel: Channel) -> bool {
+    c.consents().opted_out[ConsentScope::from(channel).index()]
 }
 
 /// Whether `code` is in a list of stock codes; `600519.SH` and `SH600519`
@@ -367,18 +391,39 @@ fn did(
     filter: Option<&str>,
     today: Today,
 ) -> Fallible<bool> {
-    let kind = EventKind::parse(kind).or_else(|e| fail(e.0))?;
-    let since = today.date - chrono::Duration::days(days.max(0) - 1);
-    let channel = filter.and_then(|f| Channel::parse(f).ok());
-    Ok(c.touches().iter().any(|t| {
-        t.kind == kind
-            && t.last_on >= since
-            && match (filter, channel) {
-                (None, _) => true,
-                (Some(_), Some(ch)) => t.channel == Some(ch),
-                (Some(f), None) => t.campaign_kind.as_deref() == Some(f),
-            }
-    }))
+    let question = Engagement::new(kind, days, filter, today).or_else(fail)?;
+    Ok(question.asked_of(c))
+}
+
+/// An engagement question with its words read once: an event of `kind`
+/// since a day, optionally on a channel or for a campaign kind.
+#[derive(Debug, Clone)]
+pub struct Engagement {
+    kind: EventKind,
+    since: NaiveDate,
+    filter: Option<(String, Option<Channel>)>,
+}
+
+impl Engagement {
+    pub fn new(kind: &str, days: INT, filter: Option<&str>, today: Today) -> Result<Self, String> {
+        Ok(Engagement {
+            kind: EventKind::parse(kind).map_err(|e| e.0)?,
+            since: today.date - chrono::Duration::days(days.max(0) - 1),
+            filter: filter.map(|f| (f.to_owned(), Channel::parse(f).ok())),
+        })
+    }
+
+    pub fn asked_of(&self, c: &ClientView) -> bool {
+        c.touches().iter().any(|t| {
+            t.kind == self.kind
+                && t.last_on >= self.since
+                && match &self.filter {
+                    None => true,
+                    Some((_, Some(ch))) => t.channel == Some(*ch),
+                    Some((f, None)) => t.campaign_kind.as_deref() == Some(f.as_str()),
+                }
+        })
+    }
 }
 
 fn age_on(birthday: NaiveDate, today: NaiveDate) -> i32 {
