@@ -150,6 +150,8 @@ struct EvalFigures {
     clients: usize,
     matched: usize,
     threads: usize,
+    /// Whether the rule ran as native code rather than in Rhai.
+    native: bool,
     round_ms: Vec<f64>,
     best_clients_per_second: f64,
     median_clients_per_second: f64,
@@ -179,6 +181,7 @@ pub async fn eval_bench(args: SegmentArgs, rounds: usize, config: &Config) -> Re
         clients: population.clients.len(),
         matched,
         threads: rayon::current_num_threads(),
+        native: crate::segment::native::Native::compile(&p.rule, &p.ctx, p.today).is_some(),
         best_clients_per_second: rate(sorted[0]),
         median_clients_per_second: rate(sorted[sorted.len() / 2]),
         round_ms,
@@ -187,8 +190,9 @@ pub async fn eval_bench(args: SegmentArgs, rounds: usize, config: &Config) -> Re
         print_json(&figures)?;
     } else {
         println!(
-            "{}: {} of {} clients, {} rounds on {} threads: best {:.0} clients/s, median {:.0}",
+            "{} ({}): {} of {} clients, {} rounds on {} threads: best {:.0} clients/s, median {:.0}",
             figures.rule,
+            if figures.native { "native" } else { "Rhai" },
             thousands(figures.matched as u64),
             thousands(figures.clients as u64),
             figures.round_ms.len(),
