@@ -10,27 +10,38 @@
 # the SQL count's time, and the ratio; and the first run, which builds the
 # snapshot from the database. Importing the ~17 million history events takes
 # most of the script's time (~20 min).
+# With SEGMENT_BENCH_DIR=DIR the database is kept in DIR and reused by the
+# next run with the same DIR, which then skips the import.
 # Needs sqlite3 (installed from Debian if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N="${1:-1000000}"
 AS_OF=2026-11-25
-W="$(mktemp -d /tmp/herald-segbench.XXXXXX)"
-trap 'rm -rf "$W"' EXIT
+if [ -n "${SEGMENT_BENCH_DIR:-}" ]; then
+    W="$SEGMENT_BENCH_DIR"
+    mkdir -p "$W"
+else
+    W="$(mktemp -d /tmp/herald-segbench.XXXXXX)"
+    trap 'rm -rf "$W"' EXIT
+fi
 command -v sqlite3 >/dev/null || { apt-get update -qq && apt-get install -y -qq sqlite3 >/dev/null; }
 
 cargo build --release --quiet
 H="$PWD/target/release/herald"
 export HERALD_DATABASE_URL="sqlite://$W/herald.db"
 
-echo "generating and importing $N clients with 30 days of history..."
-"$H" demo-data --clients "$N" --out "$W/c.csv" --seed 1 --history 30 --as-of "$AS_OF" >/dev/null
-"$H" import clients "$W/c.csv" --json >/dev/null
-"$H" import events "$W/c.events.jsonl" --json >/dev/null
-rm "$W/c.csv" "$W/c.events.jsonl"
-# Statistics, so that SQLite's planner picks its best plan for the reference
-# counts (without them it scans every click per client).
-sqlite3 "$W/herald.db" ANALYZE
+if [ -f "$W/herald.db" ]; then
+    echo "reusing the database in $W ($(sqlite3 "$W/herald.db" "SELECT COUNT(*) FROM clients") clients)"
+else
+    echo "generating and importing $N clients with 30 days of history..."
+    "$H" demo-data --clients "$N" --out "$W/c.csv" --seed 1 --history 30 --as-of "$AS_OF" >/dev/null
+    "$H" import clients "$W/c.csv" --json >/dev/null
+    "$H" import events "$W/c.events.jsonl" --json >/dev/null
+    rm "$W/c.csv" "$W/c.events.jsonl"
+    # Statistics, so that SQLite's planner picks its best plan for the
+    # reference counts (without them it scans every click per client).
+    sqlite3 "$W/herald.db" ANALYZE
+fi
 mkdir -p "$W/rules"
 
 # name | rule | SQL count of the same predicate
