@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::files;
+use crate::campaign::file::OncePer;
 use crate::campaign::gates::{self, Policy, Verdict};
 use crate::campaign::restricted::RestrictedList;
 use crate::campaign::timing::local_instant;
@@ -117,8 +118,10 @@ pub async fn plan(
         Some(_) => Selection::none(),
         None => select(store, config, campaign, today_ctx).await?,
     };
+    let once_per_campaign =
+        (campaign.rules.once_per == OncePer::Campaign).then_some(&*campaign.name);
     let known = store
-        .gate_facts(&campaign.name, opts.now - Duration::days(7))
+        .gate_facts(once_per_campaign, opts.now - Duration::days(7))
         .await?;
     let policy = Policy::new(
         campaign.purpose,

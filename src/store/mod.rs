@@ -193,14 +193,16 @@ pub trait RunStore: Send + Sync {
     ) -> Result<Vec<runs::DeliveryBrief>, StoreError>;
 
     /// What the gates read: the do-not-contact list, bad addresses,
-    /// marketing sends per client since `since`, and the clients any run
-    /// of `campaign` reached.
+    /// marketing sends per client since `since`, and, for a campaign that
+    /// reaches each client once (`once_per = "campaign"`), the clients its
+    /// earlier runs reached. Other campaigns skip that read: it grows with
+    /// every run the campaign ever had.
     /// A delivery with its run's campaign, for responses to it.
     async fn delivery_context(&self, id: i64) -> Result<Option<runs::DeliveryContext>, StoreError>;
 
     async fn gate_facts(
         &self,
-        campaign: &str,
+        once_per_campaign: Option<&str>,
         since: DateTime<Utc>,
     ) -> Result<crate::campaign::gates::Known, StoreError>;
 

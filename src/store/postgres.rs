@@ -45,6 +45,10 @@ const TS_CLOSE: &str = " AS TIMESTAMPTZ)";
 /// Dispatchers on several instances claim disjoint rows without waiting.
 const CLAIM_LOCK: &str = " FOR UPDATE OF d SKIP LOCKED";
 
+/// Where the frequency cap counts sends: PostgreSQL's planner picks the
+/// partial index itself.
+const SENT_EVENTS: &str = "events";
+
 /// One writer at a time extends the archive's hash chain.
 async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), StoreError> {
     sqlx::query("SELECT pg_advisory_xact_lock(7243177001)")

@@ -1,7 +1,8 @@
 //! [`super::RunStore`] for both backends, written once. The macro is
 //! expanded in each backend's module, which supplies what differs:
 //! `begin_write` (SQLite takes the write lock at the start), `CLAIM_LOCK`
-//! (PostgreSQL skips rows another dispatcher has locked) and
+//! (PostgreSQL skips rows another dispatcher has locked), `SENT_EVENTS`
+//! (SQLite is told which index counts sends) and
 //! `lock_archive` (one writer at a time extends the hash chain).
 
 macro_rules! run_queries {
@@ -235,7 +236,7 @@ macro_rules! run_queries {
 
             async fn gate_facts(
                 &self,
-                campaign: &str,
+                once_per_campaign: Option<&str>,
                 since: chrono::DateTime<chrono::Utc>,
             ) -> Result<crate::campaign::gates::Known, super::StoreError> {
                 use super::runs::DncKind;
@@ -258,14 +259,17 @@ macro_rules! run_queries {
                         known.bad_phones.insert(address);
                     }
                 }
-                let recent: Vec<(String, i64)> = sqlx::query_as(
-                    "SELECT client_id, COUNT(*) FROM events WHERE kind = 'sent' AND occurred_at >= $1 \
-                     AND (purpose IS NULL OR purpose = 'marketing') GROUP BY client_id",
-                )
+                let recent: Vec<(String, i64)> = sqlx::query_as(&format!(
+                    "SELECT client_id, COUNT(*) FROM {SENT_EVENTS} WHERE kind = 'sent' AND occurred_at >= $1 \
+                     AND (purpose IS NULL OR purpose = 'marketing') GROUP BY client_id"
+                ))
                 .bind(since)
                 .fetch_all(&self.pool)
                 .await?;
                 known.recent_marketing = recent.into_iter().map(|(c, n)| (c, n as u32)).collect();
+                let Some(campaign) = once_per_campaign else {
+                    return Ok(known);
+                };
                 let sent: Vec<(String,)> = sqlx::query_as(
                     "SELECT DISTINCT d.client_id FROM deliveries d JOIN runs r ON r.id = d.run_id \
                      WHERE r.campaign = $1 AND d.state IN ('queued', 'claimed', 'sending', 'sent', 'uncertain')",

@@ -51,6 +51,12 @@ const TS_CLOSE: &str = "";
 /// Claiming needs no row locks: the transaction holds the database's.
 const CLAIM_LOCK: &str = "";
 
+/// The frequency cap's count reads only the covering partial index of sent
+/// events. Given statistics (after `ANALYZE`), SQLite's planner prefers the
+/// (kind, time) index and visits every row: 10 s instead of 1.4 s for a
+/// week of 1.4 million sends.
+const SENT_EVENTS: &str = "events INDEXED BY events_sent";
+
 /// The write lock already keeps the archive's chain in one line.
 async fn lock_archive(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), StoreError> {
     Ok(())
