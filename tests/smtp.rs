@@ -28,6 +28,8 @@ struct Script {
     pipelining: bool,
     /// Transactions whose RCPT arrived together with their MAIL.
     pipelined: usize,
+    /// Answer a second EHLO with 503, as Python's `smtpd` does.
+    one_ehlo_only: bool,
 }
 
 fn script(pipelining: bool) -> Arc<Mutex<Script>> {
@@ -56,6 +58,7 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
     write.write_all(b"220 test.local ESMTP\r\n").await.unwrap();
     let mut line = String::new();
     let mut recipients = 0;
+    let mut greeted = false;
     loop {
         line.clear();
         if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -63,7 +66,11 @@ async fn session(socket: tokio::net::TcpStream, script: Arc<Mutex<Script>>) {
         }
         let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
         let reply: String = match verb.as_str() {
+            "EHLO" if greeted && script.lock().unwrap().one_ehlo_only => {
+                "503 Duplicate HELO/EHLO\r\n".into()
+            }
             "EHLO" => {
+                greeted = true;
                 let pipelining = script.lock().unwrap().pipelining;
                 let offer = if pipelining { "250-PIPELINING\r\n" } else { "" };
                 format!("250-test.local\r\n{offer}250-8BITMIME\r\n250 SIZE 10000000\r\n")
@@ -277,6 +284,17 @@ async fn an_unknown_mailbox_is_not_retried_and_marks_the_address() {
         assert_eq!(out.attempts, 1);
         assert!(script.lock().unwrap().received.is_empty());
     }
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_a_second_ehlo_gets_one_command_at_a_time() {
+    let script = script(true);
+    script.lock().unwrap().one_ehlo_only = true;
+    let port = smtp_server(script.clone()).await;
+    let governed = Governed::new(Arc::new(adapter(port)), limits());
+    governed.send(&message(3)).await.result.unwrap();
+    let s = script.lock().unwrap();
+    assert_eq!((s.received.len(), s.pipelined), (1, 0));
 }
 
 #[tokio::test]

@@ -177,15 +177,18 @@ impl SmtpAdapter {
 
 /// Whether the server offers PIPELINING: lettre reads the EHLO reply but
 /// keeps only what it uses, so herald asks again (RFC 5321 allows a
-/// second EHLO at any time).
+/// second EHLO at any time). A server that refuses a second EHLO (Python's
+/// `smtpd` answers 503) gets one command at a time.
 async fn offers_pipelining(
     connection: &mut AsyncSmtpConnection,
     hello: &ClientId,
 ) -> Result<bool, SendError> {
-    let reply = connection
-        .command(Ehlo::new(hello.clone()))
-        .await
-        .map_err(|e| classify(&e))?;
+    let reply = match connection.command(Ehlo::new(hello.clone())).await {
+        Ok(reply) => reply,
+        // A reply, just not a yes: the session goes on as it was.
+        Err(e) if e.is_permanent() || e.is_transient() => return Ok(false),
+        Err(e) => return Err(classify(&e)),
+    };
     let pipelining = reply.message().any(|line| {
         line.split_whitespace()
             .next()
