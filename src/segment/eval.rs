@@ -109,18 +109,27 @@ pub struct TooManyErrors {
 pub struct Evaluator<'a> {
     engine: &'a Engine,
     rule: &'a Rule,
-    native: Option<Native>,
+    native: Option<&'a Native>,
     scope: rhai::Scope<'static>,
     global: rhai::GlobalRuntimeState,
     caches: rhai::Caches,
 }
 
 impl<'a> Evaluator<'a> {
-    pub fn new(engine: &'a Engine, rule: &'a Rule, ctx: &Map, today: Today) -> Self {
+    /// `native` is the rule compiled by [`Native::compile`] for the same
+    /// `ctx` and `today`, when it could be: compiled once per run, not per
+    /// evaluator.
+    pub fn new(
+        engine: &'a Engine,
+        rule: &'a Rule,
+        native: Option<&'a Native>,
+        ctx: &Map,
+        today: Today,
+    ) -> Self {
         Evaluator {
             engine,
             rule,
-            native: Native::compile(rule, ctx, today),
+            native,
             scope: super::engine::run_scope(ctx, today),
             global: fresh_state(engine, rule),
             caches: rhai::Caches::new(),
@@ -129,7 +138,7 @@ impl<'a> Evaluator<'a> {
 
     /// The verdict for one client.
     pub fn verdict(&mut self, client: &ClientView) -> Result<bool, String> {
-        if let Some(native) = &self.native {
+        if let Some(native) = self.native {
             return Ok(native.verdict(client));
         }
         // The operation limit is per client.
@@ -186,11 +195,12 @@ pub fn evaluate(
 ) -> Result<Outcome, TooManyErrors> {
     let limit = error_limit(population.len());
     let failures = AtomicUsize::new(0);
+    let native = Native::compile(rule, ctx, today);
     let chunks: Vec<(Vec<usize>, Vec<ClientError>)> = population
         .par_chunks(2048)
         .enumerate()
         .map_init(
-            || Evaluator::new(engine, rule, ctx, today),
+            || Evaluator::new(engine, rule, native.as_ref(), ctx, today),
             |evaluator, (chunk_no, chunk)| {
                 let mut matched = Vec::new();
                 let mut errors = Vec::new();

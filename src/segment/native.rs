@@ -102,25 +102,22 @@ impl Compiler<'_> {
         let leaf = |f: Leaf| Some(Pred::Leaf(f));
         match call.args.as_slice() {
             [] => {
-                let &(_, check) = CHECKS.iter().find(|(n, _)| *n == name)?;
+                let check = named(CHECKS, name)?;
                 leaf(Box::new(move |c| check(c, today)))
             }
             [word] if name == "unsubscribed" => {
                 let channel = Channel::parse(&self.text(word)?).ok()?;
                 leaf(Box::new(move |c| vocabulary::unsubscribed_from(c, channel)))
             }
-            [word] if LOOKUPS.iter().any(|(n, _)| *n == name) => {
-                let &(_, lookup) = LOOKUPS.iter().find(|(n, _)| *n == name)?;
-                let word = self.text(word)?;
-                leaf(Box::new(move |c| lookup(c, &word)))
-            }
             [kind, days, filter @ ..] if name == "did" => {
                 self.engagement(&self.text(kind)?, days, filter)
             }
-            [days, filter @ ..] => {
-                let &(_, kind) = WITHIN.iter().find(|(n, _)| *n == name)?;
-                self.engagement(kind, days, filter)
+            [word] if named(LOOKUPS, name).is_some() => {
+                let lookup = named(LOOKUPS, name)?;
+                let word = self.text(word)?;
+                leaf(Box::new(move |c| lookup(c, &word)))
             }
+            [days, filter @ ..] => self.engagement(named(WITHIN, name)?, days, filter),
         }
     }
 
@@ -160,10 +157,14 @@ fn is_variable(e: &Expr, name: &str) -> bool {
     matches!(e, Expr::Variable(v, _, _) if v.1 == name)
 }
 
+/// What `name` stands for in one of the vocabulary's tables.
+fn named<T: Copy>(table: &[(&str, T)], name: &str) -> Option<T> {
+    table.iter().find(|(n, _)| *n == name).map(|&(_, t)| t)
+}
+
 /// `client.NAME` for a yes/no field.
 fn flag(name: &str) -> Option<Pred> {
-    let &(_, flag) = FLAGS.iter().find(|(n, _)| *n == name)?;
-    Some(Pred::Leaf(Box::new(flag)))
+    Some(Pred::Leaf(Box::new(named(FLAGS, name)?)))
 }
 
 /// `client.FIELD OP literal` for the fields rules compare most.

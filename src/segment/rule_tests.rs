@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::engine;
 use super::eval::Evaluator;
+use super::native::Native;
 use super::profile::{ClientView, Columns};
 use super::rule::{Rule, RuleError};
 use super::vocabulary::Today;
@@ -126,7 +127,8 @@ pub fn run(
     let keys = file.context.keys().cloned().collect();
     let engine = engine(today);
     let rule = Rule::load(rule_path, &engine, &keys)?;
-    let mut evaluator = Evaluator::new(&engine, &rule, &ctx, today);
+    let native = Native::compile(&rule, &ctx, today);
+    let mut evaluator = Evaluator::new(&engine, &rule, native.as_ref(), &ctx, today);
     file.cases
         .iter()
         .enumerate()

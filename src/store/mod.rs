@@ -192,14 +192,14 @@ pub trait RunStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<runs::DeliveryBrief>, StoreError>;
 
+    /// A delivery with its run's campaign, for responses to it.
+    async fn delivery_context(&self, id: i64) -> Result<Option<runs::DeliveryContext>, StoreError>;
+
     /// What the gates read: the do-not-contact list, bad addresses,
     /// marketing sends per client since `since`, and, for a campaign that
     /// reaches each client once (`once_per = "campaign"`), the clients its
     /// earlier runs reached. Other campaigns skip that read: it grows with
     /// every run the campaign ever had.
-    /// A delivery with its run's campaign, for responses to it.
-    async fn delivery_context(&self, id: i64) -> Result<Option<runs::DeliveryContext>, StoreError>;
-
     async fn gate_facts(
         &self,
         once_per_campaign: Option<&str>,
