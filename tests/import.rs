@@ -188,7 +188,67 @@ async fn jsonl_clients_and_event_history_import(store: &dyn Store) {
     );
 }
 
+/// A first import into an empty store is a bulk load (SQLite builds the
+/// phone index afterwards; PostgreSQL takes binary COPY): every field must
+/// come back as written, a repeated id must update rather than fail, and
+/// the phone must still find its client.
+async fn a_bulk_load_keeps_every_field_and_the_phone_lookup(store: &dyn Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let header = "id,name,email,phone,branch,advisor,risk_level,assets,tags,holdings,watchlist,\
+                  birthday,opened_on,last_trade_on,consent_email,consent_sms,investor_type,\
+                  lowest_risk_category,risk_assessed_on,personalised_marketing,city\n";
+    let full = "0000000001,叶娟华,ye@example.com,15769003791,南京中山路证券营业部,彭龙睿,C4,\
+                19331580.39,vip;margin,000333;600519,688111,1988-04-17,2008-11-03,2026-11-05,\
+                false,true,professional_b,true,2025-11-29,false,南京\n";
+    let other = "0000000002,李四,,,,,,,,,,,,,,,,,,,\n";
+    let repeat = "0000000002,李四二,,,,,,,,,,,,,,,,,,,\n";
+    let file = write_file(
+        dir.path(),
+        "clients.csv",
+        &format!("{header}{full}{other}{repeat}"),
+    );
+    let s = import_clients(store, &file, LENIENT, &time())
+        .await
+        .unwrap();
+    assert_eq!((s.rows, s.rejected), (3, 0), "{:?}", s.rejections);
+    assert_eq!((s.imported, s.updated), (2, 1), "{s:?}");
+    let id = |i: &str| ClientId::parse(i).unwrap();
+    let c = store.client(&id("0000000001")).await.unwrap().unwrap();
+    let row = c.client;
+    assert_eq!(row.name, "叶娟华");
+    assert_eq!(row.email.unwrap().as_str(), "ye@example.com");
+    assert_eq!(row.phone.as_ref().unwrap().as_str(), "+8615769003791");
+    assert_eq!(row.branch.as_deref(), Some("南京中山路证券营业部"));
+    assert_eq!(row.investor_type.as_str(), "professional_b");
+    assert_eq!(row.risk_level.unwrap().number(), 4);
+    assert_eq!(row.assets.unwrap().fen(), 1_933_158_039);
+    assert_eq!(row.tags, ["vip", "margin"]);
+    assert_eq!(row.holdings.len(), 2);
+    assert_eq!(row.watchlist.len(), 1);
+    assert_eq!(row.birthday.unwrap().to_string(), "1988-04-17");
+    assert_eq!(row.last_trade_on.unwrap().to_string(), "2026-11-05");
+    assert_eq!(row.risk_assessed_on.unwrap().to_string(), "2025-11-29");
+    assert!(row.lowest_risk_category);
+    assert_eq!(row.attributes["city"], "南京");
+    assert!(c.consents[ConsentScope::Sms.index()].granted);
+    assert!(!c.consents[ConsentScope::Email.index()].granted);
+    assert_eq!(c.consents[ConsentScope::Sms.index()].at, c.created_at);
+    let two = store.client(&id("0000000002")).await.unwrap().unwrap();
+    assert_eq!(two.client.name, "李四二", "the later row wins");
+    assert_eq!(
+        store.clients_with_phone("+8615769003791").await.unwrap(),
+        ["0000000001"]
+    );
+
+    let again = write_file(dir.path(), "again.csv", &format!("{header}{full}{other}"));
+    let s = import_clients(store, &again, LENIENT, &time())
+        .await
+        .unwrap();
+    assert_eq!((s.imported, s.updated, s.unchanged), (0, 1, 1), "{s:?}");
+}
+
 on_both_backends!(
+    a_bulk_load_keeps_every_field_and_the_phone_lookup,
     a_mixed_file_imports_exactly_the_good_rows,
     strict_mode_writes_nothing_when_a_row_is_bad,
     a_rejected_row_changes_nothing_already_stored,

@@ -4,6 +4,7 @@
 
 mod columns;
 pub mod fleet;
+mod pg_copy;
 mod postgres;
 mod queries;
 mod run_queries;
