@@ -255,3 +255,47 @@ on_both_backends!(
     a_reimport_keeps_the_opt_out_and_reports_the_conflict,
     jsonl_clients_and_event_history_import,
 );
+
+/// A bulk load's rows go to the database while the file is still read; a
+/// row the database refuses must still fail the import, loudly, with
+/// nothing of its transaction kept.
+async fn a_bulk_load_the_database_refuses_fails_and_keeps_nothing(store: &dyn Store, url: &str) {
+    use sqlx::Connection;
+    let refuse = if url.starts_with("sqlite") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.name = 'refused' \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .execute(&mut c)
+        .await
+        .map(|_| ())
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::query(
+            "ALTER TABLE clients ADD CONSTRAINT refused_by_the_test CHECK (name <> 'refused')",
+        )
+        .execute(&mut c)
+        .await
+        .map(|_| ())
+    };
+    refuse.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Three batches, the refused row in the second.
+    let mut text = String::from("id,name\n");
+    for i in 0..9000 {
+        let name = if i == 5000 { "refused" } else { "客户" };
+        text.push_str(&format!("{i:06},{name}\n"));
+    }
+    let file = write_file(dir.path(), "clients.csv", &text);
+    let err = import_clients(store, &file, LENIENT, &time())
+        .await
+        .expect_err("the database refused a row");
+    assert!(err.to_string().contains("refused"), "{err}");
+    assert_eq!(store.count_clients().await.unwrap(), 0);
+}
+
+mod refused {
+    use super::*;
+    with_url!(a_bulk_load_the_database_refuses_fails_and_keeps_nothing);
+}

@@ -39,6 +39,8 @@ pub enum StoreError {
     UnsupportedUrl(DatabaseUrl),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    #[error("a database task stopped: {0}")]
+    Stopped(String),
 }
 
 /// Which database a store talks to.

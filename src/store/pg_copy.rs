@@ -7,7 +7,6 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-/// The file header: signature, flags, header-extension length.
 const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
 
 /// PostgreSQL's epoch for dates and timestamps.
@@ -19,13 +18,24 @@ pub(crate) struct CopyBinary {
     buf: Vec<u8>,
 }
 
+/// What ends the rows of one COPY.
+pub(crate) const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
+
+/// What starts one COPY: signature, flags, header-extension length.
+pub(crate) fn header() -> Vec<u8> {
+    let mut buf = SIGNATURE.to_vec();
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf.extend_from_slice(&0i32.to_be_bytes());
+    buf
+}
+
 impl CopyBinary {
+    /// Rows, to be sent after a [`header`] and before the [`TRAILER`]:
+    /// one COPY may take the rows of many batches.
     pub(crate) fn with_capacity(n: usize) -> Self {
-        let mut buf = Vec::with_capacity(n + SIGNATURE.len() + 10);
-        buf.extend_from_slice(SIGNATURE);
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        buf.extend_from_slice(&0i32.to_be_bytes());
-        Self { buf }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
 
     pub(crate) fn row(&mut self, fields: i16) -> &mut Self {
@@ -103,9 +113,7 @@ impl CopyBinary {
         self
     }
 
-    /// The rows with the trailer that ends them.
-    pub(crate) fn finish(mut self) -> Vec<u8> {
-        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
         self.buf
     }
 }
@@ -117,28 +125,26 @@ mod tests {
     #[test]
     fn dates_and_instants_count_from_2000() {
         let mut c = CopyBinary::with_capacity(0);
-        let header = c.buf.len();
         c.opt_date(NaiveDate::from_ymd_opt(2000, 1, 2));
-        assert_eq!(&c.buf[header..], &[0, 0, 0, 4, 0, 0, 0, 1]);
+        assert_eq!(c.buf, [0, 0, 0, 4, 0, 0, 0, 1]);
         let mut c = CopyBinary::with_capacity(0);
         c.timestamp("1999-12-31T23:59:59Z".parse().unwrap());
         assert_eq!(
-            &c.buf[header + 4..],
+            &c.buf[4..],
             &(-1_000_000i64).to_be_bytes(),
             "one second before the epoch"
         );
     }
 
     #[test]
-    fn nulls_have_length_minus_one_and_the_trailer_ends_the_rows() {
+    fn nulls_have_length_minus_one() {
         let mut c = CopyBinary::with_capacity(0);
         c.row(2).opt_text(None).jsonb("{}");
-        let bytes = c.finish();
-        assert_eq!(&bytes[..11], SIGNATURE);
-        let rows = &bytes[19..];
         assert_eq!(
-            rows,
-            &[0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}', 255, 255]
+            c.into_bytes(),
+            [0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}']
         );
+        assert_eq!(header().len(), 19);
+        assert_eq!(TRAILER, [255, 255]);
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::columns::{
     consent_column, prefixed_existing_columns, upsert_assignments, ConsentLogEntry,
@@ -15,7 +15,7 @@ use super::columns::{
     DIFFERS,
 };
 use super::upsert::{plan, RowWrite};
-use super::writer::{BatchWriter, Ids, PooledWriter, ANY_CLIENT};
+use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
@@ -63,6 +63,15 @@ async fn lock_archive(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), Sto
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// Whether a batch's ids are known to be absent from the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// Look each one up.
+    Unknown,
+    /// None is stored: every row is new.
+    AllNew,
+}
 
 /// A bulk load into an empty table drops the phone index and builds it at
 /// the end: a million random keys inserted one by one cost 6.7 s, the
@@ -210,9 +219,27 @@ impl BatchWriter for Sqlite {
         conn: &mut SqliteConnection,
         batch: &[ClientRecord],
         at: DateTime<Utc>,
-        ids: Ids,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        write_batch(conn, batch, at, ids).await
+        write_batch(conn, batch, at, Ids::Unknown).await
+    }
+
+    /// SQLite's bulk path is its ordinary one, without the lookups.
+    type Stream = Transaction<'static, Sqlite>;
+
+    fn open_stream(tx: Transaction<'static, Sqlite>) -> Self::Stream {
+        tx
+    }
+
+    async fn send_new(
+        tx: &mut Self::Stream,
+        batch: &[ClientRecord],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RowOutcome>, StoreError> {
+        write_batch(tx, batch, at, Ids::AllNew).await
+    }
+
+    async fn close_stream(tx: Self::Stream) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(tx)
     }
 
     async fn begin_bulk(conn: &mut SqliteConnection) -> Result<bool, StoreError> {

@@ -23,15 +23,6 @@ use crate::client::ClientRecord;
 /// much progress, which re-running the import repeats harmlessly.
 pub const COMMIT_EVERY: usize = 20_000;
 
-/// Whether a batch's ids are known to be absent from the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ids {
-    /// Look each one up.
-    Unknown,
-    /// None is stored: every row is new.
-    AllNew,
-}
-
 /// How a backend writes one batch inside a transaction.
 #[async_trait]
 pub trait BatchWriter: Database {
@@ -47,19 +38,35 @@ pub trait BatchWriter: Database {
     /// Rebuilds what `begin_bulk` dropped.
     async fn end_bulk(conn: &mut <Self as Database>::Connection) -> Result<(), StoreError>;
 
+    /// Writes rows, looking up which are stored and how they differ.
     async fn write_batch(
         conn: &mut <Self as Database>::Connection,
         batch: &[ClientRecord],
         at: DateTime<Utc>,
-        ids: Ids,
     ) -> Result<Vec<RowOutcome>, StoreError>;
+
+    /// A transaction taking rows known to be new by the backend's bulk
+    /// path, which may still be storing one batch when the next arrives.
+    type Stream: Send;
+
+    fn open_stream(tx: Transaction<'static, Self>) -> Self::Stream;
+
+    /// Writes rows none of which is stored (and no id twice).
+    async fn send_new(
+        stream: &mut Self::Stream,
+        batch: &[ClientRecord],
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RowOutcome>, StoreError>;
+
+    /// Waits for everything sent and hands the transaction back.
+    async fn close_stream(stream: Self::Stream) -> Result<Transaction<'static, Self>, StoreError>;
 }
 
 pub const ANY_CLIENT: &str = "SELECT EXISTS (SELECT 1 FROM clients)";
 
-pub struct PooledWriter<DB: Database> {
+pub struct PooledWriter<DB: BatchWriter> {
     pool: Pool<DB>,
-    tx: Option<Transaction<'static, DB>>,
+    open: Open<DB>,
     atomic: bool,
     rows_in_tx: usize,
     /// Decided by the first batch: `Some` when the table was empty, with
@@ -88,11 +95,18 @@ impl BulkLoad {
     }
 }
 
-impl<DB: Database> PooledWriter<DB> {
+/// The writer's transaction, if one is open, and how.
+enum Open<DB: BatchWriter> {
+    Nothing,
+    Tx(Transaction<'static, DB>),
+    Stream(DB::Stream),
+}
+
+impl<DB: BatchWriter> PooledWriter<DB> {
     pub fn new(pool: Pool<DB>, atomic: bool) -> Self {
         Self {
             pool,
-            tx: None,
+            open: Open::Nothing,
             atomic,
             rows_in_tx: 0,
             bulk: None,
@@ -107,28 +121,26 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        let tx = match &mut self.tx {
-            Some(tx) => tx,
-            None => self.tx.insert(self.pool.begin_with(DB::BEGIN).await?),
+        if self.bulk.is_none() {
+            let empty = DB::begin_bulk(self.tx().await?).await?;
+            self.bulk = Some(empty.then(|| BulkLoad {
+                written: HashSet::new(),
+                hasher: RandomState::new(),
+            }));
+        }
+        let all_new = self
+            .bulk
+            .as_mut()
+            .and_then(Option::as_mut)
+            .is_some_and(|b| b.all_new(batch));
+        let outcomes = if all_new {
+            DB::send_new(self.stream().await?, batch, at).await?
+        } else {
+            DB::write_batch(self.tx().await?, batch, at).await?
         };
-        let bulk = match &mut self.bulk {
-            Some(bulk) => bulk,
-            None => {
-                let empty = DB::begin_bulk(tx).await?;
-                self.bulk.insert(empty.then(|| BulkLoad {
-                    written: HashSet::new(),
-                    hasher: RandomState::new(),
-                }))
-            }
-        };
-        let ids = match bulk.as_mut().map(|b| b.all_new(batch)) {
-            Some(true) => Ids::AllNew,
-            _ => Ids::Unknown,
-        };
-        let outcomes = DB::write_batch(tx, batch, at, ids).await?;
         self.rows_in_tx += batch.len();
         if !self.atomic && self.rows_in_tx >= COMMIT_EVERY {
-            if let Some(tx) = self.tx.take() {
+            if let Some(tx) = self.take_tx().await? {
                 tx.commit().await?;
             }
             self.rows_in_tx = 0;
@@ -136,9 +148,9 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
         Ok(outcomes)
     }
 
-    async fn commit(self: Box<Self>) -> Result<(), StoreError> {
+    async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
         let bulk = matches!(self.bulk, Some(Some(_)));
-        let tx = match self.tx {
+        let tx = match self.take_tx().await? {
             Some(tx) => Some(tx),
             None if bulk => Some(self.pool.begin_with(DB::BEGIN).await?),
             None => None,
@@ -150,5 +162,44 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
             tx.commit().await?;
         }
         Ok(())
+    }
+}
+
+impl<DB: BatchWriter> PooledWriter<DB> {
+    /// The open transaction, begun or taken back from a stream.
+    async fn tx(&mut self) -> Result<&mut Transaction<'static, DB>, StoreError> {
+        if !matches!(self.open, Open::Tx(_)) {
+            self.open = Open::Tx(self.take_or_begin().await?);
+        }
+        match &mut self.open {
+            Open::Tx(tx) => Ok(tx),
+            _ => unreachable!("opened above"),
+        }
+    }
+
+    async fn stream(&mut self) -> Result<&mut DB::Stream, StoreError> {
+        if !matches!(self.open, Open::Stream(_)) {
+            self.open = Open::Stream(DB::open_stream(self.take_or_begin().await?));
+        }
+        match &mut self.open {
+            Open::Stream(s) => Ok(s),
+            _ => unreachable!("opened above"),
+        }
+    }
+
+    async fn take_or_begin(&mut self) -> Result<Transaction<'static, DB>, StoreError> {
+        match self.take_tx().await? {
+            Some(tx) => Ok(tx),
+            None => Ok(self.pool.begin_with(DB::BEGIN).await?),
+        }
+    }
+
+    /// The open transaction, out of the writer, once all sent is stored.
+    async fn take_tx(&mut self) -> Result<Option<Transaction<'static, DB>>, StoreError> {
+        match std::mem::replace(&mut self.open, Open::Nothing) {
+            Open::Nothing => Ok(None),
+            Open::Tx(tx) => Ok(Some(tx)),
+            Open::Stream(s) => Ok(Some(DB::close_stream(s).await?)),
+        }
     }
 }
