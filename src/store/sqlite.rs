@@ -80,6 +80,9 @@ pub enum Ids {
 const DROP_PHONE_INDEX: &str = "DROP INDEX IF EXISTS clients_phone";
 const CREATE_PHONE_INDEX: &str = "CREATE INDEX IF NOT EXISTS clients_phone ON clients (phone)";
 
+/// Client rows per INSERT: 30 values each, under the 32,766 allowed.
+const CLIENT_ROWS_PER_INSERT: usize = 1000;
+
 /// SQLite allows 32,766 bound values per statement; stay well below.
 const ROWS_PER_INSERT: usize = 500;
 
@@ -283,7 +286,7 @@ async fn write_batch(
         new_ids.extend(missing);
     }
     let plan = plan(batch, existing, &new_ids, at);
-    upsert_clients(conn, &plan.writes, at).await?;
+    upsert_clients(conn, &plan.writes, at, ids).await?;
     insert_consent_log(conn, &plan.log).await?;
     if !plan.writes.is_empty() {
         sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
@@ -368,46 +371,69 @@ async fn upsert_clients(
     conn: &mut SqliteConnection,
     writes: &[RowWrite<'_>],
     at: DateTime<Utc>,
+    ids: Ids,
 ) -> Result<(), StoreError> {
-    let head = format!("INSERT INTO clients ({}) ", CLIENT_COLUMNS.join(", "));
-    let tail = format!(" ON CONFLICT (id) DO UPDATE SET {}", upsert_assignments());
-    let now = sqlite_time(at);
-    let time = |t: DateTime<Utc>| if t == at { now.clone() } else { sqlite_time(t) };
-    for chunk in writes.chunks(ROWS_PER_INSERT / 4) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(&head);
-        qb.push_values(chunk, |mut b, w| {
-            let c = w.client;
-            b.push_bind(c.id.as_str())
-                .push_bind(c.name.as_str())
-                .push_bind(c.email.as_ref().map(|e| e.as_str()))
-                .push_bind(c.phone.as_ref().map(|p| p.as_str()))
-                .push_bind(c.branch.as_deref())
-                .push_bind(c.advisor.as_deref())
-                .push_bind(c.investor_type.as_str())
-                .push_bind(c.risk_level.map(|l| i16::from(l.number())))
-                .push_bind(c.risk_assessed_on.map(sqlite_date))
-                .push_bind(c.lowest_risk_category)
-                .push_bind(c.assets.map(|a| a.fen()))
-                .push_bind(c.tags.join(";"))
-                .push_bind(join_codes(&c.holdings))
-                .push_bind(join_codes(&c.watchlist))
-                .push_bind(c.birthday.map(sqlite_date))
-                .push_bind(c.opened_on.map(sqlite_date))
-                .push_bind(c.last_trade_on.map(sqlite_date))
-                .push_bind(serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
-            for state in &w.consents {
-                b.push_bind(state.granted)
-                    .push_bind(state.source.as_str())
-                    .push_bind(time(state.at));
-            }
-            b.push_bind(w.hash.as_slice())
-                .push_bind(now.clone())
-                .push_bind(now.clone());
-        });
-        qb.push(&tail);
-        qb.build().execute(&mut *conn).await?;
+    // Rows known new are plain inserts. OR FAIL: a failed statement fails
+    // the whole import's transaction anyway, so SQLite need not journal
+    // each statement to undo it alone.
+    let (verb, tail) = match ids {
+        Ids::AllNew => ("INSERT OR FAIL", String::new()),
+        Ids::Unknown => (
+            "INSERT",
+            format!(" ON CONFLICT (id) DO UPDATE SET {}", upsert_assignments()),
+        ),
+    };
+    let head = format!("{verb} INTO clients ({}) ", CLIENT_COLUMNS.join(", "));
+    for chunk in writes.chunks(CLIENT_ROWS_PER_INSERT) {
+        client_rows(&head, &tail, chunk, at)
+            .build()
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
+}
+
+/// One multi-row INSERT of client rows, `head` and `tail` around its values.
+fn client_rows<'a>(
+    head: &str,
+    tail: &str,
+    chunk: &'a [RowWrite<'a>],
+    at: DateTime<Utc>,
+) -> QueryBuilder<'a, Sqlite> {
+    let now = sqlite_time(at);
+    let time = |t: DateTime<Utc>| if t == at { now.clone() } else { sqlite_time(t) };
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(head);
+    qb.push_values(chunk, |mut b, w| {
+        let c = w.client;
+        b.push_bind(c.id.as_str())
+            .push_bind(c.name.as_str())
+            .push_bind(c.email.as_ref().map(|e| e.as_str()))
+            .push_bind(c.phone.as_ref().map(|p| p.as_str()))
+            .push_bind(c.branch.as_deref())
+            .push_bind(c.advisor.as_deref())
+            .push_bind(c.investor_type.as_str())
+            .push_bind(c.risk_level.map(|l| i16::from(l.number())))
+            .push_bind(c.risk_assessed_on.map(sqlite_date))
+            .push_bind(c.lowest_risk_category)
+            .push_bind(c.assets.map(|a| a.fen()))
+            .push_bind(c.tags.join(";"))
+            .push_bind(join_codes(&c.holdings))
+            .push_bind(join_codes(&c.watchlist))
+            .push_bind(c.birthday.map(sqlite_date))
+            .push_bind(c.opened_on.map(sqlite_date))
+            .push_bind(c.last_trade_on.map(sqlite_date))
+            .push_bind(serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+        for state in &w.consents {
+            b.push_bind(state.granted)
+                .push_bind(state.source.as_str())
+                .push_bind(time(state.at));
+        }
+        b.push_bind(w.hash.as_slice())
+            .push_bind(now.clone())
+            .push_bind(now.clone());
+    });
+    qb.push(tail);
+    qb
 }
 
 /// Stores events within `tx`: each reported as stored, duplicate or refused
