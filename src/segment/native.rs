@@ -100,6 +100,7 @@ impl Compiler<'_> {
         let name = call.name.as_str();
         let today = self.today;
         let leaf = |f: Leaf| Some(Pred::Leaf(f));
+        let lookup = named(LOOKUPS, name);
         match call.args.as_slice() {
             [] => {
                 let check = named(CHECKS, name)?;
@@ -112,9 +113,8 @@ impl Compiler<'_> {
             [kind, days, filter @ ..] if name == "did" => {
                 self.engagement(&self.text(kind)?, days, filter)
             }
-            [word] if named(LOOKUPS, name).is_some() => {
-                let lookup = named(LOOKUPS, name)?;
-                let word = self.text(word)?;
+            [word] if lookup.is_some() => {
+                let (lookup, word) = (lookup?, self.text(word)?);
                 leaf(Box::new(move |c| lookup(c, &word)))
             }
             [days, filter @ ..] => self.engagement(named(WITHIN, name)?, days, filter),

@@ -7,8 +7,6 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
-
 /// PostgreSQL's epoch for dates and timestamps.
 fn pg_epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2000, 1, 1).expect("a valid date")
@@ -21,16 +19,12 @@ pub(crate) struct CopyBinary {
 /// What ends the rows of one COPY.
 pub(crate) const TRAILER: [u8; 2] = (-1i16).to_be_bytes();
 
-/// What starts one COPY: signature, flags, header-extension length.
-pub(crate) fn header() -> Vec<u8> {
-    let mut buf = SIGNATURE.to_vec();
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    buf.extend_from_slice(&0i32.to_be_bytes());
-    buf
-}
+/// What starts one COPY: its signature, then flags and header-extension
+/// length (both zero).
+pub(crate) const HEADER: [u8; 19] = *b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 
 impl CopyBinary {
-    /// Rows, to be sent after a [`header`] and before the [`TRAILER`]:
+    /// Rows, to be sent after the [`HEADER`] and before the [`TRAILER`]:
     /// one COPY may take the rows of many batches.
     pub(crate) fn with_capacity(n: usize) -> Self {
         Self {
@@ -50,7 +44,7 @@ impl CopyBinary {
         self
     }
 
-    pub(crate) fn null(&mut self) -> &mut Self {
+    fn null(&mut self) -> &mut Self {
         self.buf.extend_from_slice(&(-1i32).to_be_bytes());
         self
     }
@@ -144,7 +138,7 @@ mod tests {
             c.into_bytes(),
             [0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}']
         );
-        assert_eq!(header().len(), 19);
+        assert_eq!(&HEADER[..11], b"PGCOPY\n\xff\r\n\0");
         assert_eq!(TRAILER, [255, 255]);
     }
 }

@@ -16,7 +16,7 @@ use super::columns::{
     DIFFERS,
 };
 use super::pg_copy::{self, CopyBinary};
-use super::upsert::{plan, Existing, RowWrite};
+use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
@@ -191,10 +191,8 @@ impl BatchWriter for Postgres {
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        let new_ids = batch.iter().map(|r| r.client.id.to_string()).collect();
-        let plan = plan(batch, HashMap::new(), &new_ids, at);
-        let writes: Vec<&RowWrite> = plan.writes.iter().collect();
-        stream.send(copy_rows(&writes, at)).await?;
+        let plan = plan_new(batch, at);
+        stream.send(copy_rows(plan.writes.iter(), at)).await?;
         Ok(plan.outcomes)
     }
 
@@ -303,8 +301,8 @@ async fn copy_new_clients(
         return Ok(());
     }
     let mut copy = conn.copy_in_raw(&copy_statement()).await?;
-    copy.send(pg_copy::header()).await?;
-    copy.send(copy_rows(writes, at)).await?;
+    copy.send(&pg_copy::HEADER[..]).await?;
+    copy.send(copy_rows(writes.iter().copied(), at)).await?;
     copy.send(&pg_copy::TRAILER[..]).await?;
     copy.finish().await?;
     Ok(())
@@ -318,7 +316,10 @@ fn copy_statement() -> String {
 }
 
 /// New clients' rows in COPY's binary form, columns in table order.
-fn copy_rows(writes: &[&RowWrite<'_>], at: DateTime<Utc>) -> Vec<u8> {
+fn copy_rows<'w>(
+    writes: impl ExactSizeIterator<Item = &'w RowWrite<'w>>,
+    at: DateTime<Utc>,
+) -> Vec<u8> {
     let fields = i16::try_from(CLIENT_COLUMNS.len()).expect("a few columns");
     let mut data = CopyBinary::with_capacity(writes.len() * 400);
     for w in writes {
@@ -394,7 +395,7 @@ async fn stream_copy(
     mut queued: tokio::sync::mpsc::Receiver<Vec<u8>>,
 ) -> Result<Transaction<'static, Postgres>, StoreError> {
     let mut copy = tx.copy_in_raw(&copy_statement()).await?;
-    copy.send(pg_copy::header()).await?;
+    copy.send(&pg_copy::HEADER[..]).await?;
     while let Some(rows) = queued.recv().await {
         copy.send(rows).await?;
     }

@@ -14,7 +14,7 @@ use super::columns::{
     ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
     DIFFERS,
 };
-use super::upsert::{plan, RowWrite};
+use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
@@ -66,7 +66,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// Whether a batch's ids are known to be absent from the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ids {
+enum Ids {
     /// Look each one up.
     Unknown,
     /// None is stored: every row is new.
@@ -268,15 +268,30 @@ async fn write_batch(
     at: DateTime<Utc>,
     ids: Ids,
 ) -> Result<Vec<RowOutcome>, StoreError> {
+    let plan = match ids {
+        Ids::AllNew => plan_new(batch, at),
+        Ids::Unknown => {
+            let (existing, new_ids) = stored_state(conn, batch).await?;
+            plan(batch, existing, &new_ids, at)
+        }
+    };
+    upsert_clients(conn, &plan.writes, at, ids).await?;
+    insert_consent_log(conn, &plan.log).await?;
+    if !plan.writes.is_empty() {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
+    }
+    Ok(plan.outcomes)
+}
+
+/// The stored state of the batch's rows that differ from the store, and the
+/// ids it does not have.
+async fn stored_state(
+    conn: &mut SqliteConnection,
+    batch: &[ClientRecord],
+) -> Result<(HashMap<String, Existing>, HashSet<String>), StoreError> {
     let mut existing = HashMap::new();
     let mut new_ids = HashSet::new();
-    if ids == Ids::AllNew {
-        new_ids.extend(batch.iter().map(|r| r.client.id.to_string()));
-    }
-    for chunk in batch
-        .chunks(ROWS_PER_INSERT)
-        .filter(|_| ids == Ids::Unknown)
-    {
+    for chunk in batch.chunks(ROWS_PER_INSERT) {
         let missing = missing_ids(conn, chunk).await?;
         // Only the rows the store has can differ from it.
         let stored: Vec<&ClientRecord> = chunk
@@ -288,13 +303,7 @@ async fn write_batch(
         }
         new_ids.extend(missing);
     }
-    let plan = plan(batch, existing, &new_ids, at);
-    upsert_clients(conn, &plan.writes, at, ids).await?;
-    insert_consent_log(conn, &plan.log).await?;
-    if !plan.writes.is_empty() {
-        sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
-    }
-    Ok(plan.outcomes)
+    Ok((existing, new_ids))
 }
 
 /// The ids of a chunk the store does not have, as one aggregated row so that

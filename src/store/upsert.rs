@@ -52,8 +52,23 @@ pub struct BatchPlan<'a> {
 /// row for the same id sees the earlier one's result.
 pub fn plan<'a>(
     batch: &'a [ClientRecord],
-    mut existing: HashMap<String, Existing>,
+    existing: HashMap<String, Existing>,
     new_ids: &HashSet<String>,
+    at: DateTime<Utc>,
+) -> BatchPlan<'a> {
+    plan_with(batch, existing, |id| new_ids.contains(id), at)
+}
+
+/// Plans a batch none of whose ids is stored (a bulk load's), without
+/// collecting its ids first.
+pub fn plan_new(batch: &[ClientRecord], at: DateTime<Utc>) -> BatchPlan<'_> {
+    plan_with(batch, HashMap::new(), |_| true, at)
+}
+
+fn plan_with<'a>(
+    batch: &'a [ClientRecord],
+    mut existing: HashMap<String, Existing>,
+    is_new: impl Fn(&str) -> bool,
     at: DateTime<Utc>,
 ) -> BatchPlan<'a> {
     let mut plan = BatchPlan {
@@ -66,7 +81,7 @@ pub fn plan<'a>(
         let id = record.client.id.as_str();
         let hash = record.hash;
         let current = existing.get(id);
-        if current.is_none() && !new_ids.contains(id) {
+        if current.is_none() && !is_new(id) {
             plan.outcomes.push(RowOutcome {
                 change: RowChange::Unchanged,
                 conflicts: Vec::new(),

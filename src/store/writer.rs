@@ -69,12 +69,19 @@ pub struct PooledWriter<DB: BatchWriter> {
     open: Open<DB>,
     atomic: bool,
     rows_in_tx: usize,
-    /// Decided by the first batch: `Some` when the table was empty, with
-    /// the hashes of the ids written since.
-    bulk: Option<Option<BulkLoad>>,
+    load: Load,
 }
 
-/// An import into an empty table.
+/// What kind of import this is, decided by its first batch.
+enum Load {
+    Undecided,
+    /// Into a table that had clients already.
+    Ordinary,
+    /// Into an empty table.
+    Bulk(BulkLoad),
+}
+
+/// What a bulk load remembers.
 struct BulkLoad {
     /// Hashes of the ids written so far: a collision only sends a batch
     /// the slow way, through the lookups.
@@ -109,7 +116,7 @@ impl<DB: BatchWriter> PooledWriter<DB> {
             open: Open::Nothing,
             atomic,
             rows_in_tx: 0,
-            bulk: None,
+            load: Load::Undecided,
         }
     }
 }
@@ -121,18 +128,20 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        if self.bulk.is_none() {
-            let empty = DB::begin_bulk(self.tx().await?).await?;
-            self.bulk = Some(empty.then(|| BulkLoad {
-                written: HashSet::new(),
-                hasher: RandomState::new(),
-            }));
+        if let Load::Undecided = self.load {
+            self.load = if DB::begin_bulk(self.tx().await?).await? {
+                Load::Bulk(BulkLoad {
+                    written: HashSet::new(),
+                    hasher: RandomState::new(),
+                })
+            } else {
+                Load::Ordinary
+            };
         }
-        let all_new = self
-            .bulk
-            .as_mut()
-            .and_then(Option::as_mut)
-            .is_some_and(|b| b.all_new(batch));
+        let all_new = match &mut self.load {
+            Load::Bulk(b) => b.all_new(batch),
+            _ => false,
+        };
         let outcomes = if all_new {
             DB::send_new(self.stream().await?, batch, at).await?
         } else {
@@ -149,11 +158,12 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
     }
 
     async fn commit(mut self: Box<Self>) -> Result<(), StoreError> {
-        let bulk = matches!(self.bulk, Some(Some(_)));
-        let tx = match self.take_tx().await? {
-            Some(tx) => Some(tx),
-            None if bulk => Some(self.pool.begin_with(DB::BEGIN).await?),
-            None => None,
+        // A bulk load's end may need a transaction of its own.
+        let bulk = matches!(self.load, Load::Bulk(_));
+        let tx = if bulk {
+            Some(self.take_or_begin().await?)
+        } else {
+            self.take_tx().await?
         };
         if let Some(mut tx) = tx {
             if bulk {
