@@ -632,6 +632,105 @@ async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
     assert_eq!(positions, (1..=accepted).collect::<Vec<_>>());
 }
 
+/// Two writers (two processes, or two instances) append to one archive in
+/// turn: each one's idea of the chain's tail goes stale, and the chain
+/// still comes out whole and in order.
+async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
+    use herald::campaign::file::Purpose;
+    use herald::store::runs::{
+        archive_hash, ArchiveEntry, AuditEntry, DeliveryState, DeliveryUpdate, NewDelivery, NewRun,
+        Planned, RunState, ARCHIVE_GENESIS,
+    };
+    let other = herald::store::open(&herald::store::DatabaseUrl::new(url))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let run = NewRun {
+        campaign: "chain".into(),
+        run_key: "k".into(),
+        kind: "market_bulletin".into(),
+        purpose: Purpose::Marketing,
+        state: RunState::Sending,
+        launched_by: None,
+        launched_at: now,
+        content: "{}".into(),
+        content_hash: "h".into(),
+        files: "{}".into(),
+        fingerprint: "f".into(),
+        not_before: None,
+        send_by: None,
+        audience: 4,
+        stop_reason: None,
+    };
+    let deliveries: Vec<NewDelivery> = (1..=4)
+        .map(|i| NewDelivery {
+            client_id: format!("c{i}"),
+            channel: Channel::Email,
+            address: format!("c{i}@example.com"),
+            fallback: vec![],
+            not_before: now - Duration::minutes(1),
+            decision: "{}".into(),
+        })
+        .collect();
+    let audit = AuditEntry {
+        at: now,
+        actor: "test".into(),
+        action: "launch".into(),
+        subject: "chain".into(),
+        details: json!({}),
+    };
+    let Planned::New(run) = store
+        .plan_run(&run, &deliveries, &[], &audit, true)
+        .await
+        .unwrap()
+    else {
+        panic!("a new run")
+    };
+    let claimed = store
+        .claim("me", now, now + Duration::minutes(5), 10, Some(run.id))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    let sent = |i: usize| {
+        let c = &claimed[i];
+        let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
+        u.archive = Some(ArchiveEntry::new(
+            c.id,
+            run.id,
+            c.client_id.clone(),
+            now,
+            format!("{{\"n\":{i}}}"),
+        ));
+        u
+    };
+    // Each marks its next message, records its last: as the dispatcher does.
+    assert_eq!(
+        store
+            .record_and_mark(&[], "me", &[claimed[0].id])
+            .await
+            .unwrap(),
+        [claimed[0].id]
+    );
+    store.record_and_mark(&[sent(0)], "me", &[]).await.unwrap();
+    other.record_and_mark(&[sent(1)], "me", &[]).await.unwrap();
+    store.record_and_mark(&[sent(2)], "me", &[]).await.unwrap();
+    other.record_and_mark(&[sent(3)], "me", &[]).await.unwrap();
+    let chain = store.archive_page(0, 100).await.unwrap();
+    let mut prev = ARCHIVE_GENESIS.to_owned();
+    for (i, (r, c)) in chain.iter().zip(&claimed).enumerate() {
+        assert_eq!((r.seq, r.delivery_id), (i as i64 + 1, c.id));
+        assert_eq!(r.prev_hash, prev);
+        assert_eq!(r.hash, archive_hash(&prev, r.seq, r.delivery_id, &r.record));
+        prev = r.hash.clone();
+    }
+    assert_eq!(chain.len(), 4);
+}
+
+mod archive {
+    use super::*;
+    with_url!(two_writers_extend_one_archive_chain);
+}
+
 on_both_backends!(
     many_accepting_at_once_never_overfill_the_room,
     webhook_cursors_start_at_now_and_only_move_forward,

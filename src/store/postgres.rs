@@ -58,6 +58,18 @@ async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), St
     Ok(())
 }
 
+/// PostgreSQL takes one statement with parameters per round trip: the
+/// dispatcher's group is written statement by statement.
+async fn record_in_one_script(
+    _store: &PgStore,
+    _updates: &[super::runs::DeliveryUpdate],
+    _owner: &str,
+    _mark: &[i64],
+    _now: DateTime<Utc>,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    Ok(None)
+}
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {

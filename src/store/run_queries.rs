@@ -334,28 +334,24 @@ macro_rules! run_queries {
                 if updates.is_empty() && mark.is_empty() {
                     return Ok(Vec::new());
                 }
+                let now = chrono::Utc::now();
+                if let Some(marked) = record_in_one_script(self, updates, owner, mark, now).await? {
+                    return Ok(marked);
+                }
                 let mut tx = begin_write(&self.pool).await?;
                 if !updates.is_empty() {
-                    record_in(&mut tx, updates).await?;
+                    record_in(&mut tx, updates, now).await?;
                 }
                 let mut marked = Vec::new();
                 if !mark.is_empty() {
-                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                        "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
-                    );
-                    qb.push_bind(owner).push(" AND id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in mark {
-                        list.push_bind(*id);
-                    }
-                    qb.push(") RETURNING id");
+                    let mut qb = sqlx::QueryBuilder::new("");
+                    push_marks(&mut qb, owner, mark);
                     let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                     marked = rows.into_iter().map(|(id,)| id).collect();
                 }
                 tx.commit().await?;
                 Ok(marked)
             }
-
 
             async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
@@ -692,94 +688,128 @@ macro_rules! run_queries {
         async fn record_in(
             tx: &mut sqlx::Transaction<'_, $db>,
             updates: &[super::runs::DeliveryUpdate],
+            now: chrono::DateTime<chrono::Utc>,
         ) -> Result<(), super::StoreError> {
-            use super::runs::{archive_hash, channel_list, ARCHIVE_GENESIS};
-
-                let now = chrono::Utc::now();
-                // One statement for the whole group: each statement is a
-                // round trip to the driver's thread.
-                for chunk in updates.chunks(400) {
-                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                        "UPDATE deliveries SET state = v.state, provider_id = COALESCE(v.provider_id, deliveries.provider_id), \
-                         error = v.error, not_before = COALESCE(v.not_before, deliveries.not_before), \
-                         sent_at = COALESCE(v.sent_at, deliveries.sent_at), channel = COALESCE(v.channel, deliveries.channel), \
-                         address = COALESCE(v.address, deliveries.address), fallback = COALESCE(v.fallback, deliveries.fallback), \
-                         lease_owner = NULL, lease_until = NULL, updated_at = ",
-                    );
-                    qb.push_bind(now).push(" FROM (");
-                    for (i, u) in chunk.iter().enumerate() {
-                        let (channel, address, fallback) = match &u.switch_to {
-                            Some((c, a, f)) => (Some(c.as_str()), Some(a.clone()), Some(channel_list(f))),
-                            None => (None, None, None),
-                        };
-                        qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
-                        qb.push("CAST(").push_bind(u.id).push(" AS BIGINT) AS id, CAST(")
-                            .push_bind(u.state.as_str()).push(" AS TEXT) AS state, CAST(")
-                            .push_bind(u.provider_id.clone()).push(" AS TEXT) AS provider_id, CAST(")
-                            .push_bind(u.error.clone()).push(" AS TEXT) AS error, ")
-                            .push(TS_OPEN).push_bind(u.not_before).push(TS_CLOSE).push(" AS not_before, ")
-                            .push(TS_OPEN).push_bind(u.sent_at).push(TS_CLOSE).push(" AS sent_at, CAST(")
-                            .push_bind(channel).push(" AS TEXT) AS channel, CAST(")
-                            .push_bind(address).push(" AS TEXT) AS address, CAST(")
-                            .push_bind(fallback).push(" AS TEXT) AS fallback");
-                    }
-                    qb.push(") AS v WHERE deliveries.id = v.id");
+            use super::runs::ARCHIVE_GENESIS;
+            // One statement for the whole group: each statement is a
+            // round trip to the driver's thread.
+            for chunk in updates.chunks(OUTCOMES_PER_UPDATE) {
+                let mut qb = sqlx::QueryBuilder::new("");
+                push_outcomes(&mut qb, chunk, now);
+                qb.build().execute(&mut **tx).await?;
+            }
+            for u in updates {
+                if let Some(bad) = &u.bad_address {
+                    let mut qb = sqlx::QueryBuilder::new("");
+                    push_bad_address(&mut qb, bad, now);
                     qb.build().execute(&mut **tx).await?;
                 }
-                for u in updates {
-                    if let Some((channel, address, reason)) = &u.bad_address {
-                        sqlx::query(
-                            "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
-                             ON CONFLICT (channel, address) DO NOTHING",
-                        )
-                        .bind(channel.as_str())
-                        .bind(address)
-                        .bind(reason)
-                        .bind(now)
-                        .execute(&mut **tx)
+            }
+            let events: Vec<crate::event::NewEvent> =
+                updates.iter().filter_map(|u| u.event.clone()).collect();
+            if !events.is_empty() {
+                // The dispatcher read these clients moments ago.
+                insert_events_in(tx, &events, true).await?;
+            }
+            if updates.iter().any(|u| u.archive.is_some()) {
+                lock_archive(tx).await?;
+                let tail: Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut **tx)
                         .await?;
-                    }
+                let tail = tail.unwrap_or((0, ARCHIVE_GENESIS.to_owned()));
+                let chained = super::runs::chain_archive(tail, updates);
+                for chunk in chained.rows.chunks(ARCHIVE_ROWS_PER_INSERT) {
+                    let mut qb = sqlx::QueryBuilder::new("");
+                    push_archive(&mut qb, chunk);
+                    qb.build().execute(&mut **tx).await?;
                 }
-                let events: Vec<crate::event::NewEvent> =
-                    updates.iter().filter_map(|u| u.event.clone()).collect();
-                if !events.is_empty() {
-                    // The dispatcher read these clients moments ago.
-                    insert_events_in(tx, &events, true).await?;
-                }
-                let entries: Vec<&super::runs::ArchiveEntry> =
-                    updates.iter().filter_map(|u| u.archive.as_ref()).collect();
-                if !entries.is_empty() {
-                    lock_archive(tx).await?;
-                    let last: Option<(i64, String)> =
-                        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
-                            .fetch_optional(&mut **tx)
-                            .await?;
-                    let (mut seq, mut prev) = last.unwrap_or((0, ARCHIVE_GENESIS.to_owned()));
-                    let mut rows = Vec::with_capacity(entries.len());
-                    for e in entries {
-                        seq += 1;
-                        let hash = archive_hash(&prev, seq, e.delivery_id, &e.record);
-                        rows.push((seq, e, std::mem::replace(&mut prev, hash.clone()), hash));
-                    }
-                    for chunk in rows.chunks(200) {
-                        let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                            "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, prev_hash, hash) ",
-                        );
-                        qb.push_values(chunk, |mut b, (seq, e, prev_hash, hash)| {
-                            b.push_bind(*seq)
-                                .push_bind(e.delivery_id)
-                                .push_bind(e.run_id)
-                                .push_bind(&e.client_id)
-                                .push_bind(e.at)
-                                .push_bind("")
-                                .push_bind(&e.body)
-                                .push_bind(prev_hash)
-                                .push_bind(hash);
-                        });
-                        qb.build().execute(&mut **tx).await?;
-                    }
-                }
+            }
             Ok(())
+        }
+
+        /// Outcomes per UPDATE: nine values each.
+        const OUTCOMES_PER_UPDATE: usize = 400;
+        /// Archive records per INSERT: nine values each.
+        const ARCHIVE_ROWS_PER_INSERT: usize = 200;
+
+        /// One UPDATE setting each outcome's delivery from a derived table.
+        fn push_outcomes(
+            qb: &mut sqlx::QueryBuilder<'_, $db>,
+            chunk: &[super::runs::DeliveryUpdate],
+            now: chrono::DateTime<chrono::Utc>,
+        ) {
+            use super::runs::channel_list;
+            qb.push(
+                "UPDATE deliveries SET state = v.state, provider_id = COALESCE(v.provider_id, deliveries.provider_id), \
+                 error = v.error, not_before = COALESCE(v.not_before, deliveries.not_before), \
+                 sent_at = COALESCE(v.sent_at, deliveries.sent_at), channel = COALESCE(v.channel, deliveries.channel), \
+                 address = COALESCE(v.address, deliveries.address), fallback = COALESCE(v.fallback, deliveries.fallback), \
+                 lease_owner = NULL, lease_until = NULL, updated_at = ",
+            );
+            qb.push_bind(now).push(" FROM (");
+            for (i, u) in chunk.iter().enumerate() {
+                let (channel, address, fallback) = match &u.switch_to {
+                    Some((c, a, f)) => (Some(c.as_str()), Some(a.clone()), Some(channel_list(f))),
+                    None => (None, None, None),
+                };
+                qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
+                qb.push("CAST(").push_bind(u.id).push(" AS BIGINT) AS id, CAST(")
+                    .push_bind(u.state.as_str()).push(" AS TEXT) AS state, CAST(")
+                    .push_bind(u.provider_id.clone()).push(" AS TEXT) AS provider_id, CAST(")
+                    .push_bind(u.error.clone()).push(" AS TEXT) AS error, ")
+                    .push(TS_OPEN).push_bind(u.not_before).push(TS_CLOSE).push(" AS not_before, ")
+                    .push(TS_OPEN).push_bind(u.sent_at).push(TS_CLOSE).push(" AS sent_at, CAST(")
+                    .push_bind(channel).push(" AS TEXT) AS channel, CAST(")
+                    .push_bind(address).push(" AS TEXT) AS address, CAST(")
+                    .push_bind(fallback).push(" AS TEXT) AS fallback");
+            }
+            qb.push(") AS v WHERE deliveries.id = v.id");
+        }
+
+        fn push_bad_address(
+            qb: &mut sqlx::QueryBuilder<'_, $db>,
+            (channel, address, reason): &(crate::channel::Channel, String, String),
+            now: chrono::DateTime<chrono::Utc>,
+        ) {
+            qb.push("INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES (")
+                .push_bind(channel.as_str())
+                .push(", ")
+                .push_bind(address.clone())
+                .push(", ")
+                .push_bind(reason.clone())
+                .push(", ")
+                .push_bind(now)
+                .push(") ON CONFLICT (channel, address) DO NOTHING");
+        }
+
+        fn push_archive(qb: &mut sqlx::QueryBuilder<'_, $db>, chunk: &[super::runs::Chained<'_>]) {
+            qb.push("INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, prev_hash, hash) ");
+            qb.push_values(chunk, |mut b, c| {
+                b.push_bind(c.seq)
+                    .push_bind(c.entry.delivery_id)
+                    .push_bind(c.entry.run_id)
+                    .push_bind(c.entry.client_id.clone())
+                    .push_bind(c.entry.at)
+                    .push_bind("")
+                    .push_bind(c.entry.body.clone())
+                    .push_bind(c.prev_hash.clone())
+                    .push_bind(c.hash.clone());
+            });
+        }
+
+        /// Marks the deliveries still claimed by `owner` as `sending`,
+        /// returning the ids it marked.
+        fn push_marks(qb: &mut sqlx::QueryBuilder<'_, $db>, owner: &str, mark: &[i64]) {
+            qb.push(
+                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
+            );
+            qb.push_bind(owner.to_owned()).push(" AND id IN (");
+            let mut list = qb.separated(", ");
+            for id in mark {
+                list.push_bind(*id);
+            }
+            qb.push(") RETURNING id");
         }
 
         async fn insert_audit(

@@ -451,6 +451,40 @@ pub fn archive_hash(prev_hash: &str, seq: i64, delivery_id: i64, record: &str) -
 /// The chain's first `prev_hash`.
 pub const ARCHIVE_GENESIS: &str = "herald-archive-v1";
 
+/// An archive record with its place in the chain.
+pub struct Chained<'a> {
+    pub seq: i64,
+    pub entry: &'a ArchiveEntry,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// The archive records of `updates`, chained on from `tail` (the last
+/// record's seq and hash); and the new tail.
+pub struct ChainedArchive<'a> {
+    pub rows: Vec<Chained<'a>>,
+    pub tail: (i64, String),
+}
+
+pub fn chain_archive(tail: (i64, String), updates: &[DeliveryUpdate]) -> ChainedArchive<'_> {
+    let (mut seq, mut prev) = tail;
+    let mut rows = Vec::new();
+    for entry in updates.iter().filter_map(|u| u.archive.as_ref()) {
+        seq += 1;
+        let hash = archive_hash(&prev, seq, entry.delivery_id, &entry.record);
+        rows.push(Chained {
+            seq,
+            entry,
+            prev_hash: std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        });
+    }
+    ChainedArchive {
+        rows,
+        tail: (seq, prev),
+    }
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

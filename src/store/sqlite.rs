@@ -14,6 +14,7 @@ use super::columns::{
     ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
     DIFFERS,
 };
+use super::runs::{chain_archive, DeliveryUpdate, ARCHIVE_GENESIS};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
@@ -87,6 +88,9 @@ const ROWS_PER_INSERT: usize = 500;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The archive's last seq and hash as this store last wrote them: a
+    /// guess, checked by the archive's key (see `record_in_one_script`).
+    archive_tail: std::sync::Mutex<Option<(i64, String)>>,
 }
 
 impl SqliteStore {
@@ -113,7 +117,10 @@ impl SqliteStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            archive_tail: std::sync::Mutex::new(None),
+        })
     }
 }
 
@@ -471,26 +478,9 @@ async fn insert_events_in(
         .filter(|(e, _)| known.contains(e.client_id.as_str()))
         .collect();
     for chunk in insertable.chunks(ROWS_PER_INSERT / 2) {
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-             run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) ",
-        );
-        qb.push_values(chunk, |mut b, (e, key)| {
-            b.push_bind(e.client_id.as_str())
-                .push_bind(e.at)
-                .push_bind(e.kind.as_str())
-                .push_bind(e.channel.map(|c| c.as_str()))
-                .push_bind(e.campaign.as_deref())
-                .push_bind(e.campaign_kind.as_deref())
-                .push_bind(e.run_id)
-                .push_bind(e.delivery_id)
-                .push_bind(e.source.as_str())
-                .push_bind(sqlx::types::Json(&e.details))
-                .push_bind(key.as_slice())
-                .push_bind(now)
-                .push_bind(e.purpose.map(|p| p.as_str()));
-        });
-        qb.push(" ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key");
+        let mut qb = QueryBuilder::new("");
+        push_events(&mut qb, chunk, now);
+        qb.push(" RETURNING dedupe_key");
         let rows: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut **tx).await?;
         stored.extend(rows.into_iter().map(|(k,)| k));
     }
@@ -498,6 +488,123 @@ async fn insert_events_in(
         sqlx::query(BUMP_DATA_VERSION).execute(&mut **tx).await?;
     }
     Ok(event_outcomes(events, &keys, &known, stored))
+}
+
+/// The dispatcher's group commit (outcomes, their events and archive
+/// records, the next marks) as one script, run in one call to the driver's
+/// thread: as separate statements, the eight calls cost more than the
+/// writing. The archive's tail is remembered between groups; if another
+/// writer moved it, the archive's key refuses the script, which is rolled
+/// back. `None`: write the group the ordinary way (which reports an error
+/// that was not the tail's).
+async fn record_in_one_script(
+    store: &SqliteStore,
+    updates: &[DeliveryUpdate],
+    owner: &str,
+    mark: &[i64],
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<i64>>, StoreError> {
+    let chained = if updates.iter().any(|u| u.archive.is_some()) {
+        let known = store
+            .archive_tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let tail = match known {
+            Some(tail) => tail,
+            None => sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&store.pool)
+                .await?
+                .unwrap_or((0, ARCHIVE_GENESIS.to_owned())),
+        };
+        Some(chain_archive(tail, updates))
+    } else {
+        None
+    };
+    let events: Vec<&NewEvent> = updates.iter().filter_map(|u| u.event.as_ref()).collect();
+    let keys: Vec<Vec<u8>> = events.iter().map(|e| e.dedupe_key()).collect();
+    let events: Vec<(&NewEvent, &Vec<u8>)> = events.into_iter().zip(&keys).collect();
+
+    let mut qb = QueryBuilder::new("BEGIN IMMEDIATE");
+    for chunk in updates.chunks(OUTCOMES_PER_UPDATE) {
+        qb.push("; ");
+        push_outcomes(&mut qb, chunk, now);
+    }
+    for bad in updates.iter().filter_map(|u| u.bad_address.as_ref()) {
+        qb.push("; ");
+        push_bad_address(&mut qb, bad, now);
+    }
+    for chunk in events.chunks(ROWS_PER_INSERT / 2) {
+        qb.push("; ");
+        push_events(&mut qb, chunk, now);
+    }
+    if !events.is_empty() {
+        qb.push("; ").push(BUMP_DATA_VERSION);
+    }
+    for chunk in chained
+        .iter()
+        .flat_map(|c| c.rows.chunks(ARCHIVE_ROWS_PER_INSERT))
+    {
+        qb.push("; ");
+        push_archive(&mut qb, chunk);
+    }
+    if !mark.is_empty() {
+        qb.push("; ");
+        push_marks(&mut qb, owner, mark);
+    }
+    qb.push("; COMMIT");
+
+    let mut conn = store.pool.acquire().await?;
+    let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&mut *conn).await;
+    {
+        let mut tail = store.archive_tail.lock().unwrap_or_else(|e| e.into_inner());
+        match (&written, chained) {
+            (Ok(_), Some(c)) => *tail = Some(c.tail),
+            (Ok(_), None) => {}
+            (Err(_), _) => *tail = None,
+        }
+    }
+    match written {
+        Ok(rows) => Ok(Some(rows.into_iter().map(|(id,)| id).collect())),
+        Err(e) => {
+            tracing::debug!(
+                "group commit as one script refused ({e}); writing it statement by statement"
+            );
+            // The script stops at the failing statement, its transaction open.
+            if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
+                conn.close_on_drop();
+            }
+            Ok(None)
+        }
+    }
+}
+
+/// An INSERT of events, each with its dedupe key; a duplicate is skipped.
+fn push_events<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    rows: &[(&'a NewEvent, &'a Vec<u8>)],
+    now: DateTime<Utc>,
+) {
+    qb.push(
+        "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+         run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) ",
+    );
+    qb.push_values(rows, |mut b, (e, key)| {
+        b.push_bind(e.client_id.as_str())
+            .push_bind(e.at)
+            .push_bind(e.kind.as_str())
+            .push_bind(e.channel.map(|c| c.as_str()))
+            .push_bind(e.campaign.as_deref())
+            .push_bind(e.campaign_kind.as_deref())
+            .push_bind(e.run_id)
+            .push_bind(e.delivery_id)
+            .push_bind(e.source.as_str())
+            .push_bind(sqlx::types::Json(&e.details))
+            .push_bind(key.as_slice())
+            .push_bind(now)
+            .push_bind(e.purpose.map(|p| p.as_str()));
+    });
+    qb.push(" ON CONFLICT (dedupe_key) DO NOTHING");
 }
 
 /// A date as sqlx stores it in SQLite (`%F`).
