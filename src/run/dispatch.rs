@@ -139,23 +139,96 @@ impl<'a> Dispatcher<'a> {
     }
 
     /// Sends what is due (of `run` only, if given) until nothing is, or
-    /// `stop` is set; `report` sees the progress after each window.
+    /// `stop` is set; `report` sees the progress as it goes.
+    ///
+    /// A pipeline: one side claims, checks and renders the next batch
+    /// while `window` slots send the one before, so that the channel never
+    /// waits for the database or the templates.
     pub async fn drain(
         &mut self,
         run: Option<i64>,
         stop: &Arc<AtomicBool>,
         report: &mut (dyn FnMut(&Progress) + Send),
     ) -> Result<Progress> {
-        let mut total = Progress::default();
         // Runs are prepared afresh each pass: their files may have changed.
         self.runs.clear();
+        let (store, owner, window) = (self.store, self.owner.clone(), self.window);
+        let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(self.batch as usize);
+        let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (counts_tx, mut counts_rx) = tokio::sync::mpsc::unbounded_channel();
+        let queue = Arc::new(tokio::sync::Mutex::new(ready_rx));
+        // Each slot is a task of its own, so that slots send (and the
+        // adapters encode) on every core.
+        let slots: Vec<_> = (0..window)
+            .map(|_| {
+                tokio::spawn(slot(
+                    self.providers.clone(),
+                    queue.clone(),
+                    steps_tx.clone(),
+                    counts_tx.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        // The slots hold the only other senders and the queue: the writer
+        // and the counter end when the last slot does, and the feed stops
+        // when no slot is left to take what it renders.
+        drop((steps_tx, queue));
+        let metrics = self.metrics.clone();
+        let feed = self.feed(run, stop, ready_tx, counts_tx);
+        let writer = group_writer(store, &owner, steps_rx);
+        let slots = futures::future::join_all(slots);
+        let counter = async {
+            let mut total = Progress::default();
+            while let Some(count) = counts_rx.recv().await {
+                match count {
+                    Count::Checked(p) => total.add(&p),
+                    Count::Sent(tally, channel, kind, seconds) => {
+                        if let Some(m) = &metrics {
+                            m.message(tally.outcome(), channel, &kind);
+                            m.send_latency(channel, seconds);
+                        }
+                        match tally {
+                            Tally::Sent => total.sent += 1,
+                            Tally::Failed => total.failed += 1,
+                            Tally::Retrying => total.retrying += 1,
+                            Tally::FellThrough => total.fell_through += 1,
+                        }
+                    }
+                }
+                report(&total);
+            }
+            total
+        };
+        let (fed, written, _, total) = tokio::join!(feed, writer, slots, counter);
+        fed?;
+        written?;
+        self.store.release_claims(&self.owner).await?;
+        self.store.finish_runs(Utc::now()).await?;
+        Ok(total)
+    }
+
+    /// The pipeline's first half: claims, checks and renders batch after
+    /// batch into `ready` until nothing is due, `stop` is set or the slots
+    /// are gone. What it refuses or defers is recorded here and counted.
+    async fn feed(
+        &mut self,
+        run: Option<i64>,
+        stop: &Arc<AtomicBool>,
+        ready: tokio::sync::mpsc::Sender<Rendered>,
+        counts: tokio::sync::mpsc::UnboundedSender<Count>,
+    ) -> Result<()> {
         // Expiring and closing runs scan their deliveries: now and then,
         // not per batch. A claimed delivery past `send_by` expires anyway.
         let mut housekeeping = std::time::Instant::now() - HOUSEKEEPING_EVERY;
         while !stop.load(Ordering::Relaxed) {
             let now = Utc::now();
             if housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
-                total.expired += self.store.finish_runs(now).await?;
+                let expired = self.store.finish_runs(now).await?;
+                let _ = counts.send(Count::Checked(Progress {
+                    expired,
+                    ..Progress::default()
+                }));
                 housekeeping = std::time::Instant::now();
             }
             let lease = Duration::seconds(self.config.sending.lease_secs as i64);
@@ -166,18 +239,26 @@ impl<'a> Dispatcher<'a> {
             if claimed.is_empty() {
                 break;
             }
-            let done = self
-                .send_batch(&claimed, stop, &mut |p| {
-                    let mut t = total;
-                    t.add(p);
-                    report(&t);
-                })
-                .await?;
-            total.add(&done);
+            let (progress, checked, ready_now) = self.check_batch(&claimed).await?;
+            self.store.record_deliveries(&checked).await?;
+            let _ = counts.send(Count::Checked(progress));
+            // Rendering is the CPU work: on every core, off the task that
+            // also runs the group writer.
+            let rendered = tokio::task::spawn_blocking(move || {
+                use rayon::prelude::*;
+                ready_now.into_par_iter().map(render).collect::<Vec<_>>()
+            })
+            .await
+            .context("rendering stopped")?;
+            for r in rendered {
+                if ready.send(r).await.is_err() {
+                    // The slots stopped; what they did not take is still
+                    // claimed and goes back to the queue at the end.
+                    return Ok(());
+                }
+            }
         }
-        self.store.release_claims(&self.owner).await?;
-        self.store.finish_runs(Utc::now()).await?;
-        Ok(total)
+        Ok(())
     }
 
     /// Housekeeping before sending: lapsed claims back to the queue,
@@ -185,69 +266,6 @@ impl<'a> Dispatcher<'a> {
     /// (SQLite, under the send lock), so every claim is a dead one's.
     pub async fn recover(&self, alone: bool) -> Result<(u64, u64)> {
         Ok(self.store.reclaim_lapsed(Utc::now(), alone).await?)
-    }
-
-    /// Sends a claimed batch: the checks for the whole batch first, then
-    /// each message through mark → send → record, at most `window` at once.
-    /// A message is `sending` only while one of those `window` slots holds
-    /// it, so a crash leaves at most `window` uncertain.
-    async fn send_batch(
-        &mut self,
-        batch: &[Claimed],
-        stop: &Arc<AtomicBool>,
-        report: &mut (dyn FnMut(&Progress) + Send),
-    ) -> Result<Progress> {
-        let (mut progress, checked, ready) = self.check_batch(batch).await?;
-        self.store.record_deliveries(&checked).await?;
-        report(&progress);
-        let this: &Self = self;
-        // Rendering is the CPU work: done for the batch on every core
-        // before anything goes out; the sends then only wait on the network.
-        let ready: Vec<Rendered> = {
-            use rayon::prelude::*;
-            ready.into_par_iter().map(render).collect()
-        };
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        let writer = group_writer(this.store, &this.owner, rx);
-        let queue = Arc::new(std::sync::Mutex::new(ready.into_iter()));
-        let (tally_tx, mut tally_rx) = tokio::sync::mpsc::unbounded_channel();
-        let slots = async {
-            // Collected first, so that the originals are dropped and the
-            // writer and the counter end when the last slot does.
-            // Each slot is a task of its own, so that slots send (and the
-            // adapters encode) on every core.
-            let slots: Vec<_> = (0..this.window)
-                .map(|_| {
-                    tokio::spawn(slot(
-                        this.providers.clone(),
-                        queue.clone(),
-                        tx.clone(),
-                        tally_tx.clone(),
-                        stop.clone(),
-                    ))
-                })
-                .collect();
-            drop((tx, tally_tx));
-            futures::future::join_all(slots).await;
-        };
-        let senders = async {
-            while let Some((tally, channel, kind, seconds)) = tally_rx.recv().await {
-                if let Some(m) = &this.metrics {
-                    m.message(tally.outcome(), channel, &kind);
-                    m.send_latency(channel, seconds);
-                }
-                match tally {
-                    Tally::Sent => progress.sent += 1,
-                    Tally::Failed => progress.failed += 1,
-                    Tally::Retrying => progress.retrying += 1,
-                    Tally::FellThrough => progress.fell_through += 1,
-                }
-                report(&progress);
-            }
-        };
-        let (written, (), ()) = tokio::join!(writer, slots, senders);
-        written?;
-        Ok(progress)
     }
 
     /// What must not be sent now (expired, deferred, refused since
@@ -546,14 +564,21 @@ async fn group_writer(
     Ok(())
 }
 
+/// What the counter hears: a batch's checks, or one message's outcome
+/// (with its channel, kind and how long the send took).
+enum Count {
+    Checked(Progress),
+    Sent(Tally, Channel, String, f64),
+}
+
 /// One of `window` slots: takes messages from the queue one at a time.
 /// Recording a message's outcome and marking the next one `sending`
 /// share a transaction, so a slot never holds two `sending` at once.
 async fn slot(
     providers: Arc<Providers>,
-    queue: Arc<std::sync::Mutex<std::vec::IntoIter<Rendered>>>,
+    queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Rendered>>>,
     tx: tokio::sync::mpsc::UnboundedSender<Step>,
-    tallies: tokio::sync::mpsc::UnboundedSender<(Tally, Channel, String, f64)>,
+    counts: tokio::sync::mpsc::UnboundedSender<Count>,
     stop: Arc<AtomicBool>,
 ) {
     let mut done: Option<DeliveryUpdate> = None;
@@ -561,7 +586,21 @@ async fn slot(
         let next = if stop.load(Ordering::Relaxed) {
             None
         } else {
-            queue.lock().unwrap_or_else(|e| e.into_inner()).next()
+            let mut rx = queue.lock().await;
+            match rx.try_recv() {
+                Ok(r) => Some(r),
+                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    // The next batch is still being prepared: record the
+                    // last outcome now rather than when it comes.
+                    if let Some(update) = done.take() {
+                        drop(rx);
+                        step(&tx, Some(update), None).await;
+                        rx = queue.lock().await;
+                    }
+                    rx.recv().await
+                }
+            }
         };
         let Some(r) = next else { break };
         match step(&tx, done.take(), Some(r.claimed.id)).await {
@@ -572,7 +611,12 @@ async fn slot(
         let (channel, kind) = (r.claimed.channel, r.run.run.kind.clone());
         let started = std::time::Instant::now();
         let (update, tally) = send_one(&providers, r).await;
-        let _ = tallies.send((tally, channel, kind, started.elapsed().as_secs_f64()));
+        let _ = counts.send(Count::Sent(
+            tally,
+            channel,
+            kind,
+            started.elapsed().as_secs_f64(),
+        ));
         done = Some(update);
     }
     if let Some(update) = done {
