@@ -8,7 +8,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder, Transaction};
 
 use super::columns::{
     consent_column, prefixed_existing_columns, upsert_assignments, ClientColumns, ConsentLogEntry,
@@ -16,6 +16,7 @@ use super::columns::{
     DIFFERS,
 };
 use super::pg_copy::{self, CopyBinary};
+use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
@@ -58,22 +59,85 @@ async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), St
     Ok(())
 }
 
-/// PostgreSQL takes one statement with parameters per round trip: the
-/// dispatcher's group is written statement by statement.
+/// The dispatcher's group commit (outcomes, their events and archive
+/// records, the next marks) as one statement, its parts in `WITH`, run
+/// on its own: one round trip instead of nine. The archive's tail is
+/// remembered between groups; if another writer moved it, the archive's
+/// key refuses the statement. `None`: write the group the ordinary way
+/// (which reports an error that was not the tail's).
 async fn record_in_one_script(
-    _store: &PgStore,
-    _updates: &[super::runs::DeliveryUpdate],
-    _owner: &str,
-    _mark: &[i64],
-    _now: DateTime<Utc>,
+    store: &PgStore,
+    updates: &[DeliveryUpdate],
+    owner: &str,
+    mark: &[i64],
+    now: DateTime<Utc>,
 ) -> Result<Option<Vec<i64>>, StoreError> {
-    Ok(None)
+    let chained = if updates.iter().any(|u| u.archive.is_some()) {
+        Some(chain_archive(
+            guess_archive_tail(&store.archive_tail, &store.pool).await?,
+            updates,
+        ))
+    } else {
+        None
+    };
+    let events: Vec<&NewEvent> = updates.iter().filter_map(|u| u.event.as_ref()).collect();
+    let keys: Vec<Vec<u8>> = events.iter().map(|e| e.dedupe_key()).collect();
+    let events: Vec<(&NewEvent, &Vec<u8>)> = events.into_iter().zip(&keys).collect();
+
+    let mut qb = QueryBuilder::new("");
+    let mut parts = 0;
+    let mut part = |qb: &mut QueryBuilder<Postgres>| {
+        qb.push(if parts == 0 { "WITH " } else { "), " });
+        qb.push(format_args!("w{parts} AS ("));
+        parts += 1;
+    };
+    for chunk in updates.chunks(OUTCOMES_PER_UPDATE) {
+        part(&mut qb);
+        push_outcomes(&mut qb, chunk, now);
+    }
+    for bad in updates.iter().filter_map(|u| u.bad_address.as_ref()) {
+        part(&mut qb);
+        push_bad_address(&mut qb, bad, now);
+    }
+    if !events.is_empty() {
+        part(&mut qb);
+        push_events(&mut qb, &events, now);
+        part(&mut qb);
+        qb.push(BUMP_DATA_VERSION);
+    }
+    for chunk in chained
+        .iter()
+        .flat_map(|c| c.rows.chunks(ARCHIVE_ROWS_PER_INSERT))
+    {
+        part(&mut qb);
+        push_archive(&mut qb, chunk);
+    }
+    if parts > 0 {
+        qb.push(") ");
+    }
+    if mark.is_empty() {
+        qb.push("SELECT CAST(NULL AS BIGINT) WHERE false");
+    } else {
+        push_marks(&mut qb, owner, mark);
+    }
+    let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&store.pool).await;
+    store.archive_tail.settle(written.is_ok(), chained);
+    match written {
+        Ok(rows) => Ok(Some(rows.into_iter().map(|(id,)| id).collect())),
+        Err(e) => {
+            tracing::debug!(
+                "group commit as one statement refused ({e}); writing it statement by statement"
+            );
+            Ok(None)
+        }
+    }
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
+    archive_tail: ArchiveTail,
 }
 
 impl PgStore {
@@ -84,7 +148,10 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            archive_tail: ArchiveTail::default(),
+        })
     }
 }
 
@@ -609,34 +676,10 @@ async fn insert_events_in(
         .zip(&keys)
         .filter(|(e, _)| known.contains(e.client_id.as_str()))
         .collect();
-    let col =
-        |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
-    let stored: Vec<(Vec<u8>,)> = sqlx::query_as(
-        "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
-         run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
-         SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                source, details::jsonb, dedupe_key, $12, purpose \
-         FROM UNNEST($1::text[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], \
-                     $7::bigint[], $8::bigint[], $9::text[], $10::text[], $11::bytea[], $13::text[]) \
-           AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
-                source, details, dedupe_key, purpose) \
-         ON CONFLICT (dedupe_key) DO NOTHING RETURNING dedupe_key",
-    )
-    .bind(col(|e| Some(e.client_id.to_string())))
-    .bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
-    .bind(col(|e| Some(e.kind.as_str().to_owned())))
-    .bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
-    .bind(col(|e| e.campaign.clone()))
-    .bind(col(|e| e.campaign_kind.clone()))
-    .bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
-    .bind(col(|e| Some(e.source.clone())))
-    .bind(col(|e| Some(e.details.to_string())))
-    .bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
-    .bind(Utc::now())
-    .bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
-    .fetch_all(&mut **tx)
-    .await?;
+    let mut qb = QueryBuilder::new("");
+    push_events(&mut qb, &rows, Utc::now());
+    qb.push(" RETURNING dedupe_key");
+    let stored: Vec<(Vec<u8>,)> = qb.build_query_as().fetch_all(&mut **tx).await?;
     if !stored.is_empty() {
         sqlx::query(BUMP_DATA_VERSION).execute(&mut **tx).await?;
     }
@@ -646,4 +689,49 @@ async fn insert_events_in(
         &known,
         stored.into_iter().map(|(k,)| k).collect(),
     ))
+}
+
+/// An INSERT of events, each with its dedupe key, as one array per column;
+/// a duplicate is skipped.
+fn push_events(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    rows: &[(&NewEvent, &Vec<u8>)],
+    now: DateTime<Utc>,
+) {
+    let col =
+        |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
+    qb.push(
+        "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
+         run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
+         SELECT client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, delivery_id, \
+                source, details::jsonb, dedupe_key, ",
+    );
+    qb.push_bind(now).push(", purpose FROM UNNEST(");
+    qb.push_bind(col(|e| Some(e.client_id.to_string())))
+        .push("::text[], ")
+        .push_bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
+        .push("::timestamptz[], ")
+        .push_bind(col(|e| Some(e.kind.as_str().to_owned())))
+        .push("::text[], ")
+        .push_bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
+        .push("::text[], ")
+        .push_bind(col(|e| e.campaign.clone()))
+        .push("::text[], ")
+        .push_bind(col(|e| e.campaign_kind.clone()))
+        .push("::text[], ")
+        .push_bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
+        .push("::bigint[], ")
+        .push_bind(col(|e| Some(e.source.clone())))
+        .push("::text[], ")
+        .push_bind(col(|e| Some(e.details.to_string())))
+        .push("::text[], ")
+        .push_bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
+        .push("::bytea[], ")
+        .push_bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
+        .push(
+            "::text[]) AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, \
+             delivery_id, source, details, dedupe_key, purpose) ON CONFLICT (dedupe_key) DO NOTHING",
+        );
 }

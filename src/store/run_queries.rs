@@ -338,19 +338,17 @@ macro_rules! run_queries {
                 if let Some(marked) = record_in_one_script(self, updates, owner, mark, now).await? {
                     return Ok(marked);
                 }
-                let mut tx = begin_write(&self.pool).await?;
-                if !updates.is_empty() {
-                    record_in(&mut tx, updates, now).await?;
+                // Another writer's one-statement group may take the
+                // archive's next seq between our reading the tail and
+                // writing after it (PostgreSQL): the key refuses ours, and
+                // we try again on the new tail.
+                let mut tries = 0;
+                loop {
+                    match record_and_mark_in_tx(&self.pool, updates, owner, mark, now).await {
+                        Err(e) if tries < 5 && archive_seq_taken(&e) => tries += 1,
+                        written => return written,
+                    }
                 }
-                let mut marked = Vec::new();
-                if !mark.is_empty() {
-                    let mut qb = sqlx::QueryBuilder::new("");
-                    push_marks(&mut qb, owner, mark);
-                    let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                    marked = rows.into_iter().map(|(id,)| id).collect();
-                }
-                tx.commit().await?;
-                Ok(marked)
             }
 
             async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
@@ -683,6 +681,34 @@ macro_rules! run_queries {
             }
         }
 
+        /// Records the outcomes and marks the next deliveries in one
+        /// transaction, statement by statement.
+        async fn record_and_mark_in_tx(
+            pool: &sqlx::Pool<$db>,
+            updates: &[super::runs::DeliveryUpdate],
+            owner: &str,
+            mark: &[i64],
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Vec<i64>, super::StoreError> {
+            let mut tx = begin_write(pool).await?;
+            if !updates.is_empty() {
+                record_in(&mut tx, updates, now).await?;
+            }
+            let mut marked = Vec::new();
+            if !mark.is_empty() {
+                let mut qb = sqlx::QueryBuilder::new("");
+                push_marks(&mut qb, owner, mark);
+                let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                marked = rows.into_iter().map(|(id,)| id).collect();
+            }
+            tx.commit().await?;
+            Ok(marked)
+        }
+
+        fn archive_seq_taken(e: &super::StoreError) -> bool {
+            matches!(e, super::StoreError::Database(sqlx::Error::Database(d)) if d.constraint() == Some("archive_pkey"))
+        }
+
         /// Records outcomes, their events, bad addresses and archive records
         /// within `tx`.
         async fn record_in(
@@ -726,6 +752,22 @@ macro_rules! run_queries {
                 }
             }
             Ok(())
+        }
+
+        /// The archive's tail as remembered, or as stored (read outside any
+        /// lock: a guess either way).
+        async fn guess_archive_tail(
+            tail: &super::runs::ArchiveTail,
+            pool: &sqlx::Pool<$db>,
+        ) -> Result<(i64, String), super::StoreError> {
+            if let Some(tail) = tail.known() {
+                return Ok(tail);
+            }
+            let stored: Option<(i64, String)> =
+                sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(stored.unwrap_or((0, super::runs::ARCHIVE_GENESIS.to_owned())))
         }
 
         /// Outcomes per UPDATE: nine values each.

@@ -466,6 +466,29 @@ pub struct ChainedArchive<'a> {
     pub tail: (i64, String),
 }
 
+/// The archive's last seq and hash as a store last wrote them: a guess
+/// that saves reading them under a lock for every group. The archive's key
+/// checks it: a write chained on a stale tail is refused.
+#[derive(Default)]
+pub struct ArchiveTail(std::sync::Mutex<Option<(i64, String)>>);
+
+impl ArchiveTail {
+    pub fn known(&self) -> Option<(i64, String)> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// After a write: remember where it left the chain, or forget a tail
+    /// that may have been stale.
+    pub fn settle(&self, written: bool, chained: Option<ChainedArchive<'_>>) {
+        let mut tail = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match (written, chained) {
+            (true, Some(c)) => *tail = Some(c.tail),
+            (true, None) => {}
+            (false, _) => *tail = None,
+        }
+    }
+}
+
 pub fn chain_archive(tail: (i64, String), updates: &[DeliveryUpdate]) -> ChainedArchive<'_> {
     let (mut seq, mut prev) = tail;
     let mut rows = Vec::new();

@@ -14,7 +14,7 @@ use super::columns::{
     ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
     DIFFERS,
 };
-use super::runs::{chain_archive, DeliveryUpdate, ARCHIVE_GENESIS};
+use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
 use super::{
@@ -88,9 +88,7 @@ const ROWS_PER_INSERT: usize = 500;
 
 pub struct SqliteStore {
     pool: SqlitePool,
-    /// The archive's last seq and hash as this store last wrote them: a
-    /// guess, checked by the archive's key (see `record_in_one_script`).
-    archive_tail: std::sync::Mutex<Option<(i64, String)>>,
+    archive_tail: ArchiveTail,
 }
 
 impl SqliteStore {
@@ -119,7 +117,7 @@ impl SqliteStore {
         MIGRATOR.run(&pool).await?;
         Ok(Self {
             pool,
-            archive_tail: std::sync::Mutex::new(None),
+            archive_tail: ArchiveTail::default(),
         })
     }
 }
@@ -505,19 +503,10 @@ async fn record_in_one_script(
     now: DateTime<Utc>,
 ) -> Result<Option<Vec<i64>>, StoreError> {
     let chained = if updates.iter().any(|u| u.archive.is_some()) {
-        let known = store
-            .archive_tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let tail = match known {
-            Some(tail) => tail,
-            None => sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
-                .fetch_optional(&store.pool)
-                .await?
-                .unwrap_or((0, ARCHIVE_GENESIS.to_owned())),
-        };
-        Some(chain_archive(tail, updates))
+        Some(chain_archive(
+            guess_archive_tail(&store.archive_tail, &store.pool).await?,
+            updates,
+        ))
     } else {
         None
     };
@@ -556,14 +545,7 @@ async fn record_in_one_script(
 
     let mut conn = store.pool.acquire().await?;
     let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&mut *conn).await;
-    {
-        let mut tail = store.archive_tail.lock().unwrap_or_else(|e| e.into_inner());
-        match (&written, chained) {
-            (Ok(_), Some(c)) => *tail = Some(c.tail),
-            (Ok(_), None) => {}
-            (Err(_), _) => *tail = None,
-        }
-    }
+    store.archive_tail.settle(written.is_ok(), chained);
     match written {
         Ok(rows) => Ok(Some(rows.into_iter().map(|(id,)| id).collect())),
         Err(e) => {
