@@ -106,6 +106,10 @@ impl SqliteStore {
             // journal; in a temporary file that cost an import a third of
             // its time in write calls.
             .pragma("temp_store", "memory")
+            // Checkpoints every 40 MB of WAL rather than 4 MB: a send
+            // commits thousands of small groups, and each checkpoint
+            // copies and syncs what they wrote.
+            .pragma("wal_autocheckpoint", "10000")
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
