@@ -18,7 +18,7 @@ use super::columns::{
 use super::pg_copy::{self, CopyBinary};
 use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
-use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
+use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
@@ -262,7 +262,7 @@ impl BatchWriter for Postgres {
     type Stream = CopyStream;
 
     fn open_stream(tx: Transaction<'static, Postgres>) -> CopyStream {
-        CopyStream::open(tx)
+        LoadTask::spawn(|queued| stream_copy(tx, queued))
     }
 
     async fn send_new(
@@ -434,40 +434,7 @@ fn copy_rows<'w>(
 
 /// One COPY that takes the rows of many batches while the import reads
 /// on: the server stores one batch while the next is parsed and encoded.
-/// It runs in a task of its own that owns the transaction and hands it
-/// back when the COPY ends.
-pub struct CopyStream {
-    rows: tokio::sync::mpsc::Sender<Vec<u8>>,
-    task: tokio::task::JoinHandle<Result<Transaction<'static, Postgres>, StoreError>>,
-}
-
-impl CopyStream {
-    fn open(tx: Transaction<'static, Postgres>) -> Self {
-        // Two batches queued: enough to keep the server busy, little memory.
-        let (rows, queued) = tokio::sync::mpsc::channel(2);
-        Self {
-            rows,
-            task: tokio::spawn(stream_copy(tx, queued)),
-        }
-    }
-
-    async fn send(&mut self, rows: Vec<u8>) -> Result<(), StoreError> {
-        if self.rows.send(rows).await.is_ok() {
-            return Ok(());
-        }
-        // The COPY ended early: its error says why. The stream is spent.
-        (&mut self.task).await.map_err(stopped)?.map(|_| ())
-    }
-
-    async fn close(self) -> Result<Transaction<'static, Postgres>, StoreError> {
-        drop(self.rows);
-        self.task.await.map_err(stopped)?
-    }
-}
-
-fn stopped(e: tokio::task::JoinError) -> StoreError {
-    StoreError::Stopped(e.to_string())
-}
+pub type CopyStream = LoadTask<Vec<u8>, Transaction<'static, Postgres>>;
 
 async fn stream_copy(
     mut tx: Transaction<'static, Postgres>,

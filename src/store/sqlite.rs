@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, NaiveDate, SecondsFormat, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::Arguments;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool, Transaction};
 
 use super::columns::{
@@ -16,7 +19,7 @@ use super::columns::{
 };
 use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
-use super::writer::{BatchWriter, PooledWriter, ANY_CLIENT};
+use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
 use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
@@ -64,15 +67,6 @@ async fn lock_archive(_tx: &mut sqlx::Transaction<'_, Sqlite>) -> Result<(), Sto
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// Whether a batch's ids are known to be absent from the store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Ids {
-    /// Look each one up.
-    Unknown,
-    /// None is stored: every row is new.
-    AllNew,
-}
 
 /// A bulk load into an empty table drops the phone index and builds it at
 /// the end: a million random keys inserted one by one cost 6.7 s, the
@@ -229,26 +223,38 @@ impl BatchWriter for Sqlite {
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        write_batch(conn, batch, at, Ids::Unknown).await
+        write_batch(conn, batch, at).await
     }
 
-    /// SQLite's bulk path is its ordinary one, without the lookups.
-    type Stream = Transaction<'static, Sqlite>;
+    type Stream = LoadStream;
 
-    fn open_stream(tx: Transaction<'static, Sqlite>) -> Self::Stream {
-        tx
+    fn open_stream(tx: Transaction<'static, Sqlite>) -> LoadStream {
+        LoadTask::spawn(|queued| run_loads(tx, queued))
     }
 
+    /// New rows are plain inserts. OR FAIL: a failed statement fails the
+    /// whole import's transaction anyway, so SQLite need not journal each
+    /// statement to undo it alone.
     async fn send_new(
-        tx: &mut Self::Stream,
+        stream: &mut LoadStream,
         batch: &[ClientRecord],
         at: DateTime<Utc>,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        write_batch(tx, batch, at, Ids::AllNew).await
+        let plan = plan_new(batch, at);
+        for chunk in plan.writes.chunks(CLIENT_ROWS_PER_INSERT) {
+            let sql = client_insert("INSERT OR FAIL", chunk.len(), "");
+            stream
+                .send(Load::Rows(sql, client_args(chunk, at)?))
+                .await?;
+        }
+        if !plan.log.is_empty() {
+            stream.send(Load::Log(plan.log)).await?;
+        }
+        Ok(plan.outcomes)
     }
 
-    async fn close_stream(tx: Self::Stream) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(tx)
+    async fn close_stream(stream: LoadStream) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        stream.close().await
     }
 
     async fn begin_bulk(conn: &mut SqliteConnection) -> Result<bool, StoreError> {
@@ -275,16 +281,10 @@ async fn write_batch(
     conn: &mut SqliteConnection,
     batch: &[ClientRecord],
     at: DateTime<Utc>,
-    ids: Ids,
 ) -> Result<Vec<RowOutcome>, StoreError> {
-    let plan = match ids {
-        Ids::AllNew => plan_new(batch, at),
-        Ids::Unknown => {
-            let (existing, new_ids) = stored_state(conn, batch).await?;
-            plan(batch, existing, &new_ids, at)
-        }
-    };
-    upsert_clients(conn, &plan.writes, at, ids).await?;
+    let (existing, new_ids) = stored_state(conn, batch).await?;
+    let plan = plan(batch, existing, &new_ids, at);
+    upsert_clients(conn, &plan.writes, at).await?;
     insert_consent_log(conn, &plan.log).await?;
     if !plan.writes.is_empty() {
         sqlx::query(BUMP_DATA_VERSION).execute(&mut *conn).await?;
@@ -392,69 +392,106 @@ async fn upsert_clients(
     conn: &mut SqliteConnection,
     writes: &[RowWrite<'_>],
     at: DateTime<Utc>,
-    ids: Ids,
 ) -> Result<(), StoreError> {
-    // Rows known new are plain inserts. OR FAIL: a failed statement fails
-    // the whole import's transaction anyway, so SQLite need not journal
-    // each statement to undo it alone.
-    let (verb, tail) = match ids {
-        Ids::AllNew => ("INSERT OR FAIL", String::new()),
-        Ids::Unknown => (
-            "INSERT",
-            format!(" ON CONFLICT (id) DO UPDATE SET {}", upsert_assignments()),
-        ),
-    };
-    let head = format!("{verb} INTO clients ({}) ", CLIENT_COLUMNS.join(", "));
+    let tail = format!(" ON CONFLICT (id) DO UPDATE SET {}", upsert_assignments());
     for chunk in writes.chunks(CLIENT_ROWS_PER_INSERT) {
-        client_rows(&head, &tail, chunk, at)
-            .build()
+        let sql = client_insert("INSERT", chunk.len(), &tail);
+        sqlx::query_with(&sql, client_args(chunk, at)?)
             .execute(&mut *conn)
             .await?;
     }
     Ok(())
 }
 
-/// One multi-row INSERT of client rows, `head` and `tail` around its values.
-fn client_rows<'a>(
-    head: &str,
-    tail: &str,
-    chunk: &'a [RowWrite<'a>],
+/// `verb INTO clients (…) VALUES (?, …), …` for `rows` rows, then `tail`.
+fn client_insert(verb: &str, rows: usize, tail: &str) -> String {
+    let row = format!("({})", vec!["?"; CLIENT_COLUMNS.len()].join(", "));
+    format!(
+        "{verb} INTO clients ({}) VALUES {}{tail}",
+        CLIENT_COLUMNS.join(", "),
+        vec![row; rows].join(", ")
+    )
+}
+
+/// The values of [`client_insert`]'s rows, owned: a bulk load's statements
+/// are run by a task of their own.
+fn client_args(
+    chunk: &[RowWrite<'_>],
     at: DateTime<Utc>,
-) -> QueryBuilder<'a, Sqlite> {
+) -> Result<SqliteArguments<'static>, StoreError> {
     let now = sqlite_time(at);
     let time = |t: DateTime<Utc>| if t == at { now.clone() } else { sqlite_time(t) };
-    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(head);
-    qb.push_values(chunk, |mut b, w| {
+    let mut args = SqliteArguments::default();
+    for w in chunk {
         let c = w.client;
-        b.push_bind(c.id.as_str())
-            .push_bind(c.name.as_str())
-            .push_bind(c.email.as_ref().map(|e| e.as_str()))
-            .push_bind(c.phone.as_ref().map(|p| p.as_str()))
-            .push_bind(c.branch.as_deref())
-            .push_bind(c.advisor.as_deref())
-            .push_bind(c.investor_type.as_str())
-            .push_bind(c.risk_level.map(|l| i16::from(l.number())))
-            .push_bind(c.risk_assessed_on.map(sqlite_date))
-            .push_bind(c.lowest_risk_category)
-            .push_bind(c.assets.map(|a| a.fen()))
-            .push_bind(c.tags.join(";"))
-            .push_bind(join_codes(&c.holdings))
-            .push_bind(join_codes(&c.watchlist))
-            .push_bind(c.birthday.map(sqlite_date))
-            .push_bind(c.opened_on.map(sqlite_date))
-            .push_bind(c.last_trade_on.map(sqlite_date))
-            .push_bind(serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        put(&mut args, c.id.as_str().to_owned())?;
+        put(&mut args, c.name.clone())?;
+        put(&mut args, owned(c.email.as_ref().map(|e| e.as_str())))?;
+        put(&mut args, owned(c.phone.as_ref().map(|p| p.as_str())))?;
+        put(&mut args, c.branch.clone())?;
+        put(&mut args, c.advisor.clone())?;
+        put(&mut args, c.investor_type.as_str())?;
+        put(&mut args, c.risk_level.map(|l| i16::from(l.number())))?;
+        put(&mut args, c.risk_assessed_on.map(sqlite_date))?;
+        put(&mut args, c.lowest_risk_category)?;
+        put(&mut args, c.assets.map(|a| a.fen()))?;
+        put(&mut args, c.tags.join(";"))?;
+        put(&mut args, join_codes(&c.holdings))?;
+        put(&mut args, join_codes(&c.watchlist))?;
+        put(&mut args, c.birthday.map(sqlite_date))?;
+        put(&mut args, c.opened_on.map(sqlite_date))?;
+        put(&mut args, c.last_trade_on.map(sqlite_date))?;
+        let attributes = serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into());
+        put(&mut args, attributes)?;
         for state in &w.consents {
-            b.push_bind(state.granted)
-                .push_bind(state.source.as_str())
-                .push_bind(time(state.at));
+            put(&mut args, state.granted)?;
+            put(&mut args, state.source.as_str())?;
+            put(&mut args, time(state.at))?;
         }
-        b.push_bind(w.hash.as_slice())
-            .push_bind(now.clone())
-            .push_bind(now.clone());
-    });
-    qb.push(tail);
-    qb
+        put(&mut args, w.hash.to_vec())?;
+        put(&mut args, now.clone())?;
+        put(&mut args, now.clone())?;
+    }
+    Ok(args)
+}
+
+fn put<T>(args: &mut SqliteArguments<'static>, value: T) -> Result<(), StoreError>
+where
+    T: sqlx::Encode<'static, Sqlite> + sqlx::Type<Sqlite> + 'static,
+{
+    args.add(value)
+        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e)))
+}
+
+/// What a bulk load's task runs: client rows, or consent history.
+pub enum Load {
+    Rows(String, SqliteArguments<'static>),
+    Log(Vec<ConsentLogEntry>),
+}
+
+/// A bulk load's statements, run by a task of their own: SQLite stores one
+/// statement's rows while herald plans and binds the next.
+pub type LoadStream = LoadTask<Load, Transaction<'static, Sqlite>>;
+
+async fn run_loads(
+    mut tx: Transaction<'static, Sqlite>,
+    mut queued: tokio::sync::mpsc::Receiver<Load>,
+) -> Result<Transaction<'static, Sqlite>, StoreError> {
+    let mut any = false;
+    while let Some(load) = queued.recv().await {
+        match load {
+            Load::Rows(sql, args) => {
+                sqlx::query_with(&sql, args).execute(&mut *tx).await?;
+                any = true;
+            }
+            Load::Log(log) => insert_consent_log(&mut tx, &log).await?,
+        }
+    }
+    if any {
+        sqlx::query(BUMP_DATA_VERSION).execute(&mut *tx).await?;
+    }
+    Ok(tx)
 }
 
 /// Stores events within `tx`: each reported as stored, duplicate or refused

@@ -213,3 +213,43 @@ impl<DB: BatchWriter> PooledWriter<DB> {
         }
     }
 }
+
+/// A task that owns a bulk load's transaction and takes the load's work
+/// through a channel of two, so that the database stores one piece while
+/// herald prepares the next; it hands the transaction back at the end.
+pub struct LoadTask<Item, Tx> {
+    items: tokio::sync::mpsc::Sender<Item>,
+    task: tokio::task::JoinHandle<Result<Tx, StoreError>>,
+}
+
+impl<Item: Send + 'static, Tx: Send + 'static> LoadTask<Item, Tx> {
+    /// `run` takes the queued items until the channel closes.
+    pub fn spawn<F>(run: impl FnOnce(tokio::sync::mpsc::Receiver<Item>) -> F) -> Self
+    where
+        F: std::future::Future<Output = Result<Tx, StoreError>> + Send + 'static,
+    {
+        let (items, queued) = tokio::sync::mpsc::channel(2);
+        Self {
+            items,
+            task: tokio::spawn(run(queued)),
+        }
+    }
+
+    pub async fn send(&mut self, item: Item) -> Result<(), StoreError> {
+        if self.items.send(item).await.is_ok() {
+            return Ok(());
+        }
+        // The task stopped at what the database refused: its error says
+        // why. The load is spent.
+        (&mut self.task).await.map_err(stopped)?.map(|_| ())
+    }
+
+    pub async fn close(self) -> Result<Tx, StoreError> {
+        drop(self.items);
+        self.task.await.map_err(stopped)?
+    }
+}
+
+fn stopped(e: tokio::task::JoinError) -> StoreError {
+    StoreError::Stopped(e.to_string())
+}
