@@ -250,6 +250,9 @@ impl Store for PgStore {
 #[async_trait]
 impl BatchWriter for Postgres {
     const BEGIN: &'static str = "BEGIN";
+    /// Each commit drains the COPY and waits for the WAL flush: at 20,000
+    /// rows a million-row load spent a tenth of its time there.
+    const ROWS_PER_COMMIT: usize = 100_000;
 
     async fn write_batch(
         conn: &mut PgConnection,

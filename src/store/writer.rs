@@ -1,6 +1,6 @@
 //! The client writer both backends share: batches go into one transaction
-//! that is committed every [`COMMIT_EVERY`] rows (or only at the end, for an
-//! atomic import). Committing per batch would spend more time in commits and
+//! that is committed every [`BatchWriter::ROWS_PER_COMMIT`] rows (or only
+//! at the end, for an atomic import). Committing per batch would spend more time in commits and
 //! WAL checkpoints than in writing rows.
 //!
 //! An import into an empty table (the first load of a firm's clients) is a
@@ -19,10 +19,6 @@ use sqlx::{Database, Pool, Transaction};
 use super::{ClientWriter, RowOutcome, StoreError};
 use crate::client::ClientRecord;
 
-/// Rows per transaction for a non-atomic import. A crash loses at most this
-/// much progress, which re-running the import repeats harmlessly.
-pub const COMMIT_EVERY: usize = 20_000;
-
 /// How a backend writes one batch inside a transaction.
 #[async_trait]
 pub trait BatchWriter: Database {
@@ -30,6 +26,10 @@ pub trait BatchWriter: Database {
     /// (`BEGIN IMMEDIATE`), or a concurrent writer makes the batch fail
     /// instead of wait.
     const BEGIN: &'static str;
+
+    /// Rows per transaction for a non-atomic import. A crash loses at most
+    /// this much progress, which re-running the import repeats harmlessly.
+    const ROWS_PER_COMMIT: usize;
 
     /// Whether the clients table is empty; if it is, the backend may drop
     /// indexes it builds faster afterwards than row by row.
@@ -148,7 +148,7 @@ impl<DB: BatchWriter> ClientWriter for PooledWriter<DB> {
             DB::write_batch(self.tx().await?, batch, at).await?
         };
         self.rows_in_tx += batch.len();
-        if !self.atomic && self.rows_in_tx >= COMMIT_EVERY {
+        if !self.atomic && self.rows_in_tx >= DB::ROWS_PER_COMMIT {
             if let Some(tx) = self.take_tx().await? {
                 tx.commit().await?;
             }
