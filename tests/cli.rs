@@ -62,6 +62,28 @@ fn an_import_with_bad_rows_exits_2_and_names_line_and_field() {
 }
 
 #[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.csv"), MIXED).unwrap();
+    herald(dir.path(), &["import", "clients", "c.csv"]);
+    // `herald clients show 000001 | head -0`: the reader is gone before
+    // herald writes.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["clients", "show", "000001"])
+        .current_dir(dir.path())
+        .env_remove("HERALD_DATABASE_URL")
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+}
+
+#[test]
 fn strict_writes_nothing_and_fails_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.csv"), MIXED).unwrap();

@@ -27,10 +27,10 @@ pub async fn audit(args: AuditArgs, store: &dyn Store) -> Result<ExitCode> {
     if args.json {
         print_json(&entries)?;
     } else if entries.is_empty() {
-        println!("the audit log is empty");
+        say!("the audit log is empty");
     } else {
         for e in entries {
-            println!(
+            say!(
                 "{}  {:<16} {:<18} {}  {}",
                 e.at.format("%Y-%m-%d %H:%M:%S UTC"),
                 e.actor,
@@ -74,12 +74,12 @@ pub async fn run(cmd: ArchiveCommand, store: &dyn Store) -> Result<ExitCode> {
             if json {
                 print_json(&report)?;
             } else if let Some(b) = &report.broken {
-                println!(
+                say!(
                     "archive BROKEN at record {} (delivery {}): {}; {} records before it are intact",
                     b.seq, b.delivery_id, b.problem, report.intact
                 );
             } else {
-                println!("archive intact: {} records, chain verified", report.intact);
+                say!("archive intact: {} records, chain verified", report.intact);
             }
             Ok(if report.broken.is_none() {
                 ExitCode::SUCCESS
@@ -110,41 +110,41 @@ async fn show(
         return Ok(ExitCode::SUCCESS);
     }
     let m = &body["message"];
-    println!(
+    say!(
         "delivery {} · run {} ({}/{})",
         record.delivery_id,
         record.run_id,
         body["run"]["campaign"].as_str().unwrap_or(""),
         body["run"]["key"].as_str().unwrap_or("")
     );
-    println!(
+    say!(
         "sent      {}",
         record.archived_at.format("%Y-%m-%d %H:%M:%S UTC")
     );
-    println!(
+    say!(
         "client    {} · {} {}",
         record.client_id,
         body["channel"].as_str().unwrap_or(""),
         body["address"].as_str().unwrap_or("")
     );
-    println!("provider  {}", body["provider_id"].as_str().unwrap_or(""));
-    println!(
+    say!("provider  {}", body["provider_id"].as_str().unwrap_or(""));
+    say!(
         "approved  {}",
         body["approved_by"]
             .as_str()
             .unwrap_or("(no approval required)")
     );
-    println!("decision  {}", body["decision"]);
-    println!("consent   {}", body["consent_at_send"]);
+    say!("decision  {}", body["decision"]);
+    say!("consent   {}", body["consent_at_send"]);
     if let Some(subject) = m["subject"].as_str() {
-        println!("subject   {subject}");
-        println!("\n{}", m["text"].as_str().unwrap_or(""));
+        say!("subject   {subject}");
+        say!("\n{}", m["text"].as_str().unwrap_or(""));
     } else if let Some(text) = m["text"].as_str() {
-        println!("\n{text}");
+        say!("\n{text}");
     } else {
-        println!("template  {} {}", m["code"], m["params"]);
+        say!("template  {} {}", m["code"], m["params"]);
     }
-    println!("\nrecord {} · hash {}", record.seq, record.hash);
+    say!("\nrecord {} · hash {}", record.seq, record.hash);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -319,7 +319,7 @@ async fn render(name: &str, count: u64, json: bool, config: &Config) -> Result<E
     if json {
         print_json(&figures)?;
     } else {
-        println!(
+        say!(
             "rendered {} complete emails ({}) in {:.2} s on {} threads: {:.0} emails/s, {} bytes on average ({} of it HTML)",
             figures.clients,
             figures.campaign,
@@ -381,7 +381,7 @@ async fn plan(
     if json {
         print_json(&figures)?;
     } else {
-        println!(
+        say!(
             "planned {} on {} ({} clients): {} selected, {} deliveries, {} suppressed in {:.2} s; \
              reference insert of {} rows {:.2} s; ratio {:.2}",
             figures.campaign,
@@ -491,7 +491,7 @@ async fn send(
     if json {
         print_json(&figures)?;
     } else {
-        println!(
+        say!(
             "sent {} {} messages ({} failed) in {:.2} s with {} in flight: {:.0} messages/s, {} bytes on average",
             figures.messages,
             figures.channel,

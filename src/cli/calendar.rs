@@ -44,9 +44,9 @@ pub fn run(cmd: CalendarCommand, config: &Config) -> Result<ExitCode> {
         CalendarCommand::Check { date, json } => {
             let day = calendar.day(date)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&day)?);
+                say!("{}", serde_json::to_string_pretty(&day)?);
             } else {
-                println!("{}", describe(&day));
+                say!("{}", describe(&day));
             }
             Ok(if day.trading {
                 ExitCode::SUCCESS
@@ -64,10 +64,10 @@ pub fn run(cmd: CalendarCommand, config: &Config) -> Result<ExitCode> {
                     "from": from,
                     "trading_days": days,
                 });
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                say!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for d in days {
-                    println!("{} {}", d, d.format("%a"));
+                    say!("{} {}", d, d.format("%a"));
                 }
             }
             Ok(ExitCode::SUCCESS)

@@ -128,13 +128,13 @@ fn print_reports(reports: &[Report]) {
             (0, w) => format!("ok, {w} warning(s)"),
             (e, _) => format!("{e} error(s)"),
         };
-        println!("{}: {verdict}", r.campaign);
+        say!("{}: {verdict}", r.campaign);
         for p in &r.problems {
-            println!("  {p}");
+            say!("  {p}");
         }
     }
     let errors: usize = reports.iter().map(Report::errors).sum();
-    println!("{} campaign(s) checked, {errors} error(s)", reports.len());
+    say!("{} campaign(s) checked, {errors} error(s)", reports.len());
 }
 
 /// What a preview shows, for people and for `--json`.
@@ -288,7 +288,7 @@ fn write_html(file: &Path, html: &str) -> Result<()> {
 
 fn print_preview(p: &Preview, prepared: &Prepared) {
     let c = &prepared.campaign;
-    println!(
+    say!(
         "campaign {} ({}, {}) · client {} · {}",
         c.name,
         c.kind,
@@ -297,28 +297,28 @@ fn print_preview(p: &Preview, prepared: &Prepared) {
         p.channel
     );
     if let Some(note) = &p.not_sent {
-        println!("NOTE: {note}");
+        say!("NOTE: {note}");
     }
-    println!("To: {}", p.to);
+    say!("To: {}", p.to);
     if let Some(email) = &p.email {
-        println!("Subject: {}", email.subject);
-        println!();
-        print!("{}", email.text);
+        say!("Subject: {}", email.subject);
+        say!();
+        say!("{}", email.text.trim_end_matches('\n'));
         if let Some(file) = &p.html_file {
-            println!();
-            println!("HTML ({} bytes): {}", email.html.len(), file.display());
+            say!();
+            say!("HTML ({} bytes): {}", email.html.len(), file.display());
         }
     }
     if let Some(sms) = &p.sms {
-        println!("{}", describe_sms(&sms.measure));
+        say!("{}", describe_sms(&sms.measure));
         if sms.measure.segments > c.sms_max_segments {
-            println!(
+            say!(
                 "NOTE: over the campaign's cap of {} segment(s): `herald campaigns validate` refuses it; shorten sms.hbs or raise sms_max_segments",
                 c.sms_max_segments
             );
         }
-        println!();
-        println!("{}", sms.text);
+        say!();
+        say!("{}", sms.text);
     }
 }
 

@@ -70,7 +70,7 @@ pub async fn run(cmd: ChannelsCommand, config: &Config) -> Result<ExitCode> {
         print_json(&results)?;
     } else {
         for r in &results {
-            println!(
+            say!(
                 "{:<12} {:<5} {:<28} {}",
                 r.provider,
                 r.channel.as_str(),

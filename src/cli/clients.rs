@@ -70,53 +70,53 @@ fn or_dash<T: ToString>(v: &Option<T>) -> String {
 fn print_view(v: &ClientView, config: &Config) {
     let c = &v.client.client;
     let tz = config.timezone;
-    println!("{} {}", c.id, c.name);
-    println!(
+    say!("{} {}", c.id, c.name);
+    say!(
         "  email          {}",
         or_dash(&c.email.as_ref().map(|e| e.as_str()))
     );
-    println!(
+    say!(
         "  phone          {}",
         or_dash(&c.phone.as_ref().map(|p| p.as_str()))
     );
-    println!("  branch         {}", or_dash(&c.branch));
-    println!("  advisor        {}", or_dash(&c.advisor));
-    println!("  investor type  {}", c.investor_type);
+    say!("  branch         {}", or_dash(&c.branch));
+    say!("  advisor        {}", or_dash(&c.advisor));
+    say!("  investor type  {}", c.investor_type);
     let validity = match (c.risk_assessed_on, v.risk_assessment_valid) {
         (None, _) => "never assessed".to_owned(),
         (Some(on), true) => format!("assessed {on}, valid"),
         (Some(on), false) => format!("assessed {on}, EXPIRED"),
     };
-    println!("  risk level     {} ({validity})", or_dash(&c.risk_level));
+    say!("  risk level     {} ({validity})", or_dash(&c.risk_level));
     if c.lowest_risk_category {
-        println!("                 lowest risk category (R1 products only)");
+        say!("                 lowest risk category (R1 products only)");
     }
-    println!(
+    say!(
         "  assets         {}",
         c.assets.map_or("-".to_owned(), |a| format!("¥{a}"))
     );
-    println!(
+    say!(
         "  holdings       {}",
         crate::client::join_codes(&c.holdings)
     );
-    println!(
+    say!(
         "  watchlist      {}",
         crate::client::join_codes(&c.watchlist)
     );
-    println!("  tags           {}", c.tags.join(";"));
-    println!("  birthday       {}", or_dash(&c.birthday));
-    println!("  opened on      {}", or_dash(&c.opened_on));
-    println!("  last trade on  {}", or_dash(&c.last_trade_on));
+    say!("  tags           {}", c.tags.join(";"));
+    say!("  birthday       {}", or_dash(&c.birthday));
+    say!("  opened on      {}", or_dash(&c.opened_on));
+    say!("  last trade on  {}", or_dash(&c.last_trade_on));
     for (k, val) in &c.attributes {
-        println!(
+        say!(
             "  {k:<14} {}",
             val.as_str().map_or_else(|| val.to_string(), str::to_owned)
         );
     }
-    println!("consents");
+    say!("consents");
     for scope in ConsentScope::ALL {
         let s = v.client.consent(scope);
-        println!(
+        say!(
             "  {:<23}{:<9} {} at {}",
             scope.as_str(),
             if s.granted { "granted" } else { "refused" },
@@ -124,9 +124,9 @@ fn print_view(v: &ClientView, config: &Config) {
             s.at.with_timezone(&tz).format("%Y-%m-%d %H:%M")
         );
     }
-    println!("consent history");
+    say!("consent history");
     for h in &v.consent_history {
-        println!(
+        say!(
             "  {}  {:<23}{:<9} {}{}",
             h.at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
             h.scope.as_str(),
@@ -137,10 +137,10 @@ fn print_view(v: &ClientView, config: &Config) {
                 .map_or(String::new(), |a| format!(" by {a}"))
         );
     }
-    println!("recent events (newest first)");
+    say!("recent events (newest first)");
     for e in &v.events {
         let ev = &e.event;
-        println!(
+        say!(
             "  {}  {:<12} {:<6} {}",
             ev.at.with_timezone(&tz).format("%Y-%m-%d %H:%M"),
             ev.kind,

@@ -77,7 +77,7 @@ pub async fn run(cmd: ImportCommand, store: &dyn Store, config: &Config) -> Resu
             if json {
                 print_json(&summary)?;
             } else {
-                println!(
+                say!(
                     "{}: {} events imported, {} already stored, {} rejected ({:.1} s)",
                     summary.file,
                     thousands(summary.imported),
@@ -101,7 +101,7 @@ fn exit_for(rejected: u64) -> ExitCode {
 }
 
 pub fn print_client_summary(s: &ClientImportSummary) {
-    println!(
+    say!(
         "{}: {} imported, {} updated, {} unchanged, {} rejected, {} conflicts ({:.1} s)",
         s.file,
         thousands(s.imported),
@@ -113,13 +113,13 @@ pub fn print_client_summary(s: &ClientImportSummary) {
     );
     print_rejections(&s.rejections);
     for c in &s.conflict_details {
-        println!(
+        say!(
             "  line {}: client {}: {} was refused through herald; the file's consent was not applied",
             c.line, c.id, c.consent
         );
     }
     if s.conflicts > s.conflict_details.len() as u64 {
-        println!(
+        say!(
             "  ... and {} more conflicts",
             s.conflicts - s.conflict_details.len() as u64
         );
@@ -128,9 +128,9 @@ pub fn print_client_summary(s: &ClientImportSummary) {
 
 fn print_rejections(r: &Rejections) {
     for detail in &r.details {
-        println!("  {detail}");
+        say!("  {detail}");
     }
     if r.details_omitted > 0 {
-        println!("  ... and {} more bad fields", r.details_omitted);
+        say!("  ... and {} more bad fields", r.details_omitted);
     }
 }

@@ -60,12 +60,12 @@ pub async fn run(cmd: InboundCommand, store: Arc<dyn Store>, config: &Config) ->
             &json!({ "messages": messages.len(), "counts": counts, "left_alone": left_alone }),
         )?;
     } else {
-        println!("{} message(s) read from {}", messages.len(), path.display());
+        say!("{} message(s) read from {}", messages.len(), path.display());
         for (k, n) in &counts {
-            println!("  {k:<14} {n}");
+            say!("  {k:<14} {n}");
         }
         for l in &left_alone {
-            println!(
+            say!(
                 "  left alone: {} ({})",
                 l["message"].as_str().unwrap_or(""),
                 l["reason"].as_str().unwrap_or("")

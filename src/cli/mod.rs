@@ -2,6 +2,18 @@
 //! the library and prints its result, as text for people or `--json` for
 //! scripts. Errors end as one line on standard error and a non-zero exit.
 
+/// `println!` for the command line's output: when its reader has gone
+/// (`herald clients show ID | head`), herald stops quietly instead of
+/// panicking, as `cat` would.
+macro_rules! say {
+    () => {
+        $crate::cli::say_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::say_line(format_args!($($arg)*))
+    };
+}
+
 mod archive;
 mod bench;
 mod calendar;
@@ -25,6 +37,18 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::store::{self, Store};
+
+/// Writes one line of output; see [`say!`].
+pub(crate) fn say_line(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let written = out.write_fmt(args).and_then(|()| out.write_all(b"\n"));
+    match written {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => panic!("cannot write to standard output: {e}"),
+    }
+}
 
 /// herald: campaign and marketing automation for securities firms.
 #[derive(Debug, Parser)]
@@ -261,7 +285,7 @@ pub async fn open_store(config: &Config) -> Result<std::sync::Arc<dyn Store>> {
 
 async fn init(store: &dyn Store, config: &Config) -> Result<ExitCode> {
     let clients = store.count_clients().await?;
-    println!(
+    say!(
         "database ready: {} ({clients} clients)",
         config.database_url
     );
@@ -270,7 +294,7 @@ async fn init(store: &dyn Store, config: &Config) -> Result<ExitCode> {
 
 /// Prints a value as pretty JSON on standard output.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    say!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -33,7 +33,7 @@ pub async fn report(args: ReportArgs, store: &dyn Store) -> Result<ExitCode> {
     } else {
         print_report(&r);
         if let Some(path) = &args.html {
-            println!("HTML report: {}", path.display());
+            say!("HTML report: {}", path.display());
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -52,27 +52,27 @@ const COLUMNS: [&str; 6] = [
 ];
 
 fn print_report(r: &Report) {
-    println!("{} — {} run(s)", r.campaign, r.runs.len());
-    println!("audience {}", r.audience);
+    say!("{} — {} run(s)", r.campaign, r.runs.len());
+    say!("audience {}", r.audience);
     for (gate, n) in &r.suppressed {
-        println!("  suppressed: {gate:<28} {n}");
+        say!("  suppressed: {gate:<28} {n}");
     }
-    println!();
-    println!("{:<24} {:>8} {:>8}{}", "", "planned", "sent", header());
+    say!();
+    say!("{:<24} {:>8} {:>8}{}", "", "planned", "sent", header());
     line("total", &r.funnel);
     for (title, rows) in [
         ("channel", &r.by_channel),
         ("branch", &r.by_branch),
         ("advisor", &r.by_advisor),
     ] {
-        println!("by {title}:");
+        say!("by {title}:");
         let mut rows: Vec<_> = rows.iter().collect();
         rows.sort_by(|a, b| b.1.sent.cmp(&a.1.sent).then(a.0.cmp(b.0)));
         for (name, f) in rows.iter().take(TOP) {
             line(&format!("  {name}"), f);
         }
         if rows.len() > TOP {
-            println!(
+            say!(
                 "  … {} more (--json or --html has them all)",
                 rows.len() - TOP
             );
@@ -80,7 +80,7 @@ fn print_report(r: &Report) {
     }
     let flagged: u64 = r.flagged.values().sum();
     if flagged > 0 {
-        println!("{flagged} opens/clicks flagged as mail scanners' are not counted");
+        say!("{flagged} opens/clicks flagged as mail scanners' are not counted");
     }
 }
 
@@ -96,5 +96,5 @@ fn line(name: &str, f: &Funnel) {
             format!(" {:>6} {rate:>5.1}%", f.response(c))
         })
         .collect();
-    println!("{name:<24} {:>8} {:>8}{cells}", f.planned, f.sent);
+    say!("{name:<24} {:>8} {:>8}{cells}", f.planned, f.sent);
 }

@@ -108,7 +108,7 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
             print_json(&report)?;
         } else {
             print_plan(&report);
-            println!("dry run: nothing was stored or sent");
+            say!("dry run: nothing was stored or sent");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -239,7 +239,7 @@ async fn finish(
         print_counts(&run, &counts);
         let waiting = counts.state(DeliveryState::Queued);
         if progress.is_some() && waiting > 0 {
-            println!(
+            say!(
                 "{} wait for their time (quiet hours, release, retry): herald send {} --key {} sends them when due",
                 thousands(waiting as u64),
                 run.campaign,
@@ -247,7 +247,7 @@ async fn finish(
             );
         }
         if let Some(n) = note {
-            println!("{n}");
+            say!("{n}");
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -255,13 +255,15 @@ async fn finish(
 
 fn print_plan(r: &PlanReport) {
     if !r.new {
-        println!(
+        say!(
             "run {} ({}/{}) exists: resuming it, not planning again",
-            r.run.id, r.run.campaign, r.run.run_key
+            r.run.id,
+            r.run.campaign,
+            r.run.run_key
         );
         return;
     }
-    println!(
+    say!(
         "planned {}/{}: {} selected, {} to send, {} suppressed{}",
         r.run.campaign,
         r.run.run_key,
@@ -287,11 +289,11 @@ fn print_plan(r: &PlanReport) {
 
 /// One count, aligned under the others.
 fn row(label: &str, n: i64) {
-    println!("  {label:<36} {:>10}", thousands(n.max(0) as u64));
+    say!("  {label:<36} {:>10}", thousands(n.max(0) as u64));
 }
 
 fn print_counts(run: &Run, counts: &crate::store::runs::RunCounts) {
-    println!(
+    say!(
         "run {} {}/{}: {} (launched by {}{})",
         run.id,
         run.campaign,
@@ -306,7 +308,7 @@ fn print_counts(run: &Run, counts: &crate::store::runs::RunCounts) {
         row(state, *n);
     }
     if counts.state(DeliveryState::Uncertain) > 0 {
-        println!(
+        say!(
             "  {} uncertain: they may have been received; herald run retry-uncertain {} --by NAME resends them",
             counts.state(DeliveryState::Uncertain),
             run.id
@@ -328,14 +330,21 @@ pub async fn runs(args: RunsArgs, store: &dyn Store) -> Result<ExitCode> {
         return print_json(&list).map(|()| ExitCode::SUCCESS);
     }
     if rows.is_empty() {
-        println!("no runs yet: herald send CAMPAIGN");
+        say!("no runs yet: herald send CAMPAIGN");
     }
-    println!(
+    say!(
         "{:>5}  {:<20} {:<12} {:<18} {:>8} {:>8} {:>8} {:>8}",
-        "run", "campaign", "key", "state", "sent", "queued", "failed", "uncert."
+        "run",
+        "campaign",
+        "key",
+        "state",
+        "sent",
+        "queued",
+        "failed",
+        "uncert."
     );
     for (r, c) in rows {
-        println!(
+        say!(
             "{:>5}  {:<20} {:<12} {:<18} {:>8} {:>8} {:>8} {:>8}",
             r.id,
             r.campaign,
@@ -381,13 +390,15 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
                     row(&format!("by {channel}"), *n);
                 }
                 for d in &uncertain {
-                    println!(
+                    say!(
                         "  uncertain: delivery {} client {} {}",
-                        d.id, d.client_id, d.channel
+                        d.id,
+                        d.client_id,
+                        d.channel
                     );
                 }
                 for d in &failed {
-                    println!(
+                    say!(
                         "  failed: delivery {} client {} {}: {}",
                         d.id,
                         d.client_id,
@@ -410,7 +421,7 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
             {
                 bail!("run {} is {}, not sending", run.id, run.state);
             }
-            println!("run {} paused", run.id);
+            say!("run {} paused", run.id);
         }
         RunCommand::Resume { run, by } => {
             let run = find(store, &run).await?;
@@ -425,9 +436,11 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
             {
                 bail!("run {} is {}, not paused", run.id, run.state);
             }
-            println!(
+            say!(
                 "run {} resumed: herald send {} --key {} sends it",
-                run.id, run.campaign, run.run_key
+                run.id,
+                run.campaign,
+                run.run_key
             );
         }
         RunCommand::Approve { run, by } => {
@@ -445,9 +458,11 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
                 ),
             )
             .await?;
-            println!(
+            say!(
                 "run {} approved by {by}: herald send {} --key {} sends it",
-                run.id, run.campaign, run.run_key
+                run.id,
+                run.campaign,
+                run.run_key
             );
         }
         RunCommand::RetryUncertain { run, by } => {
@@ -455,9 +470,10 @@ pub async fn run_command(cmd: RunCommand, store: &dyn Store, config: &Config) ->
             let n = store
                 .retry_uncertain(run.id, &audit(&by, "retry_uncertain", &run, json!({})))
                 .await?;
-            println!(
+            say!(
                 "{n} uncertain deliveries queued again: herald send {} --key {} sends them",
-                run.campaign, run.run_key
+                run.campaign,
+                run.run_key
             );
         }
     }

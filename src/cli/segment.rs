@@ -189,7 +189,7 @@ pub async fn eval_bench(args: SegmentArgs, rounds: usize, config: &Config) -> Re
     if args.json {
         print_json(&figures)?;
     } else {
-        println!(
+        say!(
             "{} ({}): {} of {} clients, {} rounds on {} threads: best {:.0} clients/s, median {:.0}",
             figures.rule,
             if figures.native { "native" } else { "Rhai" },
@@ -258,7 +258,7 @@ async fn sample(
 }
 
 fn print_report(r: &SegmentReport) {
-    println!(
+    say!(
         "{}: {} of {} clients match ({:.1} %), {} errors, {:.2} s (reading clients from the {} {:.2} s, evaluating {:.2} s)",
         r.rule,
         thousands(r.matched as u64),
@@ -274,7 +274,7 @@ fn print_report(r: &SegmentReport) {
         r.eval_ms as f64 / 1000.0,
     );
     for s in &r.sample {
-        println!(
+        say!(
             "  {}  {}  {}  {}",
             s.id,
             s.name,
@@ -283,7 +283,7 @@ fn print_report(r: &SegmentReport) {
         );
     }
     for e in &r.error_details {
-        println!("  error: client {}: {}", e.client, e.message);
+        say!("  error: client {}: {}", e.client, e.message);
     }
 }
 
@@ -308,9 +308,9 @@ pub async fn rule(cmd: RuleCommand, config: &Config) -> Result<ExitCode> {
                 Ok(_) => String::new(),
                 Err(e) => format!(" (error: {e})"),
             };
-            println!("{status} {}{detail}", r.name);
+            say!("{status} {}{detail}", r.name);
         }
-        println!("{} passed, {} failed", results.len() - failed, failed);
+        say!("{} passed, {} failed", results.len() - failed, failed);
     }
     if failed > 0 {
         anyhow::bail!(

@@ -151,7 +151,7 @@ async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode
     let mut out = Vec::new();
     for path in seminar::list(&dir).unwrap_or_default() {
         let Ok(s) = Seminar::load(&path, &config.base_dir.join("rules")) else {
-            println!("{}: not valid (herald seminar validate)", path.display());
+            say!("{}: not valid (herald seminar validate)", path.display());
             continue;
         };
         let answers = store.answers(&s.name).await?;
@@ -172,7 +172,7 @@ async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode
         return Ok(ExitCode::SUCCESS);
     }
     for s in &out {
-        println!(
+        say!(
             "{:<20} {}  seats {}/{}  waiting {}  declined {}  {}{}",
             s["seminar"].as_str().unwrap_or(""),
             s["starts_at"].as_str().unwrap_or("").replace('T', " "),
@@ -189,7 +189,7 @@ async fn list(store: &dyn Store, config: &Config, json: bool) -> Result<ExitCode
         );
     }
     if out.is_empty() {
-        println!("no seminars in {}", dir.display());
+        say!("no seminars in {}", dir.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -367,10 +367,10 @@ async fn check_in(
         }))?;
     } else {
         for id in &checked {
-            println!("{id}: checked in at {}", seminar.name);
+            say!("{id}: checked in at {}", seminar.name);
         }
         for id in &again {
-            println!("{id}: already checked in");
+            say!("{id}: already checked in");
         }
         for w in &warnings {
             eprintln!("warning: {w}");
@@ -424,7 +424,7 @@ async fn remind(
             seminar::notice::remind(store, &campaign, &s, r, secret, chrono::Utc::now()).await?;
         let key = format!("notice:reminder:{}", r.name);
         if !json {
-            println!(
+            say!(
                 "{} {}: {queued} reminder(s) queued: herald serve sends them, or herald send {campaign} --key {key}",
                 s.name, r.name
             );
@@ -467,9 +467,9 @@ async fn sync(
                 (true, false) => "changed",
                 (false, _) => "unchanged",
             };
-            println!("{}: version {}, {what}", s.name, v.sequence);
+            say!("{}: version {}, {what}", s.name, v.sequence);
             for (key, n) in &v.queued {
-                println!("  {n} notice(s) queued: herald serve sends them, or herald send {campaign} --key {key}");
+                say!("  {n} notice(s) queued: herald serve sends them, or herald send {campaign} --key {key}");
             }
         }
         out.push(
@@ -516,9 +516,9 @@ async fn report(
         super::print_json(&r)?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("{} ({}), {} seats", r.title, r.seminar, r.capacity);
+    say!("{} ({}), {} seats", r.title, r.seminar, r.capacity);
     let line = |name: &str, f: &seminar::report::Funnel| {
-        println!(
+        say!(
             "  {name:<20} invited {:>6}  seated {:>5}  waiting {:>5}  declined {:>5}  promoted {:>4}  came {:>5}  no-shows {}",
             f.invited,
             f.accepted,
@@ -534,13 +534,13 @@ async fn report(
         line(&format!("wave {name} ({})", w.state), &w.funnel);
     }
     for (title, rows) in [("by branch", &r.by_branch), ("by advisor", &r.by_advisor)] {
-        println!("  {title}:");
+        say!("  {title}:");
         for (name, f) in rows {
             line(name, f);
         }
     }
     if let Some(file) = html {
-        println!("  written to {}", file.display());
+        say!("  written to {}", file.display());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -561,7 +561,7 @@ pub fn run(cmd: SeminarsCommand, config: &Config) -> Result<ExitCode> {
         match Seminar::load(path, &rules) {
             Ok(s) => {
                 if !json {
-                    println!(
+                    say!(
                         "{}: ok — {} seats, {} wave(s), {} reminder(s), RSVP by {}{}",
                         s.name,
                         s.capacity,
@@ -579,7 +579,7 @@ pub fn run(cmd: SeminarsCommand, config: &Config) -> Result<ExitCode> {
                 errors += problems.len();
                 for p in &problems {
                     if !json {
-                        println!("  {p}");
+                        say!("  {p}");
                     }
                 }
                 out.push(serde_json::json!({ "file": path, "ok": false, "problems": problems }));
@@ -589,7 +589,7 @@ pub fn run(cmd: SeminarsCommand, config: &Config) -> Result<ExitCode> {
     if json {
         super::print_json(&out)?;
     } else {
-        println!("{} seminar file(s) checked, {errors} error(s)", paths.len());
+        say!("{} seminar file(s) checked, {errors} error(s)", paths.len());
     }
     Ok(if errors == 0 {
         ExitCode::SUCCESS

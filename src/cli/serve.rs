@@ -220,20 +220,20 @@ fn print_status(s: &Status, config: &Config) {
             .format("%Y-%m-%d %H:%M:%S")
             .to_string()
     };
-    println!("scheduled:");
+    say!("scheduled:");
     if s.scheduled.is_empty() {
-        println!("  (no campaign has a schedule)");
+        say!("  (no campaign has a schedule)");
     }
     for n in &s.scheduled {
         match (&n.next, &n.problem) {
-            (Some(t), _) => println!("  {:<24} next {}  ({})", n.campaign, local(*t), n.trigger),
-            (None, Some(p)) => println!("  {:<24} ⚠ {p}", n.campaign),
-            (None, None) => println!("  {:<24} does not fire again ({})", n.campaign, n.trigger),
+            (Some(t), _) => say!("  {:<24} next {}  ({})", n.campaign, local(*t), n.trigger),
+            (None, Some(p)) => say!("  {:<24} ⚠ {p}", n.campaign),
+            (None, None) => say!("  {:<24} does not fire again ({})", n.campaign, n.trigger),
         }
     }
-    println!("running:");
+    say!("running:");
     if s.running.is_empty() {
-        println!("  (nothing)");
+        say!("  (nothing)");
     }
     for r in &s.running {
         let counts: Vec<String> = r
@@ -241,7 +241,7 @@ fn print_status(s: &Status, config: &Config) {
             .iter()
             .map(|(k, v)| format!("{k} {v}"))
             .collect();
-        println!(
+        say!(
             "  run {} {} {} [{}]: {}",
             r.run.id,
             r.run.campaign,
@@ -250,19 +250,22 @@ fn print_status(s: &Status, config: &Config) {
             counts.join(", ")
         );
     }
-    println!("queue:");
+    say!("queue:");
     if s.queue.is_empty() {
-        println!("  (empty)");
+        say!("  (empty)");
     }
     for q in &s.queue {
-        println!(
+        say!(
             "  {:<6} {:<20} {:<10} {}",
-            q.channel, q.kind, q.state, q.count
+            q.channel,
+            q.kind,
+            q.state,
+            q.count
         );
     }
-    println!("instances:");
+    say!("instances:");
     if s.instances.is_empty() {
-        println!("  (no herald serve has run against this database)");
+        say!("  (no herald serve has run against this database)");
     }
     for i in &s.instances {
         let leader = if s.scheduler_leader.as_deref() == Some(i.instance.id.as_str()) {
@@ -270,7 +273,7 @@ fn print_status(s: &Status, config: &Config) {
         } else {
             ""
         };
-        println!(
+        say!(
             "  {} [{}{}] {}; last seen {}, sent {}",
             i.instance.id,
             i.instance.roles,

@@ -93,13 +93,13 @@ pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCod
                 added_at: Utc::now(),
             };
             if store.dnc_add(&entry).await? {
-                println!(
+                say!(
                     "{} {} added to the do-not-contact list",
                     kind.as_str(),
                     shown(kind, &value)
                 );
             } else {
-                println!(
+                say!(
                     "{} {} was already on the list",
                     kind.as_str(),
                     shown(kind, &value)
@@ -122,7 +122,7 @@ pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCod
                     shown(kind, &value)
                 );
             }
-            println!(
+            say!(
                 "{} {} removed from the do-not-contact list",
                 kind.as_str(),
                 shown(kind, &value)
@@ -133,10 +133,10 @@ pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCod
             if json {
                 print_json(&list)?;
             } else if list.is_empty() {
-                println!("the do-not-contact list is empty");
+                say!("the do-not-contact list is empty");
             } else {
                 for e in list {
-                    println!(
+                    say!(
                         "{:<7} {:<28} {}  {} ({})",
                         e.kind.as_str(),
                         e.value,
@@ -155,7 +155,7 @@ pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCod
                     added += 1;
                 }
             }
-            println!(
+            say!(
                 "{}: {added} added, {} already listed",
                 file.display(),
                 entries.len() - added
@@ -216,7 +216,7 @@ pub async fn consent(cmd: ConsentCommand, store: &dyn Store) -> Result<ExitCode>
             }),
         })
         .await?;
-    println!(
+    say!(
         "client {id}: {} consent restored (it was refused by {} on {})",
         scope.as_str(),
         current.source,
