@@ -568,7 +568,8 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
 /// opens in the database are exactly the hits that got their image.
 #[test]
 fn hits_answered_before_sigterm_are_all_stored() {
-    const CLIENTS: usize = 600;
+    // Enough hits that the stop lands while they are still coming.
+    const CLIENTS: usize = 2400;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let url = format!("sqlite://{}", dir.join("herald.db").display());

@@ -43,6 +43,9 @@ const ROUND_PAUSE_SECS: i64 = 300;
 /// finished runs.
 const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Dispatchers made by this process so far.
+static DISPATCHERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// What one pass of the dispatcher did.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct Progress {
@@ -104,11 +107,15 @@ impl<'a> Dispatcher<'a> {
             store,
             config,
             providers: Arc::new(providers),
+            // Unique per dispatcher, even for two made in one millisecond
+            // by one process: another's `release_claims` must never free
+            // this one's claims.
             owner: format!(
-                "{}:{}:{}",
+                "{}:{}:{}:{}",
                 hostname(),
                 std::process::id(),
-                Utc::now().timestamp_millis()
+                Utc::now().timestamp_millis(),
+                DISPATCHERS.fetch_add(1, Ordering::Relaxed)
             ),
             window,
             batch: (window * 32).clamp(64, 1000) as u32,

@@ -16,7 +16,7 @@ use super::columns::{
     DIFFERS,
 };
 use super::pg_copy::{self, CopyBinary};
-use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
+use super::runs::{DeliveryUpdate, OneCall};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
 use super::{
@@ -59,85 +59,25 @@ async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), St
     Ok(())
 }
 
-/// The dispatcher's group commit (outcomes, their events and archive
-/// records, the next marks) as one statement, its parts in `WITH`, run
-/// on its own: one round trip instead of nine. The archive's tail is
-/// remembered between groups; if another writer moved it, the archive's
-/// key refuses the statement. `None`: write the group the ordinary way
-/// (which reports an error that was not the tail's).
-async fn record_in_one_script(
-    store: &PgStore,
-    updates: &[DeliveryUpdate],
-    owner: &str,
-    mark: &[i64],
-    now: DateTime<Utc>,
-) -> Result<Option<Vec<i64>>, StoreError> {
-    let chained = if updates.iter().any(|u| u.archive.is_some()) {
-        Some(chain_archive(
-            guess_archive_tail(&store.archive_tail, &store.pool).await?,
-            updates,
-        ))
-    } else {
-        None
-    };
-    let events: Vec<&NewEvent> = updates.iter().filter_map(|u| u.event.as_ref()).collect();
-    let keys: Vec<Vec<u8>> = events.iter().map(|e| e.dedupe_key()).collect();
-    let events: Vec<(&NewEvent, &Vec<u8>)> = events.into_iter().zip(&keys).collect();
-
-    let mut qb = QueryBuilder::new("");
-    let mut parts = 0;
-    let mut part = |qb: &mut QueryBuilder<Postgres>| {
-        qb.push(if parts == 0 { "WITH " } else { "), " });
-        qb.push(format_args!("w{parts} AS ("));
-        parts += 1;
-    };
-    for chunk in updates.chunks(OUTCOMES_PER_UPDATE) {
-        part(&mut qb);
-        push_outcomes(&mut qb, chunk, now);
-    }
-    for bad in updates.iter().filter_map(|u| u.bad_address.as_ref()) {
-        part(&mut qb);
-        push_bad_address(&mut qb, bad, now);
-    }
-    if !events.is_empty() {
-        part(&mut qb);
-        push_events(&mut qb, &events, now);
-        part(&mut qb);
-        qb.push(BUMP_DATA_VERSION);
-    }
-    for chunk in chained
-        .iter()
-        .flat_map(|c| c.rows.chunks(ARCHIVE_ROWS_PER_INSERT))
-    {
-        part(&mut qb);
-        push_archive(&mut qb, chunk);
-    }
-    if parts > 0 {
-        qb.push(") ");
-    }
-    if mark.is_empty() {
-        qb.push("SELECT CAST(NULL AS BIGINT) WHERE false");
-    } else {
-        push_marks(&mut qb, owner, mark);
-    }
-    let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&store.pool).await;
-    store.archive_tail.settle(written.is_ok(), chained);
-    match written {
-        Ok(rows) => Ok(Some(rows.into_iter().map(|(id,)| id).collect())),
-        Err(e) => {
-            tracing::debug!(
-                "group commit as one statement refused ({e}); writing it statement by statement"
-            );
-            Ok(None)
-        }
-    }
+/// PostgreSQL writes the dispatcher's group commit statement by statement,
+/// under the archive's lock. Written as one statement chained on a
+/// remembered tail (as SQLite does), the groups of several instances kept
+/// taking each other's next seq and fell through to the locked path, which
+/// they then starved.
+async fn record_in_one_call(
+    _store: &PgStore,
+    _updates: &[DeliveryUpdate],
+    _owner: &str,
+    _mark: &[i64],
+    _now: DateTime<Utc>,
+) -> Result<OneCall, StoreError> {
+    Ok(OneCall::Refused)
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 pub struct PgStore {
     pool: PgPool,
-    archive_tail: ArchiveTail,
 }
 
 impl PgStore {
@@ -148,10 +88,7 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(Self {
-            pool,
-            archive_tail: ArchiveTail::default(),
-        })
+        Ok(Self { pool })
     }
 }
 

@@ -466,6 +466,29 @@ pub struct ChainedArchive<'a> {
     pub tail: (i64, String),
 }
 
+/// How a group commit tried in one call to the database ended.
+pub enum OneCall {
+    /// Written: the deliveries marked.
+    Written(Vec<i64>),
+    /// Another writer moved the archive's tail: try again on the new one.
+    TailMoved,
+    /// Refused for another reason: write the group the ordinary way, which
+    /// reports it.
+    Refused,
+}
+
+impl OneCall {
+    /// What a refused call's error means.
+    pub fn refused(e: &sqlx::Error) -> Self {
+        match e {
+            sqlx::Error::Database(d) if d.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+                Self::TailMoved
+            }
+            _ => Self::Refused,
+        }
+    }
+}
+
 /// The archive's last seq and hash as a store last wrote them: a guess
 /// that saves reading them under a lock for every group. The archive's key
 /// checks it: a write chained on a stale tail is refused.

@@ -17,7 +17,7 @@ use super::columns::{
     ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
     DIFFERS,
 };
-use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate};
+use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate, OneCall, ARCHIVE_GENESIS};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
 use super::{
@@ -537,15 +537,14 @@ async fn insert_events_in(
 /// thread: as separate statements, the eight calls cost more than the
 /// writing. The archive's tail is remembered between groups; if another
 /// writer moved it, the archive's key refuses the script, which is rolled
-/// back. `None`: write the group the ordinary way (which reports an error
-/// that was not the tail's).
-async fn record_in_one_script(
+/// back.
+async fn record_in_one_call(
     store: &SqliteStore,
     updates: &[DeliveryUpdate],
     owner: &str,
     mark: &[i64],
     now: DateTime<Utc>,
-) -> Result<Option<Vec<i64>>, StoreError> {
+) -> Result<OneCall, StoreError> {
     let chained = if updates.iter().any(|u| u.archive.is_some()) {
         Some(chain_archive(
             guess_archive_tail(&store.archive_tail, &store.pool).await?,
@@ -591,18 +590,32 @@ async fn record_in_one_script(
     let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&mut *conn).await;
     store.archive_tail.settle(written.is_ok(), chained);
     match written {
-        Ok(rows) => Ok(Some(rows.into_iter().map(|(id,)| id).collect())),
+        Ok(rows) => Ok(OneCall::Written(rows.into_iter().map(|(id,)| id).collect())),
         Err(e) => {
-            tracing::debug!(
-                "group commit as one script refused ({e}); writing it statement by statement"
-            );
+            tracing::debug!("group commit as one script refused: {e}");
             // The script stops at the failing statement, its transaction open.
             if sqlx::query("ROLLBACK").execute(&mut *conn).await.is_err() {
                 conn.close_on_drop();
             }
-            Ok(None)
+            Ok(OneCall::refused(&e))
         }
     }
+}
+
+/// The archive's tail as remembered, or as stored (read outside the write
+/// lock: a guess either way).
+async fn guess_archive_tail(
+    tail: &ArchiveTail,
+    pool: &SqlitePool,
+) -> Result<(i64, String), StoreError> {
+    if let Some(tail) = tail.known() {
+        return Ok(tail);
+    }
+    let stored: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM archive ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(stored.unwrap_or((0, ARCHIVE_GENESIS.to_owned())))
 }
 
 /// An INSERT of events, each with its dedupe key; a duplicate is skipped.
