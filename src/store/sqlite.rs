@@ -1,7 +1,9 @@
 //! The SQLite store: one file, WAL mode, no server.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -245,7 +247,11 @@ impl BatchWriter for Sqlite {
     ) -> Result<Vec<RowOutcome>, StoreError> {
         let plan = plan_new(batch, at);
         for chunk in plan.writes.chunks(CLIENT_ROWS_PER_INSERT) {
-            let sql = client_insert("INSERT OR FAIL", chunk.len(), "");
+            let sql = if chunk.len() == CLIENT_ROWS_PER_INSERT {
+                Cow::Borrowed(FULL_BULK_INSERT.as_str())
+            } else {
+                Cow::Owned(client_insert("INSERT OR FAIL", chunk.len(), ""))
+            };
             stream
                 .send(Load::Rows(sql, client_args(chunk, at)?))
                 .await?;
@@ -416,6 +422,11 @@ fn client_insert(verb: &str, rows: usize, tail: &str) -> String {
     )
 }
 
+/// A bulk load's INSERT for a full chunk: a thousand rows of thirty
+/// placeholders, built once rather than per chunk.
+static FULL_BULK_INSERT: LazyLock<String> =
+    LazyLock::new(|| client_insert("INSERT OR FAIL", CLIENT_ROWS_PER_INSERT, ""));
+
 /// The values of [`client_insert`]'s rows, owned: a bulk load's statements
 /// are run by a task of their own.
 fn client_args(
@@ -469,7 +480,7 @@ where
 
 /// What a bulk load's task runs: client rows, or consent history.
 pub enum Load {
-    Rows(String, SqliteArguments<'static>),
+    Rows(Cow<'static, str>, SqliteArguments<'static>),
     Log(Vec<ConsentLogEntry>),
 }
 
