@@ -1,6 +1,7 @@
 //! The one time rule: instants are UTC, plain dates are dates, and "today"
 //! is the firm's local date in its time zone (Asia/Shanghai by default).
 
+use chrono::format::{Item, Numeric, Pad, Parsed};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
 
@@ -80,10 +81,22 @@ pub fn toml_instant(v: &toml::Value, tz: Tz) -> Result<DateTime<Utc>, String> {
     }
 }
 
+/// `%Y-%m-%d` as parsed items: `parse_from_str` would read the format
+/// string again for every date of an import.
+const ISO_DATE: [Item<'static>; 5] = [
+    Item::Numeric(Numeric::Year, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Month, Pad::Zero),
+    Item::Literal("-"),
+    Item::Numeric(Numeric::Day, Pad::Zero),
+];
+
 /// A plain ISO date (`1990-05-17`).
 pub fn parse_date(raw: &str) -> Result<NaiveDate, Invalid> {
     let s = raw.trim();
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+    let mut parsed = Parsed::new();
+    chrono::format::parse(&mut parsed, s, ISO_DATE.iter())
+        .and_then(|()| parsed.to_naive_date())
         .map_err(|_| Invalid(format!("'{s}' is not a date (YYYY-MM-DD)")))
 }
 
@@ -126,6 +139,8 @@ mod tests {
     fn dates_must_exist() {
         assert!(parse_date("1990-13-45").is_err());
         assert!(parse_date("2023-02-29").is_err());
+        assert!(parse_date("2024-02-29x").is_err());
+        assert!(parse_date("2024-2-9").is_ok_and(|d| d.to_string() == "2024-02-09"));
         assert_eq!(
             parse_date(" 2024-02-29 ").unwrap().to_string(),
             "2024-02-29"

@@ -270,10 +270,13 @@ fn parse_assets(v: &str) -> Result<Cny, Invalid> {
 
 /// `true/false`, `1/0`, `yes/no`, `y/n`, `是/否`.
 pub fn parse_bool(v: &str) -> Result<bool, Invalid> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "t" | "1" | "yes" | "y" | "是" => Ok(true),
-        "false" | "f" | "0" | "no" | "n" | "否" => Ok(false),
-        _ => Err(Invalid(format!("'{v}' is not a boolean (true or false)"))),
+    let is = |words: [&str; 6]| words.iter().any(|w| v.eq_ignore_ascii_case(w));
+    if is(["true", "t", "1", "yes", "y", "是"]) {
+        Ok(true)
+    } else if is(["false", "f", "0", "no", "n", "否"]) {
+        Ok(false)
+    } else {
+        Err(Invalid(format!("'{v}' is not a boolean (true or false)")))
     }
 }
 
@@ -335,6 +338,19 @@ mod tests {
         assert_eq!(r.client.tags, vec!["vip", "margin"]);
         assert_eq!(r.consents, [None, Some(true), None]);
         assert_eq!(r.client.attributes["City"], "上海");
+    }
+
+    #[test]
+    fn booleans_take_any_case_and_chinese() {
+        for yes in ["true", "TRUE", "T", "1", "Yes", "y", "是"] {
+            assert_eq!(parse_bool(yes).ok(), Some(true), "{yes}");
+        }
+        for no in ["false", "False", "f", "0", "NO", "n", "否"] {
+            assert_eq!(parse_bool(no).ok(), Some(false), "{no}");
+        }
+        for bad in ["", "ja", "truee", "是的"] {
+            assert!(parse_bool(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

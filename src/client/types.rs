@@ -334,15 +334,12 @@ pub struct StockCode(String);
 
 impl StockCode {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
-        let s = raw.trim().to_ascii_uppercase();
-        let core = s
-            .split_once('.')
-            .map(|(code, _exchange)| code)
-            .unwrap_or(&s);
+        let s = raw.trim();
+        let core = s.split_once('.').map_or(s, |(code, _exchange)| code);
         let core = ["SH", "SZ", "BJ", "HK"]
             .iter()
-            .find_map(|p| core.strip_prefix(p))
-            .unwrap_or(core);
+            .find(|p| core.get(..2).is_some_and(|h| h.eq_ignore_ascii_case(p)))
+            .map_or(core, |_| &core[2..]);
         let ok = (core.len() == 6 || core.len() == 5) && core.bytes().all(|b| b.is_ascii_digit());
         if !ok {
             return Err(invalid(format!("'{}' is not a stock code", raw.trim())));
@@ -546,7 +543,7 @@ mod tests {
             assert_eq!(StockCode::parse(raw).unwrap().as_str(), "600519");
         }
         assert_eq!(StockCode::parse("00700.HK").unwrap().as_str(), "00700");
-        for bad in ["6005", "6005190", "ABCDEF", ""] {
+        for bad in ["6005", "6005190", "ABCDEF", "", "SH", "贵州茅台", "s中"] {
             assert!(StockCode::parse(bad).is_err(), "{bad}");
         }
     }

@@ -61,6 +61,35 @@ impl CopyBinary {
         self.field(s.as_bytes())
     }
 
+    /// `text`: the parts joined by `sep`, written in place.
+    pub(crate) fn joined<'s>(
+        &mut self,
+        parts: impl Iterator<Item = &'s str>,
+        sep: u8,
+    ) -> &mut Self {
+        let at = self.open_field();
+        for (i, p) in parts.enumerate() {
+            if i > 0 {
+                self.buf.push(sep);
+            }
+            self.buf.extend_from_slice(p.as_bytes());
+        }
+        self.close_field(at)
+    }
+
+    /// Reserves a field's length, to be set by [`Self::close_field`] once
+    /// its bytes are written.
+    fn open_field(&mut self) -> usize {
+        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.len()
+    }
+
+    fn close_field(&mut self, at: usize) -> &mut Self {
+        let len = i32::try_from(self.buf.len() - at).expect("a value under 2 GB");
+        self.buf[at - 4..at].copy_from_slice(&len.to_be_bytes());
+        self
+    }
+
     pub(crate) fn opt_text(&mut self, s: Option<&str>) -> &mut Self {
         self.opt(s, Self::text)
     }
@@ -99,12 +128,15 @@ impl CopyBinary {
     }
 
     /// `jsonb`: its format version, then the JSON text.
-    pub(crate) fn jsonb(&mut self, json: &str) -> &mut Self {
-        let len = i32::try_from(json.len() + 1).expect("a value under 2 GB");
-        self.buf.extend_from_slice(&len.to_be_bytes());
+    pub(crate) fn jsonb(&mut self, value: &impl serde::Serialize) -> &mut Self {
+        let at = self.open_field();
         self.buf.push(1);
-        self.buf.extend_from_slice(json.as_bytes());
-        self
+        if serde_json::to_writer(&mut self.buf, value).is_err() {
+            // A map of JSON values always serializes; never send half of one.
+            self.buf.truncate(at + 1);
+            self.buf.extend_from_slice(b"{}");
+        }
+        self.close_field(at)
     }
 
     pub(crate) fn into_bytes(self) -> Vec<u8> {
@@ -133,10 +165,13 @@ mod tests {
     #[test]
     fn nulls_have_length_minus_one() {
         let mut c = CopyBinary::with_capacity(0);
-        c.row(2).opt_text(None).jsonb("{}");
+        c.row(3)
+            .opt_text(None)
+            .jsonb(&serde_json::json!({}))
+            .joined(["a", "b"].into_iter(), b';');
         assert_eq!(
             c.into_bytes(),
-            [0, 2, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}']
+            [0, 3, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}', 0, 0, 0, 3, b'a', b';', b'b']
         );
         assert_eq!(&HEADER[..11], b"PGCOPY\n\xff\r\n\0");
         assert_eq!(TRAILER, [255, 255]);

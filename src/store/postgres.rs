@@ -23,8 +23,8 @@ use super::{
     event_outcomes, Backend, ClientWriter, DatabaseUrl, EventOutcome, RowOutcome, Store, StoreError,
 };
 use crate::client::consent::ConsentChange;
-use crate::client::types::ClientId;
-use crate::client::{join_codes, ClientRecord, StoredClient};
+use crate::client::types::{ClientId, StockCode};
+use crate::client::{ClientRecord, StoredClient};
 use crate::event::{Engagement, NewEvent, StoredEvent};
 
 super::queries::shared_queries!(Postgres);
@@ -355,13 +355,13 @@ fn copy_rows<'w>(
             .opt_date(c.risk_assessed_on)
             .bool(c.lowest_risk_category)
             .opt_i64(c.assets.map(|a| a.fen()))
-            .text(&c.tags.join(";"))
-            .text(&join_codes(&c.holdings))
-            .text(&join_codes(&c.watchlist))
+            .joined(c.tags.iter().map(String::as_str), b';')
+            .joined(c.holdings.iter().map(StockCode::as_str), b';')
+            .joined(c.watchlist.iter().map(StockCode::as_str), b';')
             .opt_date(c.birthday)
             .opt_date(c.opened_on)
             .opt_date(c.last_trade_on)
-            .jsonb(&serde_json::to_string(&c.attributes).unwrap_or_else(|_| "{}".into()));
+            .jsonb(&c.attributes);
         for state in &w.consents {
             data.bool(state.granted)
                 .text(state.source.as_str())
