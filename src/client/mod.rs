@@ -7,7 +7,7 @@ pub mod types;
 
 use std::io::Write;
 
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -81,15 +81,15 @@ impl Client {
         b.put(self.advisor.as_deref().unwrap_or(""));
         b.put(self.investor_type.as_str());
         b.put_display(self.risk_level);
-        b.put_date(self.risk_assessed_on);
+        b.put_display(self.risk_assessed_on);
         b.put(if self.lowest_risk_category { "1" } else { "0" });
         b.put_display(self.assets.map(|a| a.fen()));
         b.put_joined(self.tags.iter().map(String::as_str));
         b.put_joined(self.holdings.iter().map(StockCode::as_str));
         b.put_joined(self.watchlist.iter().map(StockCode::as_str));
-        b.put_date(self.birthday);
-        b.put_date(self.opened_on);
-        b.put_date(self.last_trade_on);
+        b.put_display(self.birthday);
+        b.put_display(self.opened_on);
+        b.put_display(self.last_trade_on);
         let _ = serde_json::to_writer(&mut b.0, &self.attributes);
         b.0.push(0x1f);
         let mut out = [0u8; 16];
@@ -120,38 +120,19 @@ impl HashInput {
         self.0.push(0x1f);
     }
 
-    /// `YYYY-MM-DD`, as `Display` writes it, without its formatter.
-    fn put_date(&mut self, d: Option<NaiveDate>) {
-        match d {
-            Some(d) if (0..=9999).contains(&d.year()) => {
-                let (y, m, day) = (d.year() as u32, d.month(), d.day());
-                let digit = |n: u32| b'0' + n as u8;
-                self.0.extend_from_slice(&[
-                    digit(y / 1000),
-                    digit(y / 100 % 10),
-                    digit(y / 10 % 10),
-                    digit(y % 10),
-                    b'-',
-                    digit(m / 10),
-                    digit(m % 10),
-                    b'-',
-                    digit(day / 10),
-                    digit(day % 10),
-                ]);
-                self.0.push(0x1f);
-            }
-            other => self.put_display(other),
-        }
-    }
-
     fn put_joined<'s>(&mut self, parts: impl Iterator<Item = &'s str>) {
-        for (i, p) in parts.enumerate() {
-            if i > 0 {
-                self.0.push(b';');
-            }
-            self.0.extend_from_slice(p.as_bytes());
-        }
+        push_joined(&mut self.0, parts);
         self.0.push(0x1f);
+    }
+}
+
+/// A list as stored (`;`-separated), appended to `buf` without a copy.
+pub fn push_joined<'s>(buf: &mut Vec<u8>, parts: impl Iterator<Item = &'s str>) {
+    for (i, p) in parts.enumerate() {
+        if i > 0 {
+            buf.push(b';');
+        }
+        buf.extend_from_slice(p.as_bytes());
     }
 }
 

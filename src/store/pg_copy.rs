@@ -61,19 +61,10 @@ impl CopyBinary {
         self.field(s.as_bytes())
     }
 
-    /// `text`: the parts joined by `sep`, written in place.
-    pub(crate) fn joined<'s>(
-        &mut self,
-        parts: impl Iterator<Item = &'s str>,
-        sep: u8,
-    ) -> &mut Self {
+    /// `text`: a `;`-separated list, written in place.
+    pub(crate) fn joined<'s>(&mut self, parts: impl Iterator<Item = &'s str>) -> &mut Self {
         let at = self.open_field();
-        for (i, p) in parts.enumerate() {
-            if i > 0 {
-                self.buf.push(sep);
-            }
-            self.buf.extend_from_slice(p.as_bytes());
-        }
+        crate::client::push_joined(&mut self.buf, parts);
         self.close_field(at)
     }
 
@@ -168,7 +159,7 @@ mod tests {
         c.row(3)
             .opt_text(None)
             .jsonb(&serde_json::json!({}))
-            .joined(["a", "b"].into_iter(), b';');
+            .joined(["a", "b"].into_iter());
         assert_eq!(
             c.into_bytes(),
             [0, 3, 255, 255, 255, 255, 0, 0, 0, 3, 1, b'{', b'}', 0, 0, 0, 3, b'a', b';', b'b']
