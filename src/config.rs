@@ -341,6 +341,13 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// Where dispatchers keep their send journals (`run::journal`): local
+    /// to the machine, beside the configuration. Instances that share a
+    /// PostgreSQL database from one folder settle each other's.
+    pub fn journal_dir(&self) -> PathBuf {
+        self.base_dir.join(".herald-journal")
+    }
+
     /// Loads `path` (or `herald.toml` in the working folder when it exists),
     /// then applies `database_url` from the command line or environment.
     pub fn load(path: Option<&Path>, database_url: Option<String>) -> Result<Self, ConfigError> {

@@ -84,7 +84,7 @@ impl fmt::Display for EventKind {
 }
 
 /// An event to be stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NewEvent {
     pub client_id: ClientId,
     pub at: DateTime<Utc>,

@@ -311,10 +311,17 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
         clients,
         "every delivery sent or uncertain: {deliveries}"
     );
-    assert!(
-        uncertain <= CONCURRENCY,
-        "{uncertain} uncertain, more than one window"
-    );
+    if uncertain > CONCURRENCY {
+        let logs: Vec<String> = (0..3)
+            .map(|n| {
+                std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default()
+            })
+            .collect();
+        panic!(
+            "{uncertain} uncertain, more than one window\n{}",
+            logs.join("\n----\n")
+        );
+    }
 
     let inbox = inbox.lock().unwrap();
     let mut per_recipient: HashMap<&str, usize> = HashMap::new();

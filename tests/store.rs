@@ -632,21 +632,17 @@ async fn many_accepting_at_once_never_overfill_the_room(store: &dyn Store) {
     assert_eq!(positions, (1..=accepted).collect::<Vec<_>>());
 }
 
-/// Two writers (two processes, or two instances) append to one archive in
-/// turn: each one's idea of the chain's tail goes stale, and the chain
-/// still comes out whole and in order.
-async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
+/// A sending run of four deliveries, claimed by "me" until five minutes
+/// from now.
+async fn claimed_run(
+    store: &dyn Store,
+    campaign: &str,
+) -> (herald::store::runs::Run, Vec<herald::store::runs::Claimed>) {
     use herald::campaign::file::Purpose;
-    use herald::store::runs::{
-        archive_hash, ArchiveEntry, AuditEntry, DeliveryState, DeliveryUpdate, NewDelivery, NewRun,
-        Planned, RunState, ARCHIVE_GENESIS,
-    };
-    let other = herald::store::open(&herald::store::DatabaseUrl::new(url))
-        .await
-        .unwrap();
+    use herald::store::runs::{AuditEntry, NewDelivery, NewRun, Planned, RunState};
     let now = Utc::now();
     let run = NewRun {
-        campaign: "chain".into(),
+        campaign: campaign.into(),
         run_key: "k".into(),
         kind: "market_bulletin".into(),
         purpose: Purpose::Marketing,
@@ -676,7 +672,7 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
         at: now,
         actor: "test".into(),
         action: "launch".into(),
-        subject: "chain".into(),
+        subject: campaign.into(),
         details: json!({}),
     };
     let Planned::New(run) = store
@@ -691,6 +687,21 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
         .await
         .unwrap();
     assert_eq!(claimed.len(), 4);
+    (run, claimed)
+}
+
+/// Two writers (two processes, or two instances) append to one archive in
+/// turn: each one's idea of the chain's tail goes stale, and the chain
+/// still comes out whole and in order.
+async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
+    use herald::store::runs::{
+        archive_hash, ArchiveEntry, DeliveryState, DeliveryUpdate, ARCHIVE_GENESIS,
+    };
+    let other = herald::store::open(&herald::store::DatabaseUrl::new(url))
+        .await
+        .unwrap();
+    let now = Utc::now();
+    let (run, claimed) = claimed_run(store, "chain").await;
     let sent = |i: usize| {
         let c = &claimed[i];
         let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
@@ -703,18 +714,20 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
         ));
         u
     };
-    // Each marks its next message, records its last: as the dispatcher does.
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
     assert_eq!(
         store
-            .record_and_mark(&[], "me", &[claimed[0].id])
+            .mark_sending("me", &ids, now + Duration::minutes(5))
             .await
-            .unwrap(),
-        [claimed[0].id]
+            .unwrap()
+            .len(),
+        4
     );
-    store.record_and_mark(&[sent(0)], "me", &[]).await.unwrap();
-    other.record_and_mark(&[sent(1)], "me", &[]).await.unwrap();
-    store.record_and_mark(&[sent(2)], "me", &[]).await.unwrap();
-    other.record_and_mark(&[sent(3)], "me", &[]).await.unwrap();
+    // Two stores record in turn, as two dispatchers of a fleet do.
+    store.record_deliveries(&[sent(0)]).await.unwrap();
+    other.record_deliveries(&[sent(1)]).await.unwrap();
+    store.record_deliveries(&[sent(2)]).await.unwrap();
+    other.record_deliveries(&[sent(3)]).await.unwrap();
     let chain = store.archive_page(0, 100).await.unwrap();
     let mut prev = ARCHIVE_GENESIS.to_owned();
     for (i, (r, c)) in chain.iter().zip(&claimed).enumerate() {
@@ -726,12 +739,87 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
     assert_eq!(chain.len(), 4);
 }
 
+/// A dispatcher killed mid-chunk: its journal says one send finished
+/// (its outcome not yet recorded), one started, two never did. Settling
+/// records the first, leaves the second uncertain and gives the rest back,
+/// even after another dispatcher found the lease lapsed first; settling
+/// again changes nothing.
+async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
+    use herald::store::runs::{
+        ArchiveEntry, DeliveryState, DeliveryUpdate, JournalReplay, Settled,
+    };
+    let now = Utc::now();
+    let (run, claimed) = claimed_run(store, "journal").await;
+    let ids: Vec<i64> = claimed.iter().map(|c| c.id).collect();
+    let marked = store
+        .mark_sending("me", &ids, now - Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(marked.len(), 4);
+    assert_eq!(
+        store.reclaim_lapsed(Utc::now(), false).await.unwrap(),
+        (0, 4),
+        "the lapsed sends are uncertain until the journal says otherwise"
+    );
+    let mut sent = DeliveryUpdate::new(ids[0], DeliveryState::Sent);
+    sent.sent_at = Some(now);
+    sent.archive = Some(ArchiveEntry::new(
+        ids[0],
+        run.id,
+        claimed[0].client_id.clone(),
+        now,
+        "{}".into(),
+    ));
+    let replay = JournalReplay {
+        done: vec![sent],
+        started: [ids[0], ids[1]].into(),
+    };
+    let settled = store.settle_journal("me", &replay).await.unwrap();
+    assert_eq!(
+        settled,
+        Settled {
+            recorded: 1,
+            uncertain: 1,
+            requeued: 2
+        }
+    );
+    assert_eq!(
+        store.settle_journal("me", &replay).await.unwrap(),
+        Settled::default()
+    );
+    let counts = store.run_counts(run.id).await.unwrap();
+    let state = |s| counts.state(s);
+    assert_eq!(
+        (
+            state(DeliveryState::Sent),
+            state(DeliveryState::Uncertain),
+            state(DeliveryState::Queued)
+        ),
+        (1, 1, 2)
+    );
+    assert_eq!(store.archive_page(0, 10).await.unwrap().len(), 1);
+    // What never left comes back with its attempt not counted.
+    let again = store
+        .claim(
+            "other",
+            Utc::now(),
+            Utc::now() + Duration::minutes(5),
+            10,
+            Some(run.id),
+        )
+        .await
+        .unwrap();
+    let again: Vec<(i64, i32)> = again.iter().map(|c| (c.id, c.attempts)).collect();
+    assert_eq!(again, [(ids[2], 0), (ids[3], 0)]);
+}
+
 mod archive {
     use super::*;
     with_url!(two_writers_extend_one_archive_chain);
 }
 
 on_both_backends!(
+    a_dead_senders_journal_settles_what_it_held,
     many_accepting_at_once_never_overfill_the_room,
     webhook_cursors_start_at_now_and_only_move_forward,
     one_instance_holds_the_scheduler_lease_until_it_lapses,

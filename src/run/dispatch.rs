@@ -2,12 +2,14 @@
 //! client right before sending, renders from the run's snapshot, sends
 //! through the channel under its limits, and records the outcome.
 //!
-//! Exactly once: a delivery is marked `sending` (committed) before its
-//! message leaves, at most one window of `concurrency` at a time, and its
-//! outcome is committed after. A crash between the two leaves it
-//! `sending`; once its lease lapses it becomes `uncertain` and is never
-//! sent again without an operator. No database transaction is open while
-//! a message is on the network.
+//! Exactly once: a chunk of deliveries is marked `sending` (committed)
+//! before any of its messages leaves, and each send is journaled before
+//! and after (`run::journal`), so that the outcomes can be recorded in
+//! the background without the channel ever waiting for the database. A
+//! crash leaves at most one send per slot started without an outcome:
+//! those become `uncertain` and are never sent again without an operator;
+//! the rest of what was marked goes back to the queue. No database
+//! transaction is open while a message is on the network.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +21,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::files;
+use super::journal::{self, Journal, Segment};
 use crate::campaign::{Campaign, Prepared, Purpose};
 use crate::channel::providers::Providers;
 use crate::channel::{Channel, Failure, Message, Outgoing};
@@ -29,6 +32,7 @@ use crate::event::{EventKind, NewEvent};
 use crate::metrics::Metrics;
 use crate::store::runs::{
     ArchiveEntry, AuditEntry, Claimed, DeliveryState, DeliveryUpdate, DncKind, Run, RunState,
+    Settled,
 };
 use crate::store::Store;
 
@@ -159,11 +163,21 @@ impl<'a> Dispatcher<'a> {
     ) -> Result<Progress> {
         // Runs are prepared afresh each pass: their files may have changed.
         self.runs.clear();
+        // What an earlier pass that failed, or a dead dispatcher, left in
+        // flight is settled before anything new is marked.
+        self.settle_journals().await?;
+        let journal = Arc::new(
+            Journal::open(&self.config.journal_dir(), &self.owner)
+                .context("cannot open the send journal")?,
+        );
         let (store, owner, window) = (self.store, self.owner.clone(), self.window);
+        let chunk = (window * 8).clamp(16, 256);
+        let lease = Duration::seconds(self.config.sending.lease_secs as i64);
         let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(self.batch as usize);
-        let (steps_tx, steps_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (marked_tx, marked_rx) = tokio::sync::mpsc::channel(chunk);
+        let (outcomes_tx, outcomes_rx) = tokio::sync::mpsc::channel(OUTCOMES_QUEUED);
         let (counts_tx, mut counts_rx) = tokio::sync::mpsc::unbounded_channel();
-        let queue = Arc::new(tokio::sync::Mutex::new(ready_rx));
+        let queue = Arc::new(tokio::sync::Mutex::new(marked_rx));
         // Each slot is a task of its own, so that slots send (and the
         // adapters encode) on every core.
         let slots: Vec<_> = (0..window)
@@ -171,19 +185,28 @@ impl<'a> Dispatcher<'a> {
                 tokio::spawn(slot(
                     self.providers.clone(),
                     queue.clone(),
-                    steps_tx.clone(),
+                    outcomes_tx.clone(),
                     counts_tx.clone(),
                     stop.clone(),
                 ))
             })
             .collect();
         // The slots hold the only other senders and the queue: the writer
-        // and the counter end when the last slot does, and the feed stops
-        // when no slot is left to take what it renders.
-        drop((steps_tx, queue));
+        // and the counter end when the last slot does, and the marker and
+        // the feed stop when no slot is left to take what they pass on.
+        drop((outcomes_tx, queue));
         let metrics = self.metrics.clone();
         let feed = self.feed(run, stop, ready_tx, counts_tx);
-        let writer = group_writer(store, &owner, steps_rx);
+        let marker = mark_chunks(
+            store,
+            &owner,
+            &journal,
+            (lease, chunk),
+            ready_rx,
+            marked_tx,
+            stop,
+        );
+        let writer = group_writer(store, outcomes_rx);
         let slots = futures::future::join_all(slots);
         let counter = async {
             let mut total = Progress::default();
@@ -207,10 +230,20 @@ impl<'a> Dispatcher<'a> {
             }
             total
         };
-        let (fed, written, _, total) = tokio::join!(feed, writer, slots, counter);
-        fed?;
+        let (fed, marked, written, slots, total) =
+            tokio::join!(feed, marker, writer, slots, counter);
         written?;
+        for slot in slots {
+            slot.context("a sending slot stopped")??;
+        }
+        fed?;
+        marked?;
+        // Every send started has its outcome recorded: what is still
+        // marked was never started, and the journal has nothing to say.
         self.store.release_claims(&self.owner).await?;
+        if let Some(journal) = Arc::into_inner(journal) {
+            journal.close().context("cannot remove the send journal")?;
+        }
         self.store.finish_runs(Utc::now()).await?;
         Ok(total)
     }
@@ -268,11 +301,29 @@ impl<'a> Dispatcher<'a> {
         Ok(())
     }
 
-    /// Housekeeping before sending: lapsed claims back to the queue,
-    /// lapsed sends uncertain. `alone`: no other dispatcher can be running
-    /// (SQLite, under the send lock), so every claim is a dead one's.
+    /// Housekeeping before sending: dead dispatchers' journals settled,
+    /// then lapsed claims back to the queue and lapsed sends uncertain.
+    /// `alone`: no other dispatcher can be running (SQLite, under the send
+    /// lock), so every claim is a dead one's. Returns (requeued, uncertain).
     pub async fn recover(&self, alone: bool) -> Result<(u64, u64)> {
-        Ok(self.store.reclaim_lapsed(Utc::now(), alone).await?)
+        let settled = self.settle_journals().await?;
+        let (requeued, uncertain) = self.store.reclaim_lapsed(Utc::now(), alone).await?;
+        Ok((requeued + settled.requeued, uncertain + settled.uncertain))
+    }
+
+    async fn settle_journals(&self) -> Result<Settled> {
+        let settled = journal::settle_left_behind(self.store, &self.config.journal_dir())
+            .await
+            .context("cannot settle a stopped sender's journal")?;
+        if settled != Settled::default() {
+            tracing::warn!(
+                recorded = settled.recorded,
+                uncertain = settled.uncertain,
+                requeued = settled.requeued,
+                "settled the journal of a sender that stopped"
+            );
+        }
+        Ok(settled)
     }
 
     /// What must not be sent now (expired, deferred, refused since
@@ -511,61 +562,72 @@ fn render((claimed, run, client): Ready) -> Rendered {
     }
 }
 
-/// A slot's request to the group writer: record its last outcome and/or
-/// mark its next delivery `sending`; answered with whether the mark took
-/// (the claim was still ours).
-struct Step {
-    record: Option<Box<DeliveryUpdate>>,
-    mark: Option<i64>,
-    done: tokio::sync::oneshot::Sender<bool>,
-}
+/// Outcomes waiting for the group writer, at most: slots wait beyond it.
+const OUTCOMES_QUEUED: usize = 4096;
 
-/// `None` when the writer has stopped (a database error, reported by it).
-async fn step(
-    tx: &tokio::sync::mpsc::UnboundedSender<Step>,
-    record: Option<DeliveryUpdate>,
-    mark: Option<i64>,
-) -> Option<bool> {
-    let (done, answer) = tokio::sync::oneshot::channel();
-    let step = Step {
-        record: record.map(Box::new),
-        mark,
-        done,
-    };
-    tx.send(step).ok()?;
-    answer.await.ok()
-}
+/// Outcomes recorded in one transaction, at most.
+const OUTCOMES_PER_COMMIT: usize = 1024;
 
-/// Commits the slots' steps in groups: whatever is waiting when a commit
-/// ends goes into the next, one transaction for all of them.
-async fn group_writer(
+/// A rendered message, marked `sending`, with its chunk's journal.
+type Marked = (Rendered, Arc<Segment>);
+
+/// Marks what the feed rendered `sending`, a chunk at a time, each with a
+/// journal segment, and passes it to the slots. `(lease, chunk)`: the lease
+/// the mark renews, and the most marked at once; the slots' queue holds one
+/// more chunk, so a dispatcher never holds many more than two unstarted.
+async fn mark_chunks(
     store: &dyn Store,
     owner: &str,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Step>,
+    journal: &Journal,
+    (lease, chunk): (Duration, usize),
+    mut ready: tokio::sync::mpsc::Receiver<Rendered>,
+    marked: tokio::sync::mpsc::Sender<Marked>,
+    stop: &AtomicBool,
 ) -> Result<()> {
-    while let Some(first) = rx.recv().await {
-        let mut steps = vec![first];
-        while steps.len() < 512 {
-            match rx.try_recv() {
-                Ok(s) => steps.push(s),
-                Err(_) => break,
-            }
-        }
-        let mut updates = Vec::new();
-        let mut marks = Vec::new();
-        let mut answers = Vec::new();
-        for s in steps {
-            updates.extend(s.record.map(|u| *u));
-            marks.extend(s.mark);
-            answers.push((s.mark, s.done));
-        }
+    let mut rendered = Vec::with_capacity(chunk);
+    while !stop.load(Ordering::Relaxed) && ready.recv_many(&mut rendered, chunk).await > 0 {
+        let segment = Arc::new(
+            journal
+                .segment(rendered.len())
+                .context("cannot write the send journal")?,
+        );
+        let ids: Vec<i64> = rendered.iter().map(|r| r.claimed.id).collect();
         let ours: HashSet<i64> = store
-            .record_and_mark(&updates, owner, &marks)
+            .mark_sending(owner, &ids, Utc::now() + lease)
             .await?
             .into_iter()
             .collect();
-        for (mark, done) in answers {
-            let _ = done.send(mark.is_none_or(|id| ours.contains(&id)));
+        // A claim that lapsed and went to another dispatcher is not ours
+        // to send.
+        segment
+            .settled(ids.len() - ours.len())
+            .context("cannot write the send journal")?;
+        for r in rendered.drain(..) {
+            if ours.contains(&r.claimed.id) && marked.send((r, segment.clone())).await.is_err() {
+                // The slots stopped: what is marked and unstarted is given
+                // back at the end.
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Records the slots' outcomes in groups: whatever is waiting when a
+/// commit ends goes into the next, one transaction for all of them. The
+/// slots do not wait for it: the journal holds each outcome meanwhile.
+async fn group_writer(
+    store: &dyn Store,
+    mut rx: tokio::sync::mpsc::Receiver<(DeliveryUpdate, Arc<Segment>)>,
+) -> Result<()> {
+    let mut group = Vec::new();
+    while rx.recv_many(&mut group, OUTCOMES_PER_COMMIT).await > 0 {
+        let (updates, segments): (Vec<_>, Vec<_>) = group.drain(..).unzip();
+        store.record_deliveries(&updates).await?;
+        for segment in segments {
+            segment
+                .settled(1)
+                .context("cannot write the send journal")?;
         }
     }
     Ok(())
@@ -578,43 +640,27 @@ enum Count {
     Sent(Tally, Channel, String, f64),
 }
 
-/// One of `window` slots: takes messages from the queue one at a time.
-/// Recording a message's outcome and marking the next one `sending`
-/// share a transaction, so a slot never holds two `sending` at once.
+/// One of `window` slots: takes marked messages from the queue one at a
+/// time, journals the start, sends, journals the outcome and hands it to
+/// the group writer. A slot has at most one send started without its
+/// outcome journaled: all a crash can leave uncertain.
 async fn slot(
     providers: Arc<Providers>,
-    queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Rendered>>>,
-    tx: tokio::sync::mpsc::UnboundedSender<Step>,
+    queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Marked>>>,
+    outcomes: tokio::sync::mpsc::Sender<(DeliveryUpdate, Arc<Segment>)>,
     counts: tokio::sync::mpsc::UnboundedSender<Count>,
     stop: Arc<AtomicBool>,
-) {
-    let mut done: Option<DeliveryUpdate> = None;
-    loop {
-        let next = if stop.load(Ordering::Relaxed) {
-            None
-        } else {
-            let mut rx = queue.lock().await;
-            match rx.try_recv() {
-                Ok(r) => Some(r),
-                Err(tokio::sync::mpsc::error::TryRecvError::Disconnected) => None,
-                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
-                    // The next batch is still being prepared: record the
-                    // last outcome now rather than when it comes.
-                    if let Some(update) = done.take() {
-                        drop(rx);
-                        step(&tx, Some(update), None).await;
-                        rx = queue.lock().await;
-                    }
-                    rx.recv().await
-                }
-            }
-        };
-        let Some(r) = next else { break };
-        match step(&tx, done.take(), Some(r.claimed.id)).await {
-            None => return,
-            Some(false) => continue,
-            Some(true) => {}
+) -> Result<()> {
+    while !stop.load(Ordering::Relaxed) {
+        let next = queue.lock().await.recv().await;
+        let Some((r, segment)) = next else { break };
+        if stop.load(Ordering::Relaxed) {
+            // Marked and not started: given back at the end.
+            break;
         }
+        segment
+            .started(r.claimed.id)
+            .context("cannot write the send journal")?;
         let (channel, kind) = (r.claimed.channel, r.run.run.kind.clone());
         let started = std::time::Instant::now();
         let (update, tally) = send_one(&providers, r).await;
@@ -624,11 +670,14 @@ async fn slot(
             kind,
             started.elapsed().as_secs_f64(),
         ));
-        done = Some(update);
+        let journaled = segment.done(&update);
+        if outcomes.send((update, segment)).await.is_err() {
+            // The writer stopped; it reports why.
+            break;
+        }
+        journaled.context("cannot write the send journal")?;
     }
-    if let Some(update) = done {
-        step(&tx, Some(update), None).await;
-    }
+    Ok(())
 }
 
 async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally) {

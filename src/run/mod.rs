@@ -3,5 +3,6 @@
 
 pub mod dispatch;
 pub mod files;
+pub mod journal;
 pub mod plan;
 pub mod process;

@@ -220,26 +220,33 @@ pub trait RunStore: Send + Sync {
         run: Option<i64>,
     ) -> Result<Vec<runs::Claimed>, StoreError>;
 
-    /// Marks claimed deliveries as leaving now; returns those still ours.
-    async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, StoreError>;
+    /// Marks deliveries `owner` claimed as about to leave (`sending`) and
+    /// renews their lease to `lease_until`; returns those still ours.
+    async fn mark_sending(
+        &self,
+        owner: &str,
+        ids: &[i64],
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<i64>, StoreError>;
 
     /// Records outcomes, their events, bad addresses and archive records in
     /// one transaction. The events' clients are taken to exist (they are
     /// the deliveries' own, and clients are never deleted).
     async fn record_deliveries(&self, updates: &[runs::DeliveryUpdate]) -> Result<(), StoreError>;
 
-    /// Records outcomes and marks `mark` (claimed by `owner`) as leaving,
-    /// in one transaction; returns the marked ids still ours. A slot that
-    /// finishes one message and starts the next never holds two.
-    async fn record_and_mark(
-        &self,
-        updates: &[runs::DeliveryUpdate],
-        owner: &str,
-        mark: &[i64],
-    ) -> Result<Vec<i64>, StoreError>;
-
-    /// Gives back what `owner` claimed and has not started.
+    /// Gives back what `owner` claimed or marked and has not started: its
+    /// journal says every send it started has its outcome recorded.
     async fn release_claims(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// Settles what a dead dispatcher (`owner`) held `sending`, from its
+    /// journal, in one transaction: outcomes it had not recorded are
+    /// recorded, sends it started without an outcome become uncertain, and
+    /// the rest goes back to the queue.
+    async fn settle_journal(
+        &self,
+        owner: &str,
+        replay: &runs::JournalReplay,
+    ) -> Result<runs::Settled, StoreError>;
 
     /// Lapsed claims go back to the queue; lapsed sends become uncertain.
     /// `all`: no other dispatcher lives, so every claim is lapsed.

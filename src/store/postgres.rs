@@ -67,8 +67,6 @@ async fn lock_archive(tx: &mut sqlx::Transaction<'_, Postgres>) -> Result<(), St
 async fn record_in_one_call(
     _store: &PgStore,
     _updates: &[DeliveryUpdate],
-    _owner: &str,
-    _mark: &[i64],
     _now: DateTime<Utc>,
 ) -> Result<OneCall, StoreError> {
     Ok(OneCall::Refused)

@@ -314,32 +314,48 @@ macro_rules! run_queries {
                 Ok(claimed)
             }
 
-            async fn mark_sending(&self, owner: &str, ids: &[i64]) -> Result<Vec<i64>, super::StoreError> {
-                self.record_and_mark(&[], owner, ids).await
+            async fn mark_sending(
+                &self,
+                owner: &str,
+                ids: &[i64],
+                lease_until: chrono::DateTime<chrono::Utc>,
+            ) -> Result<Vec<i64>, super::StoreError> {
+                if ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                // The only statement that writes a `sending` delivery's
+                // lease: nothing else touches rows the writer records.
+                let mut qb = sqlx::QueryBuilder::new(
+                    "UPDATE deliveries SET state = 'sending', attempts = attempts + 1, lease_until = ",
+                );
+                qb.push_bind(lease_until)
+                    .push(" WHERE state = 'claimed' AND lease_owner = ")
+                    .push_bind(owner.to_owned())
+                    .push(" AND id IN (");
+                let mut list = qb.separated(", ");
+                for id in ids {
+                    list.push_bind(*id);
+                }
+                qb.push(") RETURNING id");
+                let mut tx = begin_write(&self.pool).await?;
+                let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
             }
 
             async fn record_deliveries(
                 &self,
                 updates: &[super::runs::DeliveryUpdate],
             ) -> Result<(), super::StoreError> {
-                self.record_and_mark(updates, "", &[]).await.map(|_| ())
-            }
-
-            async fn record_and_mark(
-                &self,
-                updates: &[super::runs::DeliveryUpdate],
-                owner: &str,
-                mark: &[i64],
-            ) -> Result<Vec<i64>, super::StoreError> {
-                if updates.is_empty() && mark.is_empty() {
-                    return Ok(Vec::new());
+                if updates.is_empty() {
+                    return Ok(());
                 }
                 let now = chrono::Utc::now();
                 // Optimistic: each retry means another writer extended the
                 // archive, so the fleet as a whole always progresses.
                 for _ in 0..ONE_CALL_TRIES {
-                    match record_in_one_call(self, updates, owner, mark, now).await? {
-                        super::runs::OneCall::Written(marked) => return Ok(marked),
+                    match record_in_one_call(self, updates, now).await? {
+                        super::runs::OneCall::Written => return Ok(()),
                         super::runs::OneCall::TailMoved => {}
                         super::runs::OneCall::Refused => break,
                     }
@@ -350,7 +366,7 @@ macro_rules! run_queries {
                 // it: ours is rolled back whole, and we try again.
                 let mut tries = 0;
                 loop {
-                    match record_and_mark_in_tx(&self.pool, updates, owner, mark, now).await {
+                    match record_in_tx(&self.pool, updates, now).await {
                         Err(e) if tries < 5 && worth_retrying(&e) => tries += 1,
                         written => return written,
                     }
@@ -359,9 +375,12 @@ macro_rules! run_queries {
 
             async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
+                // A `sending` delivery still ours was marked but never
+                // started: the attempt it counted did not happen.
                 let n = sqlx::query(
-                    "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL \
-                     WHERE state = 'claimed' AND lease_owner = $1",
+                    "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL, \
+                     attempts = CASE WHEN state = 'sending' THEN attempts - 1 ELSE attempts END \
+                     WHERE state IN ('claimed', 'sending') AND lease_owner = $1",
                 )
                 .bind(owner)
                 .execute(&mut *tx)
@@ -369,6 +388,21 @@ macro_rules! run_queries {
                 .rows_affected();
                 tx.commit().await?;
                 Ok(n)
+            }
+
+            async fn settle_journal(
+                &self,
+                owner: &str,
+                replay: &super::runs::JournalReplay,
+            ) -> Result<super::runs::Settled, super::StoreError> {
+                let now = chrono::Utc::now();
+                let mut tries = 0;
+                loop {
+                    match settle_in_tx(&self.pool, owner, replay, now).await {
+                        Err(e) if tries < 5 && worth_retrying(&e) => tries += 1,
+                        settled => return settled,
+                    }
+                }
             }
 
             async fn reclaim_lapsed(
@@ -388,8 +422,10 @@ macro_rules! run_queries {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                // The owner stays: its journal, if another dispatcher
+                // settles it after this, knows better than "uncertain".
                 let uncertain = sqlx::query(&format!(
-                    "UPDATE deliveries SET state = 'uncertain', lease_owner = NULL, lease_until = NULL, updated_at = $1, \
+                    "UPDATE deliveries SET state = 'uncertain', lease_until = NULL, updated_at = $1, \
                      error = 'the sender stopped while this message was in flight: it may have been sent' \
                      WHERE state = 'sending'{lapsed}"
                 ))
@@ -429,7 +465,7 @@ macro_rules! run_queries {
             ) -> Result<u64, super::StoreError> {
                 let mut tx = begin_write(&self.pool).await?;
                 let n = sqlx::query(
-                    "UPDATE deliveries SET state = 'queued', error = NULL, updated_at = $1 \
+                    "UPDATE deliveries SET state = 'queued', error = NULL, lease_owner = NULL, updated_at = $1 \
                      WHERE run_id = $2 AND state = 'uncertain'",
                 )
                 .bind(audit.at)
@@ -687,28 +723,71 @@ macro_rules! run_queries {
             }
         }
 
-        /// Records the outcomes and marks the next deliveries in one
-        /// transaction, statement by statement.
-        async fn record_and_mark_in_tx(
+        /// Records the outcomes in one transaction, statement by statement.
+        async fn record_in_tx(
             pool: &sqlx::Pool<$db>,
             updates: &[super::runs::DeliveryUpdate],
-            owner: &str,
-            mark: &[i64],
             now: chrono::DateTime<chrono::Utc>,
-        ) -> Result<Vec<i64>, super::StoreError> {
+        ) -> Result<(), super::StoreError> {
             let mut tx = begin_write(pool).await?;
-            if !updates.is_empty() {
-                record_in(&mut tx, updates, now).await?;
+            record_in(&mut tx, updates, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+
+        /// `settle_journal` in one transaction: only what `owner` still
+        /// holds is touched, so settling twice changes nothing.
+        async fn settle_in_tx(
+            pool: &sqlx::Pool<$db>,
+            owner: &str,
+            replay: &super::runs::JournalReplay,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> Result<super::runs::Settled, super::StoreError> {
+            let mut tx = begin_write(pool).await?;
+            // `uncertain` too: another dispatcher may have found the
+            // lease lapsed while this journal was being settled.
+            let held: Vec<(i64,)> = sqlx::query_as(
+                "SELECT id FROM deliveries WHERE state IN ('sending', 'uncertain') AND lease_owner = $1",
+            )
+            .bind(owner)
+            .fetch_all(&mut *tx)
+            .await?;
+            let mut held: std::collections::HashSet<i64> = held.into_iter().map(|(id,)| id).collect();
+            let done: Vec<super::runs::DeliveryUpdate> = replay
+                .done
+                .iter()
+                .filter(|u| held.remove(&u.id))
+                .cloned()
+                .collect();
+            if !done.is_empty() {
+                record_in(&mut tx, &done, now).await?;
             }
-            let mut marked = Vec::new();
-            if !mark.is_empty() {
-                let mut qb = sqlx::QueryBuilder::new("");
-                push_marks(&mut qb, owner, mark);
-                let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
-                marked = rows.into_iter().map(|(id,)| id).collect();
+            let (started, unstarted): (Vec<i64>, Vec<i64>) =
+                held.into_iter().partition(|id| replay.started.contains(id));
+            for (ids, set) in [
+                (&started, "state = 'uncertain', \
+                    error = 'the sender stopped while this message was in flight: it may have been sent'"),
+                (&unstarted, "state = 'queued', attempts = attempts - 1"),
+            ] {
+                for chunk in ids.chunks(1000) {
+                    let mut qb = sqlx::QueryBuilder::new(format!(
+                        "UPDATE deliveries SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = "
+                    ));
+                    qb.push_bind(now).push(" WHERE id IN (");
+                    let mut list = qb.separated(", ");
+                    for id in chunk {
+                        list.push_bind(*id);
+                    }
+                    qb.push(")");
+                    qb.build().execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
-            Ok(marked)
+            Ok(super::runs::Settled {
+                recorded: done.len() as u64,
+                uncertain: started.len() as u64,
+                requeued: unstarted.len() as u64,
+            })
         }
 
         /// The archive's next seq taken by another writer, or a deadlock
@@ -834,20 +913,6 @@ macro_rules! run_queries {
                     .push_bind(c.prev_hash.clone())
                     .push_bind(c.hash.clone());
             });
-        }
-
-        /// Marks the deliveries still claimed by `owner` as `sending`,
-        /// returning the ids it marked.
-        fn push_marks(qb: &mut sqlx::QueryBuilder<'_, $db>, owner: &str, mark: &[i64]) {
-            qb.push(
-                "UPDATE deliveries SET state = 'sending', attempts = attempts + 1 WHERE state = 'claimed' AND lease_owner = ",
-            );
-            qb.push_bind(owner.to_owned()).push(" AND id IN (");
-            let mut list = qb.separated(", ");
-            for id in mark {
-                list.push_bind(*id);
-            }
-            qb.push(") RETURNING id");
         }
 
         async fn insert_audit(

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::campaign::Purpose;
 use crate::channel::Channel;
@@ -68,7 +68,7 @@ impl fmt::Display for RunState {
 /// Where a delivery is. `Sending` is written before the message leaves; a
 /// `Sending` delivery whose claim lapsed is `Uncertain`: it may have gone,
 /// so it is never sent again without an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryState {
     Queued,
@@ -305,8 +305,9 @@ fn parse_channels(raw: &str) -> Result<Vec<Channel>, Invalid> {
         .collect()
 }
 
-/// What became of a claimed delivery, to record.
-#[derive(Debug, Clone)]
+/// What became of a claimed delivery, to record (and to journal, until
+/// it is recorded).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryUpdate {
     pub id: i64,
     pub state: DeliveryState,
@@ -340,8 +341,9 @@ impl DeliveryUpdate {
     }
 }
 
-/// A sent message to archive.
-#[derive(Debug, Clone)]
+/// A sent message to archive. A journal keeps the record only: the body
+/// is compressed again from it when the journal is read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArchiveEntry {
     pub delivery_id: i64,
     pub run_id: i64,
@@ -350,6 +352,7 @@ pub struct ArchiveEntry {
     /// JSON: what the chain's hash covers.
     pub record: String,
     /// `record`, compressed: what is stored.
+    #[serde(skip)]
     pub body: Vec<u8>,
 }
 
@@ -377,6 +380,37 @@ impl ArchiveEntry {
             body,
         }
     }
+
+    /// The entry as a journal gave it back (its record only), compressed
+    /// again.
+    pub fn recompressed(self) -> Self {
+        Self::new(
+            self.delivery_id,
+            self.run_id,
+            self.client_id,
+            self.at,
+            self.record,
+        )
+    }
+}
+
+/// What a dead dispatcher's send journal says of the deliveries it held
+/// `sending`: the outcomes it had not recorded, and the sends it started.
+#[derive(Debug, Default)]
+pub struct JournalReplay {
+    pub done: Vec<DeliveryUpdate>,
+    pub started: std::collections::HashSet<i64>,
+}
+
+/// What settling a journal did to the deliveries it held.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    /// Outcomes recorded from the journal.
+    pub recorded: u64,
+    /// Started with no outcome: uncertain.
+    pub uncertain: u64,
+    /// Never started: back to the queue.
+    pub requeued: u64,
 }
 
 /// `archive` as read: the record in `record`, or compressed in `body`.
@@ -468,8 +502,7 @@ pub struct ChainedArchive<'a> {
 
 /// How a group commit tried in one call to the database ended.
 pub enum OneCall {
-    /// Written: the deliveries marked.
-    Written(Vec<i64>),
+    Written,
     /// Another writer moved the archive's tail: try again on the new one.
     TailMoved,
     /// Refused for another reason: write the group the ordinary way, which

@@ -544,7 +544,7 @@ async fn insert_events_in(
 }
 
 /// The dispatcher's group commit (outcomes, their events and archive
-/// records, the next marks) as one script, run in one call to the driver's
+/// records) as one script, run in one call to the driver's
 /// thread: as separate statements, the eight calls cost more than the
 /// writing. The archive's tail is remembered between groups; if another
 /// writer moved it, the archive's key refuses the script, which is rolled
@@ -552,8 +552,6 @@ async fn insert_events_in(
 async fn record_in_one_call(
     store: &SqliteStore,
     updates: &[DeliveryUpdate],
-    owner: &str,
-    mark: &[i64],
     now: DateTime<Utc>,
 ) -> Result<OneCall, StoreError> {
     let chained = if updates.iter().any(|u| u.archive.is_some()) {
@@ -591,17 +589,13 @@ async fn record_in_one_call(
         qb.push("; ");
         push_archive(&mut qb, chunk);
     }
-    if !mark.is_empty() {
-        qb.push("; ");
-        push_marks(&mut qb, owner, mark);
-    }
     qb.push("; COMMIT");
 
     let mut conn = store.pool.acquire().await?;
-    let written: Result<Vec<(i64,)>, _> = qb.build_query_as().fetch_all(&mut *conn).await;
+    let written = qb.build().execute(&mut *conn).await;
     store.archive_tail.settle(written.is_ok(), chained);
     match written {
-        Ok(rows) => Ok(OneCall::Written(rows.into_iter().map(|(id,)| id).collect())),
+        Ok(_) => Ok(OneCall::Written),
         Err(e) => {
             tracing::debug!("group commit as one script refused: {e}");
             // The script stops at the failing statement, its transaction open.
