@@ -27,13 +27,21 @@ use serde::{Deserialize, Serialize};
 use crate::store::runs::{DeliveryUpdate, JournalReplay, Settled};
 use crate::store::Store;
 
-/// One line of a segment.
-#[derive(Serialize, Deserialize)]
+/// One line of a segment, as written.
+#[derive(Serialize)]
 #[serde(rename_all = "snake_case")]
-enum Line {
+enum Line<'a> {
     /// The message is about to leave.
     Start(i64),
     /// Its outcome, not yet recorded in the database.
+    Done(&'a DeliveryUpdate),
+}
+
+/// One line of a segment, as read back.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum ReadLine {
+    Start(i64),
     Done(Box<DeliveryUpdate>),
 }
 
@@ -57,7 +65,7 @@ impl Journal {
             .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
             .collect();
         let new = dir.join(format!("{stem}.lock.new"));
-        let mut lock = File::create(&new)?;
+        let mut lock = private().write(true).truncate(true).open(&new)?;
         lock.try_lock().map_err(io::Error::other)?;
         lock.write_all(owner.as_bytes())?;
         fs::rename(&new, dir.join(format!("{stem}.lock")))?;
@@ -73,10 +81,7 @@ impl Journal {
     pub fn segment(&self, ids: usize) -> io::Result<Segment> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.join(format!("{}.{n}.log", self.stem));
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .open(&path)?;
+        let file = private().create_new(true).append(true).open(&path)?;
         Ok(Segment {
             path,
             file: Mutex::new(file),
@@ -111,7 +116,7 @@ impl Segment {
 
     /// After: the outcome, until the database has it.
     pub fn done(&self, update: &DeliveryUpdate) -> io::Result<()> {
-        self.append(&Line::Done(Box::new(update.clone())))
+        self.append(&Line::Done(update))
     }
 
     /// `n` of its deliveries are settled (their outcome recorded, or they
@@ -123,7 +128,7 @@ impl Segment {
         Ok(())
     }
 
-    fn append(&self, line: &Line) -> io::Result<()> {
+    fn append(&self, line: &Line<'_>) -> io::Result<()> {
         let mut buf = serde_json::to_vec(line).map_err(io::Error::other)?;
         buf.push(b'\n');
         // One write: a process killed mid-way cannot leave half a line
@@ -222,13 +227,13 @@ fn replay(files: &[PathBuf]) -> io::Result<JournalReplay> {
             Err(e) => return Err(e),
         };
         for line in io::BufReader::new(file).split(b'\n') {
-            match serde_json::from_slice::<Line>(&line?) {
-                Ok(Line::Start(id)) => {
+            match serde_json::from_slice::<ReadLine>(&line?) {
+                Ok(ReadLine::Start(id)) => {
                     out.started.insert(id);
                     done.remove(&id);
                 }
-                Ok(Line::Done(mut u)) => {
-                    u.archive = u.archive.map(|a| a.recompressed());
+                Ok(ReadLine::Done(mut u)) => {
+                    u.archive = u.archive.map(|a| a.inflated()).transpose()?;
                     done.insert(u.id, *u);
                 }
                 Err(_) => {}
@@ -237,6 +242,16 @@ fn replay(files: &[PathBuf]) -> io::Result<JournalReplay> {
     }
     out.done = done.into_values().collect();
     Ok(out)
+}
+
+/// Options for a new journal file: it holds what the messages said and
+/// to whom, so only herald's own user may read it.
+fn private() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.create(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
 }
 
 /// Removes a file another settler may have removed first.
@@ -259,6 +274,22 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn only_herald_s_user_may_read_a_journal() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(dir.path(), "me").unwrap();
+        journal.segment(1).unwrap();
+        for name in ["me.lock", "me.0.log"] {
+            let mode = fs::metadata(dir.path().join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
     }
 
     #[test]

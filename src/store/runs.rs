@@ -341,8 +341,9 @@ impl DeliveryUpdate {
     }
 }
 
-/// A sent message to archive. A journal keeps the record only: the body
-/// is compressed again from it when the journal is read.
+/// A sent message to archive. A journal keeps the compressed body only
+/// (a quarter of the record's size): the record is inflated from it when
+/// the journal is read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ArchiveEntry {
     pub delivery_id: i64,
@@ -350,10 +351,34 @@ pub struct ArchiveEntry {
     pub client_id: String,
     pub at: DateTime<Utc>,
     /// JSON: what the chain's hash covers.
+    #[serde(skip)]
     pub record: String,
     /// `record`, compressed: what is stored.
-    #[serde(skip)]
+    #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
+}
+
+/// Bytes as base64 text in JSON.
+mod base64_bytes {
+    use base64::{engine::general_purpose::STANDARD, Engine};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <&str>::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An archive body back to its record.
+fn inflate(body: &[u8]) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut out = String::new();
+    flate2::read::DeflateDecoder::new(body).read_to_string(&mut out)?;
+    Ok(out)
 }
 
 impl ArchiveEntry {
@@ -381,16 +406,11 @@ impl ArchiveEntry {
         }
     }
 
-    /// The entry as a journal gave it back (its record only), compressed
-    /// again.
-    pub fn recompressed(self) -> Self {
-        Self::new(
-            self.delivery_id,
-            self.run_id,
-            self.client_id,
-            self.at,
-            self.record,
-        )
+    /// The entry as a journal gave it back (its body only), with its
+    /// record inflated again.
+    pub fn inflated(mut self) -> std::io::Result<Self> {
+        self.record = inflate(&self.body)?;
+        Ok(self)
     }
 }
 
@@ -434,16 +454,8 @@ impl ArchiveColumns {
     pub(crate) fn into_record(self) -> Result<ArchiveRecord, StoreError> {
         let record = match self.body {
             None => self.record,
-            Some(body) => {
-                use std::io::Read;
-                let mut out = String::new();
-                flate2::read::DeflateDecoder::new(&body[..])
-                    .read_to_string(&mut out)
-                    .map_err(|e| {
-                        StoreError::Corrupt(format!("archive record {}: {e}", self.seq))
-                    })?;
-                out
-            }
+            Some(body) => inflate(&body)
+                .map_err(|e| StoreError::Corrupt(format!("archive record {}: {e}", self.seq)))?,
         };
         Ok(ArchiveRecord {
             seq: self.seq,
