@@ -166,13 +166,10 @@ impl<'a> Dispatcher<'a> {
         // What an earlier pass that failed, or a dead dispatcher, left in
         // flight is settled before anything new is marked.
         self.settle_journals().await?;
-        let journal = Arc::new(
-            Journal::open(&self.config.journal_dir(), &self.owner)
-                .context("cannot open the send journal")?,
-        );
         let (store, owner, window) = (self.store, self.owner.clone(), self.window);
         let chunk = (window * 8).clamp(16, 256);
         let lease = Duration::seconds(self.config.sending.lease_secs as i64);
+        let journal_dir = self.config.journal_dir();
         let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(self.batch as usize);
         let (marked_tx, marked_rx) = tokio::sync::mpsc::channel(chunk);
         let (outcomes_tx, outcomes_rx) = tokio::sync::mpsc::channel(OUTCOMES_QUEUED);
@@ -199,8 +196,7 @@ impl<'a> Dispatcher<'a> {
         let feed = self.feed(run, stop, ready_tx, counts_tx);
         let marker = mark_chunks(
             store,
-            &owner,
-            &journal,
+            (&owner, &journal_dir),
             (lease, chunk),
             ready_rx,
             marked_tx,
@@ -237,11 +233,11 @@ impl<'a> Dispatcher<'a> {
             slot.context("a sending slot stopped")??;
         }
         fed?;
-        marked?;
+        let journal = marked?;
         // Every send started has its outcome recorded: what is still
         // marked was never started, and the journal has nothing to say.
         self.store.release_claims(&self.owner).await?;
-        if let Some(journal) = Arc::into_inner(journal) {
+        if let Some(journal) = journal {
             journal.close().context("cannot remove the send journal")?;
         }
         self.store.finish_runs(Utc::now()).await?;
@@ -575,19 +571,26 @@ type Marked = (Rendered, Arc<Segment>);
 /// journal segment, and passes it to the slots. `(lease, chunk)`: the lease
 /// the mark renews, and the most marked at once; the slots' queue holds one
 /// more chunk, so a dispatcher never holds many more than two unstarted.
+/// Returns the journal, opened (in `dir`, for `owner`) with the first chunk:
+/// a pass with nothing to send writes no file.
 async fn mark_chunks(
     store: &dyn Store,
-    owner: &str,
-    journal: &Journal,
+    (owner, dir): (&str, &std::path::Path),
     (lease, chunk): (Duration, usize),
     mut ready: tokio::sync::mpsc::Receiver<Rendered>,
     marked: tokio::sync::mpsc::Sender<Marked>,
     stop: &AtomicBool,
-) -> Result<()> {
+) -> Result<Option<Journal>> {
+    let mut journal = None;
     let mut rendered = Vec::with_capacity(chunk);
     while !stop.load(Ordering::Relaxed) && ready.recv_many(&mut rendered, chunk).await > 0 {
+        let open = match journal.take() {
+            Some(open) => open,
+            None => Journal::open(dir, owner).context("cannot open the send journal")?,
+        };
         let segment = Arc::new(
             journal
+                .insert(open)
                 .segment(rendered.len())
                 .context("cannot write the send journal")?,
         );
@@ -606,11 +609,11 @@ async fn mark_chunks(
             if ours.contains(&r.claimed.id) && marked.send((r, segment.clone())).await.is_err() {
                 // The slots stopped: what is marked and unstarted is given
                 // back at the end.
-                return Ok(());
+                return Ok(journal);
             }
         }
     }
-    Ok(())
+    Ok(journal)
 }
 
 /// Records the slots' outcomes in groups: whatever is waiting when a
