@@ -123,6 +123,14 @@ fn spawn_instance(dir: &Path, url: &str, admin_port: u16, n: usize) -> Reaped {
     )
 }
 
+/// The three instances' logs, for a failure's message.
+fn fleet_logs(dir: &Path) -> String {
+    (0..3)
+        .map(|n| std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n----\n")
+}
+
 /// The run the scheduler planned for the fleet campaign.
 fn fleet_run(dir: &Path, url: &str) -> Option<serde_json::Value> {
     let runs = run_json(dir, url, &["runs", "--json"]);
@@ -260,15 +268,10 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
             break;
         }
         if std::time::Instant::now() > deadline {
-            let logs: Vec<String> = (0..3)
-                .map(|n| {
-                    std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default()
-                })
-                .collect();
             panic!(
                 "not all three instances sent: {instances:#?}\nreceived {}\n{}",
                 inbox.lock().unwrap().len(),
-                logs.join("\n----\n")
+                fleet_logs(dir)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -311,17 +314,11 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
         clients,
         "every delivery sent or uncertain: {deliveries}"
     );
-    if uncertain > CONCURRENCY {
-        let logs: Vec<String> = (0..3)
-            .map(|n| {
-                std::fs::read_to_string(dir.join(format!("serve-{n}.log"))).unwrap_or_default()
-            })
-            .collect();
-        panic!(
-            "{uncertain} uncertain, more than one window\n{}",
-            logs.join("\n----\n")
-        );
-    }
+    assert!(
+        uncertain <= CONCURRENCY,
+        "{uncertain} uncertain, more than one window\n{}",
+        fleet_logs(dir)
+    );
 
     let inbox = inbox.lock().unwrap();
     let mut per_recipient: HashMap<&str, usize> = HashMap::new();

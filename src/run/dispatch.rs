@@ -567,6 +567,11 @@ const OUTCOMES_PER_COMMIT: usize = 1024;
 /// A rendered message, marked `sending`, with its chunk's journal.
 type Marked = (Rendered, Arc<Segment>);
 
+/// An outcome for the group writer, with the segment that journaled it.
+type Outcome = (DeliveryUpdate, Arc<Segment>);
+
+const JOURNAL_WRITE: &str = "cannot write the send journal";
+
 /// Marks what the feed rendered `sending`, a chunk at a time, each with a
 /// journal segment, and passes it to the slots. `(lease, chunk)`: the lease
 /// the mark renews, and the most marked at once; the slots' queue holds one
@@ -592,7 +597,7 @@ async fn mark_chunks(
             journal
                 .insert(open)
                 .segment(rendered.len())
-                .context("cannot write the send journal")?,
+                .context(JOURNAL_WRITE)?,
         );
         let ids: Vec<i64> = rendered.iter().map(|r| r.claimed.id).collect();
         let ours: HashSet<i64> = store
@@ -604,7 +609,7 @@ async fn mark_chunks(
         // to send.
         segment
             .settled(ids.len() - ours.len())
-            .context("cannot write the send journal")?;
+            .context(JOURNAL_WRITE)?;
         for r in rendered.drain(..) {
             if ours.contains(&r.claimed.id) && marked.send((r, segment.clone())).await.is_err() {
                 // The slots stopped: what is marked and unstarted is given
@@ -621,16 +626,14 @@ async fn mark_chunks(
 /// slots do not wait for it: the journal holds each outcome meanwhile.
 async fn group_writer(
     store: &dyn Store,
-    mut rx: tokio::sync::mpsc::Receiver<(DeliveryUpdate, Arc<Segment>)>,
+    mut rx: tokio::sync::mpsc::Receiver<Outcome>,
 ) -> Result<()> {
     let mut group = Vec::new();
     while rx.recv_many(&mut group, OUTCOMES_PER_COMMIT).await > 0 {
         let (updates, segments): (Vec<_>, Vec<_>) = group.drain(..).unzip();
         store.record_deliveries(&updates).await?;
         for segment in segments {
-            segment
-                .settled(1)
-                .context("cannot write the send journal")?;
+            segment.settled(1).context(JOURNAL_WRITE)?;
         }
     }
     Ok(())
@@ -650,7 +653,7 @@ enum Count {
 async fn slot(
     providers: Arc<Providers>,
     queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Marked>>>,
-    outcomes: tokio::sync::mpsc::Sender<(DeliveryUpdate, Arc<Segment>)>,
+    outcomes: tokio::sync::mpsc::Sender<Outcome>,
     counts: tokio::sync::mpsc::UnboundedSender<Count>,
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
@@ -661,9 +664,7 @@ async fn slot(
             // Marked and not started: given back at the end.
             break;
         }
-        segment
-            .started(r.claimed.id)
-            .context("cannot write the send journal")?;
+        segment.started(r.claimed.id).context(JOURNAL_WRITE)?;
         let (channel, kind) = (r.claimed.channel, r.run.run.kind.clone());
         let started = std::time::Instant::now();
         let (update, tally) = send_one(&providers, r).await;
@@ -678,7 +679,7 @@ async fn slot(
             // The writer stopped; it reports why.
             break;
         }
-        journaled.context("cannot write the send journal")?;
+        journaled.context(JOURNAL_WRITE)?;
     }
     Ok(())
 }

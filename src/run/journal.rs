@@ -159,10 +159,10 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
         else {
             continue;
         };
-        let Some(owner) = take_dead(&path)? else {
+        // The lock is held until the journal is gone.
+        let Some((_lock, owner)) = take_dead(&path)? else {
             continue;
         };
-        let (_lock, owner) = owner;
         let files = segments(dir, stem)?;
         let replay = replay(&files)?;
         let settled = store.settle_journal(&owner, &replay).await?;
@@ -170,9 +170,7 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
             remove(f)?;
         }
         remove(&path)?;
-        total.recorded += settled.recorded;
-        total.uncertain += settled.uncertain;
-        total.requeued += settled.requeued;
+        total += settled;
     }
     Ok(total)
 }

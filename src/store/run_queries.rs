@@ -331,12 +331,9 @@ macro_rules! run_queries {
                 qb.push_bind(lease_until)
                     .push(" WHERE state = 'claimed' AND lease_owner = ")
                     .push_bind(owner.to_owned())
-                    .push(" AND id IN (");
-                let mut list = qb.separated(", ");
-                for id in ids {
-                    list.push_bind(*id);
-                }
-                qb.push(") RETURNING id");
+                    .push(" AND id IN ");
+                push_ids(&mut qb, ids);
+                qb.push(" RETURNING id");
                 let mut tx = begin_write(&self.pool).await?;
                 let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
@@ -426,8 +423,7 @@ macro_rules! run_queries {
                 // settles it after this, knows better than "uncertain".
                 let uncertain = sqlx::query(&format!(
                     "UPDATE deliveries SET state = 'uncertain', lease_until = NULL, updated_at = $1, \
-                     error = 'the sender stopped while this message was in flight: it may have been sent' \
-                     WHERE state = 'sending'{lapsed}"
+                     error = '{IN_FLIGHT}' WHERE state = 'sending'{lapsed}"
                 ))
                 .bind(now)
                 .execute(&mut *tx)
@@ -764,21 +760,17 @@ macro_rules! run_queries {
             }
             let (started, unstarted): (Vec<i64>, Vec<i64>) =
                 held.into_iter().partition(|id| replay.started.contains(id));
+            let uncertain = format!("state = 'uncertain', error = '{IN_FLIGHT}'");
             for (ids, set) in [
-                (&started, "state = 'uncertain', \
-                    error = 'the sender stopped while this message was in flight: it may have been sent'"),
+                (&started, uncertain.as_str()),
                 (&unstarted, "state = 'queued', attempts = attempts - 1"),
             ] {
                 for chunk in ids.chunks(1000) {
                     let mut qb = sqlx::QueryBuilder::new(format!(
                         "UPDATE deliveries SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = "
                     ));
-                    qb.push_bind(now).push(" WHERE id IN (");
-                    let mut list = qb.separated(", ");
-                    for id in chunk {
-                        list.push_bind(*id);
-                    }
-                    qb.push(")");
+                    qb.push_bind(now).push(" WHERE id IN ");
+                    push_ids(&mut qb, chunk);
                     qb.build().execute(&mut *tx).await?;
                 }
             }
@@ -788,6 +780,20 @@ macro_rules! run_queries {
                 uncertain: started.len() as u64,
                 requeued: unstarted.len() as u64,
             })
+        }
+
+        /// Why a delivery is uncertain (a literal: it holds no quote).
+        const IN_FLIGHT: &str =
+            "the sender stopped while this message was in flight: it may have been sent";
+
+        /// `(id, id, …)`, each bound.
+        fn push_ids(qb: &mut sqlx::QueryBuilder<'_, $db>, ids: &[i64]) {
+            qb.push("(");
+            let mut list = qb.separated(", ");
+            for id in ids {
+                list.push_bind(*id);
+            }
+            qb.push(")");
         }
 
         /// The archive's next seq taken by another writer, or a deadlock

@@ -433,6 +433,14 @@ pub struct Settled {
     pub requeued: u64,
 }
 
+impl std::ops::AddAssign for Settled {
+    fn add_assign(&mut self, other: Settled) {
+        self.recorded += other.recorded;
+        self.uncertain += other.uncertain;
+        self.requeued += other.requeued;
+    }
+}
+
 /// `archive` as read: the record in `record`, or compressed in `body`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct ArchiveColumns {
