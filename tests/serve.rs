@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::cli::{
-    exits_cleanly, free_port, herald, http_get, run_json, signal, spawn_serve, wait_for, Reaped,
+    exits_cleanly, free_ports, herald, http_get, run_json, signal, spawn_serve, wait_for, Reaped,
 };
 use common::smtp::{start_smtp_server, Inbox};
 
@@ -112,9 +112,14 @@ at = "{}"
     at
 }
 
-fn spawn_instance(dir: &Path, url: &str, admin_port: u16, n: usize) -> Reaped {
+fn spawn_instance(
+    dir: &Path,
+    url: &str,
+    [admin_port, tracking_port]: [u16; 2],
+    n: usize,
+) -> Reaped {
     let admin = format!("127.0.0.1:{admin_port}");
-    let tracking = format!("127.0.0.1:{}", free_port());
+    let tracking = format!("127.0.0.1:{tracking_port}");
     spawn_serve(
         dir,
         url,
@@ -177,8 +182,8 @@ fn one_instance_plans_on_time_sends_and_counts_what_it_sent() {
     let url = format!("sqlite://{}", dir.join("herald.db").display());
     let at = working_folder(dir, port, CLIENTS, Duration::from_secs(6));
     run_json(dir, &url, &["import", "clients", "clients.csv", "--json"]);
-    let admin = free_port();
-    let mut serve = spawn_instance(dir, &url, admin, 0);
+    let [admin, tracking] = free_ports();
+    let mut serve = spawn_instance(dir, &url, [admin, tracking], 0);
     wait_for("/healthz", Duration::from_secs(30), || {
         http_get(admin, "/healthz").is_some_and(|(s, _)| s == 200)
     });
@@ -252,11 +257,11 @@ fn three_instances_share_a_run_and_one_killed_loses_nothing() {
     let dir = tmp.path();
     working_folder(dir, port, clients, Duration::from_secs(8));
     run_json(dir, &url, &["import", "clients", "clients.csv", "--json"]);
-    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let ports: [u16; 6] = free_ports();
     let mut serves: Vec<Reaped> = ports
-        .iter()
+        .chunks(2)
         .enumerate()
-        .map(|(n, p)| spawn_instance(dir, &url, *p, n))
+        .map(|(n, p)| spawn_instance(dir, &url, [p[0], p[1]], n))
         .collect();
 
     // All three send before one of them is killed.

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::cli::{
-    exits_cleanly, free_port, http, run_json, signal, spawn_serve, wait_for, Reaped,
+    exits_cleanly, free_ports, http, run_json, signal, spawn_serve, wait_for, Reaped,
 };
 use common::smtp::{start_smtp_server_keeping_bodies, Inbox};
 
@@ -141,7 +141,7 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let url = format!("sqlite://{}", dir.join("herald.db").display());
-    let port = free_port();
+    let [port, admin] = free_ports();
     working_folder(dir, smtp, port);
     run_json(dir, &url, &["import", "clients", "c.csv", "--json"]);
     run_json(dir, &url, &["send", "news", "--key", "first", "--json"]);
@@ -165,7 +165,7 @@ fn links_in_a_sent_message_land_once_in_the_record_and_forgeries_change_nothing(
     };
     let (_, click_t2, _) = links(&raw_t2, port);
 
-    let mut serve = spawn_tracking(dir, &url, free_port());
+    let mut serve = spawn_tracking(dir, &url, admin);
     let browser = [(
         "User-Agent",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0) Mobile/15E148",
@@ -377,8 +377,8 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let url = format!("sqlite://{}", dir.join("herald.db").display());
-    let port = free_port();
-    working_folder(dir, free_port(), port);
+    let [smtp, port, admin] = free_ports();
+    working_folder(dir, smtp, port);
     let config = std::fs::read_to_string(dir.join("herald.toml")).unwrap();
     let config = config
         .replace(
@@ -417,7 +417,7 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
     assert_eq!(first["counts"]["deliveries"]["sent"], 4, "{first:#}");
     let d2 = sent_delivery(dir, &url, "s2");
 
-    let mut serve = spawn_tracking(dir, &url, free_port());
+    let mut serve = spawn_tracking(dir, &url, admin);
     wait_for("the tracking server", Duration::from_secs(30), || {
         http(port, "GET", "/o/x.gif", &[], "").is_some()
     });
@@ -573,8 +573,8 @@ fn hits_answered_before_sigterm_are_all_stored() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let url = format!("sqlite://{}", dir.join("herald.db").display());
-    let port = free_port();
-    working_folder(dir, free_port(), port);
+    let [smtp, port, admin] = free_ports();
+    working_folder(dir, smtp, port);
     let toml = std::fs::read_to_string(dir.join("herald.toml")).unwrap();
     std::fs::write(
         dir.join("herald.toml"),
@@ -605,7 +605,7 @@ fn hits_answered_before_sigterm_are_all_stored() {
         .collect();
     assert_eq!(paths.len(), CLIENTS);
 
-    let mut serve = spawn_tracking(dir, &url, free_port());
+    let mut serve = spawn_tracking(dir, &url, admin);
     wait_for("the tracking server", Duration::from_secs(30), || {
         http(port, "GET", "/healthz", &[], "").is_some()
     });

@@ -24,11 +24,18 @@ pub fn run_json(dir: &Path, url: &str, args: &[&str]) -> serde_json::Value {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    let [port] = free_ports();
+    port
+}
+
+/// `N` distinct free ports. The listeners are held until all are picked, so
+/// the kernel cannot hand the same port out twice (it did: an instance's
+/// admin port came back as another's tracking port).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 /// What a server answered.
