@@ -233,23 +233,28 @@ fn tamper_with_record_2(db: &Path) -> bool {
         use sqlx::Connection;
         let url = format!("sqlite://{}", db.display());
         let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        // The record is stored compressed: inflate, edit, deflate.
-        let (body,): (Vec<u8>,) = sqlx::query_as("SELECT body FROM archive WHERE seq = 2")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        let mut record = String::new();
-        std::io::Read::read_to_string(
-            &mut flate2::read::DeflateDecoder::new(&body[..]),
-            &mut record,
+        // The record is stored compressed against its run's dictionary:
+        // restore, edit, compress again.
+        let (body, dictionary): (Vec<u8>, Vec<u8>) = sqlx::query_as(
+            "SELECT a.body, d.body FROM archive a \
+             JOIN archive_dictionaries d ON d.hash = a.dictionary WHERE a.seq = 2",
         )
+        .fetch_one(&mut conn)
+        .await
         .unwrap();
+        let record = zstd::bulk::Decompressor::with_dictionary(&dictionary)
+            .unwrap()
+            .decompress(&body, 1 << 20)
+            .unwrap();
+        let record = String::from_utf8(record).unwrap();
         let changed = record.replace("\"provider_id\":\"", "\"provider_id\":\"x");
         assert_ne!(changed, record);
-        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
-        std::io::Write::write_all(&mut z, changed.as_bytes()).unwrap();
+        let changed = zstd::bulk::Compressor::with_dictionary(3, &dictionary)
+            .unwrap()
+            .compress(changed.as_bytes())
+            .unwrap();
         sqlx::query("UPDATE archive SET body = $1 WHERE seq = 2")
-            .bind(z.finish().unwrap())
+            .bind(changed)
             .execute(&mut conn)
             .await
             .unwrap()

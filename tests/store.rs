@@ -692,16 +692,23 @@ async fn claimed_run(
 
 /// Two writers (two processes, or two instances) append to one archive in
 /// turn: each one's idea of the chain's tail goes stale, and the chain
-/// still comes out whole and in order.
+/// still comes out whole and in order. Records compressed against the
+/// run's dictionary (saved by both, stored once) and without one read
+/// back alike.
 async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
     use herald::store::runs::{
-        archive_hash, ArchiveEntry, DeliveryState, DeliveryUpdate, ARCHIVE_GENESIS,
+        archive_hash, ArchiveDictionary, ArchiveEntry, DeliveryState, DeliveryUpdate,
+        ARCHIVE_GENESIS,
     };
     let other = herald::store::open(&herald::store::DatabaseUrl::new(url))
         .await
         .unwrap();
     let now = Utc::now();
     let (run, claimed) = claimed_run(store, "chain").await;
+    let dictionary = ArchiveDictionary::new("{\"n\":0,\"市场\":\"沪深\"}".as_bytes().to_vec());
+    store.save_archive_dictionary(&dictionary).await.unwrap();
+    other.save_archive_dictionary(&dictionary).await.unwrap();
+    let record = |i: usize| format!("{{\"n\":{i},\"市场\":\"沪深\"}}");
     let sent = |i: usize| {
         let c = &claimed[i];
         let mut u = DeliveryUpdate::new(c.id, DeliveryState::Sent);
@@ -710,7 +717,8 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
             run.id,
             c.client_id.clone(),
             now,
-            format!("{{\"n\":{i}}}"),
+            record(i),
+            i.is_multiple_of(2).then_some(&dictionary),
         ));
         u
     };
@@ -732,6 +740,7 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
     let mut prev = ARCHIVE_GENESIS.to_owned();
     for (i, (r, c)) in chain.iter().zip(&claimed).enumerate() {
         assert_eq!((r.seq, r.delivery_id), (i as i64 + 1, c.id));
+        assert_eq!(r.record, record(i));
         assert_eq!(r.prev_hash, prev);
         assert_eq!(r.hash, archive_hash(&prev, r.seq, r.delivery_id, &r.record));
         prev = r.hash.clone();
@@ -746,7 +755,7 @@ async fn two_writers_extend_one_archive_chain(store: &dyn Store, url: &str) {
 /// again changes nothing.
 async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
     use herald::store::runs::{
-        ArchiveEntry, DeliveryState, DeliveryUpdate, JournalReplay, Settled,
+        ArchiveDictionary, ArchiveEntry, DeliveryState, DeliveryUpdate, JournalReplay, Settled,
     };
     let now = Utc::now();
     let (run, claimed) = claimed_run(store, "journal").await;
@@ -763,12 +772,15 @@ async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
     );
     let mut sent = DeliveryUpdate::new(ids[0], DeliveryState::Sent);
     sent.sent_at = Some(now);
+    let dictionary = ArchiveDictionary::new(b"{\"sample\":true}".to_vec());
+    store.save_archive_dictionary(&dictionary).await.unwrap();
     sent.archive = Some(ArchiveEntry::new(
         ids[0],
         run.id,
         claimed[0].client_id.clone(),
         now,
-        "{}".into(),
+        "{\"sample\":false}".into(),
+        Some(&dictionary),
     ));
     let replay = JournalReplay {
         done: vec![sent],
@@ -798,6 +810,8 @@ async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
         (1, 1, 2)
     );
     assert_eq!(store.archive_page(0, 10).await.unwrap().len(), 1);
+    let archived = store.archive_get(ids[0]).await.unwrap().unwrap();
+    assert_eq!(archived.record, "{\"sample\":false}");
     // What never left comes back with its attempt not counted.
     let again = store
         .claim(

@@ -31,8 +31,8 @@ use crate::config::Config;
 use crate::event::{EventKind, NewEvent};
 use crate::metrics::Metrics;
 use crate::store::runs::{
-    ArchiveEntry, AuditEntry, Claimed, DeliveryState, DeliveryUpdate, DncKind, Run, RunState,
-    Settled,
+    ArchiveDictionary, ArchiveEntry, AuditEntry, Claimed, DeliveryState, DeliveryUpdate, DncKind,
+    Run, RunState, Settled,
 };
 use crate::store::Store;
 
@@ -95,6 +95,8 @@ struct PreparedRun {
     prepared: Prepared,
     /// Why the run may not send now (files changed after approval).
     blocked: Option<String>,
+    /// What its archive records are compressed against (stored).
+    dictionary: ArchiveDictionary,
 }
 
 impl<'a> Dispatcher<'a> {
@@ -459,10 +461,13 @@ impl<'a> Dispatcher<'a> {
                     .collect::<Vec<_>>()
                     .join("\n"))
             })?;
+        let dictionary = ArchiveDictionary::new(dictionary_sample(&run, &prepared, today));
+        self.store.save_archive_dictionary(&dictionary).await?;
         let prepared = Arc::new(PreparedRun {
             run,
             prepared,
             blocked,
+            dictionary,
         });
         self.runs.insert(id, prepared.clone());
         Ok(prepared)
@@ -519,6 +524,27 @@ impl<'a> Dispatcher<'a> {
             .await?;
         Ok(Some(why))
     }
+}
+
+/// What a run's archive records are compressed against: its content, and
+/// its message on each of its channels rendered for a sample client (the
+/// message last, where zstd finds matches cheapest).
+fn dictionary_sample(run: &Run, prepared: &Prepared, today: chrono::NaiveDate) -> Vec<u8> {
+    let mut sample = run.content.clone().into_bytes();
+    let clients = crate::campaign::validate::sample_clients(today);
+    let Some(client) = clients
+        .iter()
+        .find(|c| c.email.is_some() && c.phone.is_some())
+    else {
+        return sample;
+    };
+    sample.extend(serde_json::to_vec(client).unwrap_or_default());
+    for &channel in &prepared.campaign.channels {
+        if let Ok(o) = prepared.outgoing(client, 0, channel, None) {
+            sample.extend(serde_json::to_vec(&o.message).unwrap_or_default());
+        }
+    }
+    sample
 }
 
 /// A delivery that passed its checks, with its run and client.
@@ -733,7 +759,7 @@ async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally)
                 json!({ "provider": governed.adapter().name() }),
             ));
             u.archive = Some(archive_entry(
-                &run.run,
+                run,
                 c,
                 client,
                 &outgoing,
@@ -884,7 +910,7 @@ impl SendChecks {
 /// snapshot, the files' hashes, the client's data as rendered) and the
 /// hash of the message itself, with the decision and consent at send time.
 fn archive_entry(
-    run: &Run,
+    prepared: &PreparedRun,
     c: &Claimed,
     client: &StoredClient,
     outgoing: &Outgoing,
@@ -892,6 +918,7 @@ fn archive_entry(
     provider_id: &str,
     at: DateTime<Utc>,
 ) -> ArchiveEntry {
+    let run = &prepared.run;
     let address = match &outgoing.message {
         Message::Email(e) => e.to.as_str().to_owned(),
         Message::Sms(s) => s.to().as_str().to_owned(),
@@ -916,6 +943,7 @@ fn archive_entry(
             }),
             &message,
         ),
+        Some(&prepared.dictionary),
     )
 }
 

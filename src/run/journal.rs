@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::store::runs::{DeliveryUpdate, JournalReplay, Settled};
@@ -164,7 +165,8 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
             continue;
         };
         let files = segments(dir, stem)?;
-        let replay = replay(&files)?;
+        let mut replay = replay(&files)?;
+        restore_records(store, &mut replay).await?;
         let settled = store.settle_journal(&owner, &replay).await?;
         for f in &files {
             remove(f)?;
@@ -173,6 +175,31 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
         total += settled;
     }
     Ok(total)
+}
+
+/// The archive records of the journaled outcomes, restored from their
+/// bodies with the dictionaries they name (stored before any was sent).
+async fn restore_records(store: &dyn Store, replay: &mut JournalReplay) -> anyhow::Result<()> {
+    let mut names: Vec<String> = replay
+        .done
+        .iter()
+        .filter_map(|u| u.archive.as_ref()?.dictionary.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    let dictionaries = store.archive_dictionaries(&names).await?;
+    for u in &mut replay.done {
+        if let Some(entry) = u.archive.take() {
+            let dictionary = match &entry.dictionary {
+                Some(name) => Some(dictionaries.get(name).with_context(|| {
+                    format!("the archive dictionary {name} the journal names is not stored")
+                })?),
+                None => None,
+            };
+            u.archive = Some(entry.restored(dictionary.map(Vec::as_slice))?);
+        }
+    }
+    Ok(())
 }
 
 /// The lock (held) and owner of a journal whose dispatcher is gone; `None`
@@ -230,8 +257,7 @@ fn replay(files: &[PathBuf]) -> io::Result<JournalReplay> {
                     out.started.insert(id);
                     done.remove(&id);
                 }
-                Ok(ReadLine::Done(mut u)) => {
-                    u.archive = u.archive.map(|a| a.inflated()).transpose()?;
+                Ok(ReadLine::Done(u)) => {
                     done.insert(u.id, *u);
                 }
                 Err(_) => {}
@@ -263,7 +289,7 @@ fn remove(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::runs::{ArchiveEntry, DeliveryState};
+    use crate::store::runs::{ArchiveDictionary, ArchiveEntry, DeliveryState};
 
     fn journal_files(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
@@ -333,7 +359,9 @@ mod tests {
         segments[3].started(8).unwrap();
         let mut sent = DeliveryUpdate::new(8, DeliveryState::Sent);
         let at = chrono::Utc::now();
-        let archived = ArchiveEntry::new(8, 1, "000123".into(), at, "{\"消息\":1}".into());
+        let dictionary = ArchiveDictionary::new("{\"消息\":0}".as_bytes().to_vec());
+        let record = "{\"消息\":1}".to_owned();
+        let archived = ArchiveEntry::new(8, 1, "000123".into(), at, record, Some(&dictionary));
         sent.archive = Some(archived.clone());
         segments[3].done(&sent).unwrap();
         segments[4].started(9).unwrap();
@@ -347,10 +375,12 @@ mod tests {
         assert_eq!(replay.started, [7, 8, 9].into());
         let done: Vec<(i64, DeliveryState)> = replay.done.iter().map(|u| (u.id, u.state)).collect();
         assert_eq!(done, [(8, DeliveryState::Sent)]);
-        let back = replay.done[0].archive.as_ref().expect("the archive record");
+        let back = replay.done[0].archive.clone().expect("the archive record");
         assert_eq!(
-            (&back.record, &back.body),
-            (&archived.record, &archived.body)
+            (&back.body, &back.dictionary),
+            (&archived.body, &Some(dictionary.hash))
         );
+        let back = back.restored(Some(&dictionary.bytes)).unwrap();
+        assert_eq!(back.record, archived.record);
     }
 }

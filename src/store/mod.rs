@@ -304,6 +304,20 @@ pub trait RunStore: Send + Sync {
     /// transaction, and drops it.
     async fn insert_reference_rows(&self, rows: &[runs::NewDelivery]) -> Result<(), StoreError>;
 
+    /// Stores a dictionary archive records are compressed against, unless
+    /// it is there already (it is named by its hash). Before any record
+    /// that names it is journaled or recorded.
+    async fn save_archive_dictionary(
+        &self,
+        dictionary: &runs::ArchiveDictionary,
+    ) -> Result<(), StoreError>;
+
+    /// The dictionaries of these names that are stored.
+    async fn archive_dictionaries(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::HashMap<String, Vec<u8>>, StoreError>;
+
     async fn archive_get(&self, delivery: i64) -> Result<Option<runs::ArchiveRecord>, StoreError>;
     async fn archive_page(
         &self,

@@ -688,6 +688,40 @@ macro_rules! run_queries {
                 Ok(())
             }
 
+            async fn save_archive_dictionary(
+                &self,
+                dictionary: &super::runs::ArchiveDictionary,
+            ) -> Result<(), super::StoreError> {
+                sqlx::query(
+                    "INSERT INTO archive_dictionaries (hash, body, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (hash) DO NOTHING",
+                )
+                .bind(&dictionary.hash)
+                .bind(&dictionary.bytes)
+                .bind(chrono::Utc::now())
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn archive_dictionaries(
+                &self,
+                names: &[String],
+            ) -> Result<std::collections::HashMap<String, Vec<u8>>, super::StoreError> {
+                let mut found = std::collections::HashMap::new();
+                for name in names {
+                    let row: Option<(Vec<u8>,)> =
+                        sqlx::query_as("SELECT body FROM archive_dictionaries WHERE hash = $1")
+                            .bind(name)
+                            .fetch_optional(&self.pool)
+                            .await?;
+                    if let Some((body,)) = row {
+                        found.insert(name.clone(), body);
+                    }
+                }
+                Ok(found)
+            }
+
             async fn archive_get(
                 &self,
                 delivery: i64,
@@ -699,7 +733,9 @@ macro_rules! run_queries {
                 .bind(delivery)
                 .fetch_optional(&self.pool)
                 .await?;
-                row.map(ArchiveColumns::into_record).transpose()
+                let rows: Vec<ArchiveColumns> = row.into_iter().collect();
+                let mut records = restore_archive(self, rows).await?;
+                Ok(records.pop())
             }
 
             async fn archive_page(
@@ -715,8 +751,23 @@ macro_rules! run_queries {
                 .bind(i64::from(limit))
                 .fetch_all(&self.pool)
                 .await?;
-                rows.into_iter().map(ArchiveColumns::into_record).collect()
+                restore_archive(self, rows).await
             }
+        }
+
+        /// Archive rows to records, each restored with the dictionary it
+        /// names (read once for all of them).
+        async fn restore_archive(
+            store: &dyn super::Store,
+            rows: Vec<super::runs::ArchiveColumns>,
+        ) -> Result<Vec<super::runs::ArchiveRecord>, super::StoreError> {
+            let mut names: Vec<String> = rows.iter().filter_map(|r| r.dictionary.clone()).collect();
+            names.sort();
+            names.dedup();
+            let dictionaries = store.archive_dictionaries(&names).await?;
+            rows.into_iter()
+                .map(|r| r.into_record(&dictionaries))
+                .collect()
         }
 
         /// Records the outcomes in one transaction, statement by statement.
@@ -907,7 +958,7 @@ macro_rules! run_queries {
         }
 
         fn push_archive(qb: &mut sqlx::QueryBuilder<'_, $db>, chunk: &[super::runs::Chained<'_>]) {
-            qb.push("INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, prev_hash, hash) ");
+            qb.push("INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, dictionary, prev_hash, hash) ");
             qb.push_values(chunk, |mut b, c| {
                 b.push_bind(c.seq)
                     .push_bind(c.entry.delivery_id)
@@ -916,6 +967,7 @@ macro_rules! run_queries {
                     .push_bind(c.entry.at)
                     .push_bind("")
                     .push_bind(c.entry.body.clone())
+                    .push_bind(c.entry.dictionary.clone())
                     .push_bind(c.prev_hash.clone())
                     .push_bind(c.hash.clone());
             });
