@@ -208,19 +208,24 @@ impl<'a> Dispatcher<'a> {
         let slots = futures::future::join_all(slots);
         let counter = async {
             let mut total = Progress::default();
-            while let Some(count) = counts_rx.recv().await {
-                match count {
-                    Count::Checked(p) => total.add(&p),
-                    Count::Sent(tally, channel, kind, seconds) => {
-                        if let Some(m) = &metrics {
-                            m.message(tally.outcome(), channel, &kind);
-                            m.send_latency(channel, seconds);
-                        }
-                        match tally {
-                            Tally::Sent => total.sent += 1,
-                            Tally::Failed => total.failed += 1,
-                            Tally::Retrying => total.retrying += 1,
-                            Tally::FellThrough => total.fell_through += 1,
+            // Whatever has come in is reported at once: one report (a
+            // progress bar's redraw) for many outcomes.
+            let mut counts = Vec::new();
+            while counts_rx.recv_many(&mut counts, 1024).await > 0 {
+                for count in counts.drain(..) {
+                    match count {
+                        Count::Checked(p) => total.add(&p),
+                        Count::Sent(tally, channel, kind, seconds) => {
+                            if let Some(m) = &metrics {
+                                m.message(tally.outcome(), channel, &kind);
+                                m.send_latency(channel, seconds);
+                            }
+                            match tally {
+                                Tally::Sent => total.sent += 1,
+                                Tally::Failed => total.failed += 1,
+                                Tally::Retrying => total.retrying += 1,
+                                Tally::FellThrough => total.fell_through += 1,
+                            }
                         }
                     }
                 }
@@ -530,8 +535,15 @@ impl<'a> Dispatcher<'a> {
 /// its message on each of its channels rendered for a sample client (the
 /// message last, where zstd finds matches cheapest).
 fn dictionary_sample(run: &Run, prepared: &Prepared, today: chrono::NaiveDate) -> Vec<u8> {
+    use crate::client::synthetic::{self, SyntheticOptions};
     let mut sample = run.content.clone().into_bytes();
-    let clients = crate::campaign::validate::sample_clients(today);
+    // A few generated clients hold one with both addresses.
+    let clients = synthetic::clients(&SyntheticOptions {
+        clients: 20,
+        seed: 1,
+        history_days: 0,
+        today,
+    });
     let Some(client) = clients
         .iter()
         .find(|c| c.email.is_some() && c.phone.is_some())
