@@ -28,7 +28,8 @@ S="${2:-100000}"
 PG_ADMIN="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 PORT=2526
 W="$(mktemp -d /tmp/herald-campbench.XXXXXX)"
-trap 'kill $SINK 2>/dev/null || true; rm -rf "$W"; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS herald_campbench WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
+# The scratch database goes before the folder the script stands in.
+trap 'kill $SINK 2>/dev/null || true; cd /; psql -q "$PG_ADMIN" -c "DROP DATABASE IF EXISTS herald_campbench WITH (FORCE)" >/dev/null 2>&1 || true; rm -rf "$W"' EXIT
 SINK=
 command -v smtp-sink >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null
 
