@@ -213,21 +213,7 @@ impl<'a> Dispatcher<'a> {
             let mut counts = Vec::new();
             while counts_rx.recv_many(&mut counts, 1024).await > 0 {
                 for count in counts.drain(..) {
-                    match count {
-                        Count::Checked(p) => total.add(&p),
-                        Count::Sent(tally, channel, kind, seconds) => {
-                            if let Some(m) = &metrics {
-                                m.message(tally.outcome(), channel, &kind);
-                                m.send_latency(channel, seconds);
-                            }
-                            match tally {
-                                Tally::Sent => total.sent += 1,
-                                Tally::Failed => total.failed += 1,
-                                Tally::Retrying => total.retrying += 1,
-                                Tally::FellThrough => total.fell_through += 1,
-                            }
-                        }
-                    }
+                    count.add_to(&mut total, metrics.as_deref());
                 }
                 report(&total);
             }
@@ -682,6 +668,26 @@ async fn group_writer(
 enum Count {
     Checked(Progress),
     Sent(Tally, Channel, String, f64),
+}
+
+impl Count {
+    fn add_to(self, total: &mut Progress, metrics: Option<&Metrics>) {
+        match self {
+            Count::Checked(p) => total.add(&p),
+            Count::Sent(tally, channel, kind, seconds) => {
+                if let Some(m) = metrics {
+                    m.message(tally.outcome(), channel, &kind);
+                    m.send_latency(channel, seconds);
+                }
+                match tally {
+                    Tally::Sent => total.sent += 1,
+                    Tally::Failed => total.failed += 1,
+                    Tally::Retrying => total.retrying += 1,
+                    Tally::FellThrough => total.fell_through += 1,
+                }
+            }
+        }
+    }
 }
 
 /// One of `window` slots: takes marked messages from the queue one at a
