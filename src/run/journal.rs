@@ -180,24 +180,26 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
 /// The archive records of the journaled outcomes, restored from their
 /// bodies with the dictionaries they name (stored before any was sent).
 async fn restore_records(store: &dyn Store, replay: &mut JournalReplay) -> anyhow::Result<()> {
-    let mut names: Vec<String> = replay
+    let names: Vec<String> = replay
         .done
         .iter()
         .filter_map(|u| u.archive.as_ref()?.dictionary.clone())
         .collect();
-    names.sort();
-    names.dedup();
     let dictionaries = store.archive_dictionaries(&names).await?;
     for u in &mut replay.done {
-        if let Some(entry) = u.archive.take() {
-            let dictionary = match &entry.dictionary {
-                Some(name) => Some(dictionaries.get(name).with_context(|| {
+        let Some(entry) = u.archive.take() else {
+            continue;
+        };
+        let dictionary = entry
+            .dictionary
+            .as_ref()
+            .map(|name| {
+                dictionaries.get(name).with_context(|| {
                     format!("the archive dictionary {name} the journal names is not stored")
-                })?),
-                None => None,
-            };
-            u.archive = Some(entry.restored(dictionary.map(Vec::as_slice))?);
-        }
+                })
+            })
+            .transpose()?;
+        u.archive = Some(entry.restored(dictionary.map(Vec::as_slice))?);
     }
     Ok(())
 }

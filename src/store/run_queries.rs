@@ -710,6 +710,9 @@ macro_rules! run_queries {
             ) -> Result<std::collections::HashMap<String, Vec<u8>>, super::StoreError> {
                 let mut found = std::collections::HashMap::new();
                 for name in names {
+                    if found.contains_key(name) {
+                        continue;
+                    }
                     let row: Option<(Vec<u8>,)> =
                         sqlx::query_as("SELECT body FROM archive_dictionaries WHERE hash = $1")
                             .bind(name)
@@ -761,9 +764,7 @@ macro_rules! run_queries {
             store: &dyn super::Store,
             rows: Vec<super::runs::ArchiveColumns>,
         ) -> Result<Vec<super::runs::ArchiveRecord>, super::StoreError> {
-            let mut names: Vec<String> = rows.iter().filter_map(|r| r.dictionary.clone()).collect();
-            names.sort();
-            names.dedup();
+            let names: Vec<String> = rows.iter().filter_map(|r| r.dictionary.clone()).collect();
             let dictionaries = store.archive_dictionaries(&names).await?;
             rows.into_iter()
                 .map(|r| r.into_record(&dictionaries))

@@ -540,17 +540,20 @@ impl ArchiveColumns {
         self,
         dictionaries: &HashMap<String, Vec<u8>>,
     ) -> Result<ArchiveRecord, StoreError> {
-        let corrupt =
-            |why: String| StoreError::Corrupt(format!("archive record {}: {why}", self.seq));
-        let record = match (&self.body, &self.dictionary) {
-            (None, _) => self.record.clone(),
-            (Some(body), None) => restore(body, None).map_err(|e| corrupt(e.to_string()))?,
-            (Some(body), Some(name)) => {
-                let dictionary = dictionaries
+        let seq = self.seq;
+        let corrupt = |why: String| StoreError::Corrupt(format!("archive record {seq}: {why}"));
+        let dictionary = match &self.dictionary {
+            Some(name) => Some(
+                dictionaries
                     .get(name)
-                    .ok_or_else(|| corrupt(format!("its dictionary {name} is missing")))?;
-                restore(body, Some(dictionary)).map_err(|e| corrupt(e.to_string()))?
-            }
+                    .ok_or_else(|| corrupt(format!("its dictionary {name} is missing")))?
+                    .as_slice(),
+            ),
+            None => None,
+        };
+        let record = match &self.body {
+            None => self.record,
+            Some(body) => restore(body, dictionary).map_err(|e| corrupt(e.to_string()))?,
         };
         Ok(ArchiveRecord {
             seq: self.seq,
