@@ -779,7 +779,7 @@ async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
         run.id,
         claimed[0].client_id.clone(),
         now,
-        "{\"sample\":false}".into(),
+        "{\"sample\":false}",
         Some(&dictionary),
     ));
     let replay = JournalReplay {

@@ -548,14 +548,12 @@ fn dictionary_sample(run: &Run, prepared: &Prepared, today: chrono::NaiveDate) -
 /// A delivery that passed its checks, with its run and client.
 type Ready = (Claimed, Arc<PreparedRun>, StoredClient);
 
-/// A delivery with its message rendered, and the message as the archive
-/// keeps it (JSON); or why it could not be rendered.
+/// A delivery with its message rendered, or why it could not be.
 struct Rendered {
     claimed: Claimed,
     run: Arc<PreparedRun>,
     client: StoredClient,
-    /// The message, its JSON and that JSON's SHA-256.
-    message: Result<(Outgoing, String, String), String>,
+    message: Result<Outgoing, String>,
 }
 
 fn render((claimed, run, client): Ready) -> Rendered {
@@ -568,11 +566,6 @@ fn render((claimed, run, client): Ready) -> Rendered {
     let message = run
         .prepared
         .outgoing(&client.client, claimed.id, claimed.channel, rsvp.as_ref())
-        .map(|o| {
-            let json = serde_json::to_string(&o.message).unwrap_or_default();
-            let hash = files::content_hash(&json);
-            (o, json, hash)
-        })
         .map_err(|e| format!("cannot render: {}", e.to_problem()));
     Rendered {
         claimed,
@@ -732,7 +725,7 @@ async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally)
     let (c, run, client) = (&r.claimed, &r.run, &r.client);
     let now = Utc::now();
     let prepared = &run.prepared;
-    let (outgoing, message, message_hash) = match r.message {
+    let outgoing = match r.message {
         Ok(m) => m,
         Err(e) => {
             let mut u = DeliveryUpdate::new(c.id, DeliveryState::Failed);
@@ -781,7 +774,6 @@ async fn send_one(providers: &Providers, r: Rendered) -> (DeliveryUpdate, Tally)
                 c,
                 client,
                 &outgoing,
-                (message, message_hash),
                 &accepted.provider_id,
                 now,
             ));
@@ -924,67 +916,90 @@ impl SendChecks {
     }
 }
 
-/// What the archive keeps: enough to reproduce the message (the run's
-/// snapshot, the files' hashes, the client's data as rendered) and the
-/// hash of the message itself, with the decision and consent at send time.
+/// What the archive keeps of a sent message: the message itself as
+/// rendered, with what produced it (the run's snapshot and files' hashes,
+/// the client's data) and the decision, approval and consent at send time.
+/// The chain's hash covers all of it.
+#[derive(Serialize)]
+struct ArchivedRecord<'a> {
+    address: &'a str,
+    approved_by: Option<&'a str>,
+    channel: Channel,
+    client: &'a crate::client::Client,
+    consent_at_send: ConsentAtSend<'a>,
+    /// The planner's decision as recorded (JSON), or null if unreadable.
+    decision: Option<&'a serde_json::value::RawValue>,
+    provider_id: &'a str,
+    run: ArchivedRun<'a>,
+    message: &'a Message,
+}
+
+#[derive(Serialize)]
+struct ArchivedRun<'a> {
+    id: i64,
+    campaign: &'a str,
+    key: &'a str,
+    content_hash: &'a str,
+    fingerprint: &'a str,
+}
+
+/// Each consent scope's state, by the scope's name.
+struct ConsentAtSend<'a>(&'a crate::client::consent::ConsentStates);
+
+impl Serialize for ConsentAtSend<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            ConsentScope::ALL
+                .iter()
+                .map(|scope| (scope.as_str(), &self.0[scope.index()])),
+        )
+    }
+}
+
+/// The archive's record of a sent message, serialized once into a buffer
+/// sized for it (the message is most of it) and compressed against the
+/// run's dictionary, by the slot that sent it.
 fn archive_entry(
     prepared: &PreparedRun,
     c: &Claimed,
     client: &StoredClient,
     outgoing: &Outgoing,
-    (message, message_hash): (String, String),
     provider_id: &str,
     at: DateTime<Utc>,
 ) -> ArchiveEntry {
     let run = &prepared.run;
-    let address = match &outgoing.message {
-        Message::Email(e) => e.to.as_str().to_owned(),
-        Message::Sms(s) => s.to().as_str().to_owned(),
+    let (address, size) = match &outgoing.message {
+        Message::Email(e) => (e.to.as_str(), e.html.len() + e.text.len()),
+        Message::Sms(s) => (s.to().as_str(), 0),
     };
+    let record = ArchivedRecord {
+        address,
+        approved_by: run.approved_by.as_deref(),
+        channel: c.channel,
+        client: &client.client,
+        consent_at_send: ConsentAtSend(&client.consents),
+        decision: serde_json::from_str(&c.decision).ok(),
+        provider_id,
+        run: ArchivedRun {
+            id: run.id,
+            campaign: &run.campaign,
+            key: &run.run_key,
+            content_hash: &run.content_hash,
+            fingerprint: &run.fingerprint,
+        },
+        message: &outgoing.message,
+    };
+    // Escaping grows the message a little; the rest is a few kilobytes.
+    let mut json = Vec::with_capacity(size + size / 8 + 4096);
+    serde_json::to_writer(&mut json, &record).expect("an archive record serializes to memory");
     ArchiveEntry::new(
         c.id,
         run.id,
         c.client_id.clone(),
         at,
-        with_message(
-            json!({
-                "run": { "id": run.id, "campaign": run.campaign, "key": run.run_key,
-                         "content_hash": run.content_hash, "fingerprint": run.fingerprint },
-                "approved_by": run.approved_by,
-                "channel": c.channel,
-                "address": address,
-                "provider_id": provider_id,
-                "decision": serde_json::from_str::<serde_json::Value>(&c.decision).unwrap_or_default(),
-                "consent_at_send": consent_json(&client.consents),
-                "client": serde_json::to_value(&client.client).unwrap_or_default(),
-                "message_sha256": message_hash,
-            }),
-            &message,
-        ),
+        json,
         Some(&prepared.dictionary),
     )
-}
-
-/// The record's JSON with the message's JSON (serialized while rendering,
-/// on every core) added as its `message`.
-fn with_message(meta: serde_json::Value, message: &str) -> String {
-    let meta = meta.to_string();
-    let open = meta.strip_suffix('}').unwrap_or(&meta);
-    format!("{open},\"message\":{message}}}")
-}
-
-fn consent_json(states: &crate::client::consent::ConsentStates) -> serde_json::Value {
-    ConsentScope::ALL
-        .iter()
-        .map(|s| {
-            let c = states[s.index()];
-            (
-                s.as_str().to_owned(),
-                json!({ "granted": c.granted, "source": c.source.as_str(), "at": c.at }),
-            )
-        })
-        .collect::<serde_json::Map<_, _>>()
-        .into()
 }
 
 pub fn hostname() -> String {

@@ -350,9 +350,9 @@ pub struct ArchiveEntry {
     pub run_id: i64,
     pub client_id: String,
     pub at: DateTime<Utc>,
-    /// JSON: what the chain's hash covers.
+    /// JSON (UTF-8): what the chain's hash covers.
     #[serde(skip)]
-    pub record: String,
+    pub record: Vec<u8>,
     /// `record`, compressed: what is stored.
     #[serde(with = "base64_bytes")]
     pub body: Vec<u8>,
@@ -455,17 +455,18 @@ impl ArchiveEntry {
         run_id: i64,
         client_id: String,
         at: DateTime<Utc>,
-        record: String,
+        record: impl Into<Vec<u8>>,
         dictionary: Option<&ArchiveDictionary>,
     ) -> Self {
+        let record = record.into();
         const IN_MEMORY: &str = "compressing in memory cannot fail";
         let body = match dictionary {
-            Some(d) => compress_against(record.as_bytes(), d),
+            Some(d) => compress_against(&record, d),
             None => {
                 use std::io::Write;
                 let mut z =
                     flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
-                z.write_all(record.as_bytes()).expect(IN_MEMORY);
+                z.write_all(&record).expect(IN_MEMORY);
                 z.finish().expect(IN_MEMORY)
             }
         };
@@ -483,7 +484,7 @@ impl ArchiveEntry {
     /// The entry as a journal gave it back (its body only), with its
     /// record restored: `dictionary` is the one its body names.
     pub fn restored(mut self, dictionary: Option<&[u8]>) -> std::io::Result<Self> {
-        self.record = restore(&self.body, dictionary)?;
+        self.record = restore(&self.body, dictionary)?.into_bytes();
         Ok(self)
     }
 }
@@ -582,13 +583,18 @@ pub struct ArchiveRecord {
 }
 
 /// The hash that chains archive record `seq` to the one before.
-pub fn archive_hash(prev_hash: &str, seq: i64, delivery_id: i64, record: &str) -> String {
+pub fn archive_hash(
+    prev_hash: &str,
+    seq: i64,
+    delivery_id: i64,
+    record: impl AsRef<[u8]>,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(seq.to_be_bytes());
     h.update(delivery_id.to_be_bytes());
-    h.update(record.as_bytes());
+    h.update(record.as_ref());
     hex(&h.finalize())
 }
 
