@@ -175,7 +175,7 @@ impl<'a> Dispatcher<'a> {
         let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(self.batch as usize);
         let (marked_tx, marked_rx) = tokio::sync::mpsc::channel(chunk);
         let (outcomes_tx, outcomes_rx) = tokio::sync::mpsc::channel(OUTCOMES_QUEUED);
-        let (counts_tx, mut counts_rx) = tokio::sync::mpsc::unbounded_channel();
+        let progress = Arc::new(Tallies::default());
         let queue = Arc::new(tokio::sync::Mutex::new(marked_rx));
         // Each slot is a task of its own, so that slots send (and the
         // adapters encode) on every core.
@@ -185,17 +185,16 @@ impl<'a> Dispatcher<'a> {
                     self.providers.clone(),
                     queue.clone(),
                     outcomes_tx.clone(),
-                    counts_tx.clone(),
+                    (progress.clone(), self.metrics.clone()),
                     stop.clone(),
                 ))
             })
             .collect();
         // The slots hold the only other senders and the queue: the writer
-        // and the counter end when the last slot does, and the marker and
-        // the feed stop when no slot is left to take what they pass on.
+        // ends when the last slot does, and the marker and the feed stop
+        // when no slot is left to take what they pass on.
         drop((outcomes_tx, queue));
-        let metrics = self.metrics.clone();
-        let feed = self.feed(run, stop, ready_tx, counts_tx);
+        let feed = self.feed(run, stop, ready_tx, &progress);
         let marker = mark_chunks(
             store,
             (&owner, &journal_dir),
@@ -206,21 +205,14 @@ impl<'a> Dispatcher<'a> {
         );
         let writer = group_writer(store, outcomes_rx);
         let slots = futures::future::join_all(slots);
-        let counter = async {
-            let mut total = Progress::default();
-            // Whatever has come in is reported at once: one report (a
-            // progress bar's redraw) for many outcomes.
-            let mut counts = Vec::new();
-            while counts_rx.recv_many(&mut counts, 1024).await > 0 {
-                for count in counts.drain(..) {
-                    count.add_to(&mut total, metrics.as_deref());
-                }
-                report(&total);
-            }
-            total
+        let work = async { tokio::join!(feed, marker, writer, slots) };
+        // The progress is reported a few times a second, not per message:
+        // a report (a progress bar's redraw) costs more than a count.
+        let (fed, marked, written, slots) = tokio::select! {
+            done = work => done,
+            never = report_every(&progress, report) => match never {},
         };
-        let (fed, marked, written, slots, total) =
-            tokio::join!(feed, marker, writer, slots, counter);
+        report(&progress.now());
         written?;
         for slot in slots {
             slot.context("a sending slot stopped")??;
@@ -234,7 +226,7 @@ impl<'a> Dispatcher<'a> {
             journal.close().context("cannot remove the send journal")?;
         }
         self.store.finish_runs(Utc::now()).await?;
-        Ok(total)
+        Ok(progress.now())
     }
 
     /// The pipeline's first half: claims, checks and renders batch after
@@ -245,7 +237,7 @@ impl<'a> Dispatcher<'a> {
         run: Option<i64>,
         stop: &Arc<AtomicBool>,
         ready: tokio::sync::mpsc::Sender<Rendered>,
-        counts: tokio::sync::mpsc::UnboundedSender<Count>,
+        progress: &Tallies,
     ) -> Result<()> {
         // Expiring and closing runs scan their deliveries: now and then,
         // not per batch. A claimed delivery past `send_by` expires anyway.
@@ -254,10 +246,10 @@ impl<'a> Dispatcher<'a> {
             let now = Utc::now();
             if housekeeping.elapsed() >= HOUSEKEEPING_EVERY {
                 let expired = self.store.finish_runs(now).await?;
-                let _ = counts.send(Count::Checked(Progress {
+                progress.add(&Progress {
                     expired,
                     ..Progress::default()
-                }));
+                });
                 housekeeping = std::time::Instant::now();
             }
             let lease = Duration::seconds(self.config.sending.lease_secs as i64);
@@ -268,9 +260,9 @@ impl<'a> Dispatcher<'a> {
             if claimed.is_empty() {
                 break;
             }
-            let (progress, checked, ready_now) = self.check_batch(&claimed).await?;
+            let (checked_progress, checked, ready_now) = self.check_batch(&claimed).await?;
             self.store.record_deliveries(&checked).await?;
-            let _ = counts.send(Count::Checked(progress));
+            progress.add(&checked_progress);
             // Rendering is the CPU work: on every core, off the task that
             // also runs the group writer.
             let rendered = tokio::task::spawn_blocking(move || {
@@ -656,30 +648,48 @@ async fn group_writer(
     Ok(())
 }
 
-/// What the counter hears: a batch's checks, or one message's outcome
-/// (with its channel, kind and how long the send took).
-enum Count {
-    Checked(Progress),
-    Sent(Tally, Channel, String, f64),
+/// What a pass has done so far: the feed adds each batch's checks, the
+/// slots each message's outcome.
+#[derive(Default)]
+struct Tallies(std::sync::Mutex<Progress>);
+
+impl Tallies {
+    fn add(&self, p: &Progress) {
+        self.lock().add(p);
+    }
+
+    fn count(&self, tally: &Tally) {
+        let mut p = self.lock();
+        match tally {
+            Tally::Sent => p.sent += 1,
+            Tally::Failed => p.failed += 1,
+            Tally::Retrying => p.retrying += 1,
+            Tally::FellThrough => p.fell_through += 1,
+        }
+    }
+
+    fn now(&self) -> Progress {
+        *self.lock()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Progress> {
+        // A count is plain data: a panic elsewhere leaves it usable.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
-impl Count {
-    fn add_to(self, total: &mut Progress, metrics: Option<&Metrics>) {
-        match self {
-            Count::Checked(p) => total.add(&p),
-            Count::Sent(tally, channel, kind, seconds) => {
-                if let Some(m) = metrics {
-                    m.message(tally.outcome(), channel, &kind);
-                    m.send_latency(channel, seconds);
-                }
-                match tally {
-                    Tally::Sent => total.sent += 1,
-                    Tally::Failed => total.failed += 1,
-                    Tally::Retrying => total.retrying += 1,
-                    Tally::FellThrough => total.fell_through += 1,
-                }
-            }
-        }
+/// How often a pass reports its progress while it sends.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Reports the progress every [`REPORT_EVERY`]; runs until dropped.
+async fn report_every(
+    progress: &Tallies,
+    report: &mut (dyn FnMut(&Progress) + Send),
+) -> std::convert::Infallible {
+    let mut every = tokio::time::interval(REPORT_EVERY);
+    loop {
+        every.tick().await;
+        report(&progress.now());
     }
 }
 
@@ -691,7 +701,7 @@ async fn slot(
     providers: Arc<Providers>,
     queue: Arc<tokio::sync::Mutex<tokio::sync::mpsc::Receiver<Marked>>>,
     outcomes: tokio::sync::mpsc::Sender<Outcome>,
-    counts: tokio::sync::mpsc::UnboundedSender<Count>,
+    (progress, metrics): (Arc<Tallies>, Option<Arc<Metrics>>),
     stop: Arc<AtomicBool>,
 ) -> Result<()> {
     while !stop.load(Ordering::Relaxed) {
@@ -702,15 +712,14 @@ async fn slot(
             break;
         }
         segment.started(r.claimed.id).context(JOURNAL_WRITE)?;
-        let (channel, kind) = (r.claimed.channel, r.run.run.kind.clone());
+        let (channel, run) = (r.claimed.channel, r.run.clone());
         let started = std::time::Instant::now();
         let (update, tally) = send_one(&providers, r).await;
-        let _ = counts.send(Count::Sent(
-            tally,
-            channel,
-            kind,
-            started.elapsed().as_secs_f64(),
-        ));
+        progress.count(&tally);
+        if let Some(m) = &metrics {
+            m.message(tally.outcome(), channel, &run.run.kind);
+            m.send_latency(channel, started.elapsed().as_secs_f64());
+        }
         let journaled = segment.done(&update);
         if outcomes.send((update, segment)).await.is_err() {
             // The writer stopped; it reports why.
