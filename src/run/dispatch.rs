@@ -573,6 +573,11 @@ const OUTCOMES_QUEUED: usize = 4096;
 /// Outcomes recorded in one transaction, at most.
 const OUTCOMES_PER_COMMIT: usize = 1024;
 
+/// How often the group writer commits, at most. A commit has a cost of its
+/// own (the pages every group touches, the WAL's frames, SQLite's page
+/// cache swept at its end) that a group of one message pays in full.
+const GROUP_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// A rendered message, marked `sending`, with its chunk's journal.
 type Marked = (Rendered, Arc<Segment>);
 
@@ -630,22 +635,27 @@ async fn mark_chunks(
     Ok(journal)
 }
 
-/// Records the slots' outcomes in groups: whatever is waiting when a
-/// commit ends goes into the next, one transaction for all of them. The
-/// slots do not wait for it: the journal holds each outcome meanwhile.
+/// Records the slots' outcomes in groups: whatever is waiting goes into
+/// one transaction, at most one every [`GROUP_EVERY`]. The slots do not
+/// wait for it: the journal holds each outcome meanwhile.
 async fn group_writer(
     store: &dyn Store,
     mut rx: tokio::sync::mpsc::Receiver<Outcome>,
 ) -> Result<()> {
     let mut group = Vec::new();
-    while rx.recv_many(&mut group, OUTCOMES_PER_COMMIT).await > 0 {
+    let mut every = tokio::time::interval(GROUP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if rx.recv_many(&mut group, OUTCOMES_PER_COMMIT).await == 0 {
+            return Ok(());
+        }
         let (updates, segments): (Vec<_>, Vec<_>) = group.drain(..).unzip();
         store.record_deliveries(&updates).await?;
         for segment in segments {
             segment.settled(1).context(JOURNAL_WRITE)?;
         }
     }
-    Ok(())
 }
 
 /// What a pass has done so far: the feed adds each batch's checks, the
