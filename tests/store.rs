@@ -638,6 +638,39 @@ async fn claimed_run(
     store: &dyn Store,
     campaign: &str,
 ) -> (herald::store::runs::Run, Vec<herald::store::runs::Claimed>) {
+    let now = Utc::now();
+    let run = sending_run(store, campaign).await;
+    let claimed = store
+        .claim("me", now, now + Duration::minutes(5), 10, Some(run.id))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 4);
+    (run, claimed)
+}
+
+/// A claim for one run takes that run's queue only, however long another
+/// run's is; a claim for every run takes the oldest deliveries first.
+async fn a_claim_takes_its_runs_queue_or_every_runs(store: &dyn Store) {
+    let first = sending_run(store, "first").await;
+    let second = sending_run(store, "second").await;
+    let (now, lease) = (Utc::now(), Utc::now() + Duration::minutes(5));
+    let runs_of = |claimed: Vec<herald::store::runs::Claimed>| {
+        claimed.iter().map(|c| c.run_id).collect::<Vec<_>>()
+    };
+    let theirs = store
+        .claim("me", now, lease, 3, Some(second.id))
+        .await
+        .unwrap();
+    assert_eq!(runs_of(theirs), [second.id; 3]);
+    let any = store.claim("me", now, lease, 10, None).await.unwrap();
+    assert_eq!(
+        runs_of(any),
+        [first.id, first.id, first.id, first.id, second.id]
+    );
+}
+
+/// A sending run of four queued deliveries.
+async fn sending_run(store: &dyn Store, campaign: &str) -> herald::store::runs::Run {
     use herald::campaign::file::Purpose;
     use herald::store::runs::{AuditEntry, NewDelivery, NewRun, Planned, RunState};
     let now = Utc::now();
@@ -682,12 +715,7 @@ async fn claimed_run(
     else {
         panic!("a new run")
     };
-    let claimed = store
-        .claim("me", now, now + Duration::minutes(5), 10, Some(run.id))
-        .await
-        .unwrap();
-    assert_eq!(claimed.len(), 4);
-    (run, claimed)
+    run
 }
 
 /// Two writers (two processes, or two instances) append to one archive in
@@ -833,6 +861,7 @@ mod archive {
 }
 
 on_both_backends!(
+    a_claim_takes_its_runs_queue_or_every_runs,
     a_dead_senders_journal_settles_what_it_held,
     many_accepting_at_once_never_overfill_the_room,
     webhook_cursors_start_at_now_and_only_move_forward,

@@ -290,23 +290,26 @@ macro_rules! run_queries {
                 run: Option<i64>,
             ) -> Result<Vec<super::runs::Claimed>, super::StoreError> {
                 use super::runs::{ClaimedColumns, CLAIMED_COLUMNS};
+                // One run's queue is read from its own index: other runs'
+                // queues (one awaiting approval, say) are never walked.
+                let of_run = if run.is_some() { " AND d.run_id = $5" } else { "" };
                 let sql = format!(
                     "UPDATE deliveries SET state = 'claimed', lease_owner = $1, lease_until = $2, updated_at = $3 \
                      WHERE id IN (SELECT d.id FROM deliveries d JOIN runs r ON r.id = d.run_id \
-                       WHERE d.state = 'queued' AND d.not_before <= $3 AND r.state = 'sending' \
-                       AND (CAST($5 AS BIGINT) IS NULL OR d.run_id = $5) \
+                       WHERE d.state = 'queued' AND d.not_before <= $3 AND r.state = 'sending'{of_run} \
                        ORDER BY d.id LIMIT $4{CLAIM_LOCK}) \
                      RETURNING {CLAIMED_COLUMNS}"
                 );
                 let mut tx = begin_write(&self.pool).await?;
-                let rows: Vec<ClaimedColumns> = sqlx::query_as(&sql)
+                let mut query = sqlx::query_as(&sql)
                     .bind(owner)
                     .bind(lease_until)
                     .bind(now)
-                    .bind(i64::from(limit))
-                    .bind(run)
-                    .fetch_all(&mut *tx)
-                    .await?;
+                    .bind(i64::from(limit));
+                if let Some(run) = run {
+                    query = query.bind(run);
+                }
+                let rows: Vec<ClaimedColumns> = query.fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 let mut claimed: Vec<super::runs::Claimed> =
                     rows.into_iter().map(ClaimedColumns::into_claimed).collect::<Result<_, _>>()?;
