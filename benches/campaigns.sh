@@ -17,7 +17,9 @@
 # send` claims, renders, sends to Postfix's smtp-sink and records every
 # outcome; the reference, in the same run and into the same sink, is the
 # channel adapter alone (`herald bench send`), run just before and just after
-# the send and averaged. Target: at least 0.8.
+# the send and averaged. Target: at least 0.8. The plan's daily_bulletin run
+# stays queued beside it, as a run awaiting approval would in production: a
+# send claims its own run's queue only.
 #
 # Importing the history takes most of the time (~20 min per backend for 1M).
 # Needs postfix (smtp-sink) and psql; installs postfix from Debian if missing.
