@@ -1,9 +1,12 @@
 //! [`super::RunStore`] for both backends, written once. The macro is
 //! expanded in each backend's module, which supplies what differs:
-//! `begin_write` (SQLite takes the write lock at the start), `CLAIM_LOCK`
+//! `begin_write` (SQLite takes the write lock at the start), `begin_queue`
+//! (PostgreSQL walks the queue's indexes in order), `CLAIM_LOCK`
 //! (PostgreSQL skips rows another dispatcher has locked), `SENT_EVENTS`
-//! (SQLite is told which index counts sends) and
-//! `lock_archive` (one writer at a time extends the hash chain).
+//! (SQLite is told which index counts sends),
+//! `lock_archive` (one writer at a time extends the hash chain) and how a
+//! group of outcomes is written (`push_outcomes`, `push_archive`,
+//! `push_id_in`: PostgreSQL binds one array per column).
 
 macro_rules! run_queries {
     ($db:ty, $store:ty) => {
@@ -300,7 +303,7 @@ macro_rules! run_queries {
                        ORDER BY d.id LIMIT $4{CLAIM_LOCK}) \
                      RETURNING {CLAIMED_COLUMNS}"
                 );
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_queue(&self.pool).await?;
                 let mut query = sqlx::query_as(&sql)
                     .bind(owner)
                     .bind(lease_until)
@@ -334,10 +337,10 @@ macro_rules! run_queries {
                 qb.push_bind(lease_until)
                     .push(" WHERE state = 'claimed' AND lease_owner = ")
                     .push_bind(owner.to_owned())
-                    .push(" AND id IN ");
-                push_ids(&mut qb, ids);
+                    .push(" AND id");
+                push_id_in(&mut qb, ids);
                 qb.push(" RETURNING id");
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_queue(&self.pool).await?;
                 let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -824,8 +827,8 @@ macro_rules! run_queries {
                     let mut qb = sqlx::QueryBuilder::new(format!(
                         "UPDATE deliveries SET {set}, lease_owner = NULL, lease_until = NULL, updated_at = "
                     ));
-                    qb.push_bind(now).push(" WHERE id IN ");
-                    push_ids(&mut qb, chunk);
+                    qb.push_bind(now).push(" WHERE id");
+                    push_id_in(&mut qb, chunk);
                     qb.build().execute(&mut *tx).await?;
                 }
             }
@@ -840,16 +843,6 @@ macro_rules! run_queries {
         /// Why a delivery is uncertain (a literal: it holds no quote).
         const IN_FLIGHT: &str =
             "the sender stopped while this message was in flight: it may have been sent";
-
-        /// `(id, id, …)`, each bound.
-        fn push_ids(qb: &mut sqlx::QueryBuilder<'_, $db>, ids: &[i64]) {
-            qb.push("(");
-            let mut list = qb.separated(", ");
-            for id in ids {
-                list.push_bind(*id);
-            }
-            qb.push(")");
-        }
 
         /// The archive's next seq taken by another writer, or a deadlock
         /// (PostgreSQL's 40P01) over it.
@@ -911,40 +904,6 @@ macro_rules! run_queries {
         /// Archive records per INSERT: nine values each.
         const ARCHIVE_ROWS_PER_INSERT: usize = 200;
 
-        /// One UPDATE setting each outcome's delivery from a derived table.
-        fn push_outcomes(
-            qb: &mut sqlx::QueryBuilder<'_, $db>,
-            chunk: &[super::runs::DeliveryUpdate],
-            now: chrono::DateTime<chrono::Utc>,
-        ) {
-            use super::runs::channel_list;
-            qb.push(
-                "UPDATE deliveries SET state = v.state, provider_id = COALESCE(v.provider_id, deliveries.provider_id), \
-                 error = v.error, not_before = COALESCE(v.not_before, deliveries.not_before), \
-                 sent_at = COALESCE(v.sent_at, deliveries.sent_at), channel = COALESCE(v.channel, deliveries.channel), \
-                 address = COALESCE(v.address, deliveries.address), fallback = COALESCE(v.fallback, deliveries.fallback), \
-                 lease_owner = NULL, lease_until = NULL, updated_at = ",
-            );
-            qb.push_bind(now).push(" FROM (");
-            for (i, u) in chunk.iter().enumerate() {
-                let (channel, address, fallback) = match &u.switch_to {
-                    Some((c, a, f)) => (Some(c.as_str()), Some(a.clone()), Some(channel_list(f))),
-                    None => (None, None, None),
-                };
-                qb.push(if i == 0 { "SELECT " } else { " UNION ALL SELECT " });
-                qb.push("CAST(").push_bind(u.id).push(" AS BIGINT) AS id, CAST(")
-                    .push_bind(u.state.as_str()).push(" AS TEXT) AS state, CAST(")
-                    .push_bind(u.provider_id.clone()).push(" AS TEXT) AS provider_id, CAST(")
-                    .push_bind(u.error.clone()).push(" AS TEXT) AS error, ")
-                    .push(TS_OPEN).push_bind(u.not_before).push(TS_CLOSE).push(" AS not_before, ")
-                    .push(TS_OPEN).push_bind(u.sent_at).push(TS_CLOSE).push(" AS sent_at, CAST(")
-                    .push_bind(channel).push(" AS TEXT) AS channel, CAST(")
-                    .push_bind(address).push(" AS TEXT) AS address, CAST(")
-                    .push_bind(fallback).push(" AS TEXT) AS fallback");
-            }
-            qb.push(") AS v WHERE deliveries.id = v.id");
-        }
-
         fn push_bad_address(
             qb: &mut sqlx::QueryBuilder<'_, $db>,
             (channel, address, reason): &(crate::channel::Channel, String, String),
@@ -959,22 +918,6 @@ macro_rules! run_queries {
                 .push(", ")
                 .push_bind(now)
                 .push(") ON CONFLICT (channel, address) DO NOTHING");
-        }
-
-        fn push_archive(qb: &mut sqlx::QueryBuilder<'_, $db>, chunk: &[super::runs::Chained<'_>]) {
-            qb.push("INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, body, dictionary, prev_hash, hash) ");
-            qb.push_values(chunk, |mut b, c| {
-                b.push_bind(c.seq)
-                    .push_bind(c.entry.delivery_id)
-                    .push_bind(c.entry.run_id)
-                    .push_bind(c.entry.client_id.clone())
-                    .push_bind(c.entry.at)
-                    .push_bind("")
-                    .push_bind(c.entry.body.clone())
-                    .push_bind(c.entry.dictionary.clone())
-                    .push_bind(c.prev_hash.clone())
-                    .push_bind(c.hash.clone());
-            });
         }
 
         async fn insert_audit(

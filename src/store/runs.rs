@@ -601,6 +601,19 @@ pub fn archive_hash(
 /// The chain's first `prev_hash`.
 pub const ARCHIVE_GENESIS: &str = "herald-archive-v1";
 
+/// What an outcome sets on its delivery, from a row `v` of outcomes (each
+/// backend builds `v` its own way); `updated_at` is bound after it.
+pub const OUTCOME_ASSIGNMENTS: &str = "UPDATE deliveries SET state = v.state, \
+     provider_id = COALESCE(v.provider_id, deliveries.provider_id), error = v.error, \
+     not_before = COALESCE(v.not_before, deliveries.not_before), sent_at = COALESCE(v.sent_at, deliveries.sent_at), \
+     channel = COALESCE(v.channel, deliveries.channel), address = COALESCE(v.address, deliveries.address), \
+     fallback = COALESCE(v.fallback, deliveries.fallback), lease_owner = NULL, lease_until = NULL, updated_at = ";
+
+/// The archive's columns as an outcome's group writes them.
+pub const ARCHIVE_INSERT: &str =
+    "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, \
+     body, dictionary, prev_hash, hash) ";
+
 /// An archive record with its place in the chain.
 pub struct Chained<'a> {
     pub seq: i64,

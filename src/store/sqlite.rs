@@ -19,7 +19,10 @@ use super::columns::{
     ExistingColumns, BUMP_DATA_VERSION, CLIENT_COLUMNS, CONSENT_LOG_INSERT, CONSENT_STATE_SELECT,
     DIFFERS,
 };
-use super::runs::{chain_archive, ArchiveTail, DeliveryUpdate, OneCall, ARCHIVE_GENESIS};
+use super::runs::{
+    chain_archive, channel_list, ArchiveTail, Chained, DeliveryUpdate, OneCall, ARCHIVE_GENESIS,
+    ARCHIVE_INSERT, OUTCOME_ASSIGNMENTS,
+};
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
 use super::{
@@ -41,6 +44,11 @@ async fn begin_write(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sql
     Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
 }
 
+/// Claims and marks take the write lock like any other write.
+async fn begin_queue(pool: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+    begin_write(pool).await
+}
+
 /// The benchmark's scratch table: `deliveries`' columns and indexes. It is
 /// a regular table (temporary ones live per connection) dropped after use.
 const CREATE_REFERENCE_TABLE: &str = "CREATE TABLE bench_deliveries (\
@@ -48,11 +56,6 @@ const CREATE_REFERENCE_TABLE: &str = "CREATE TABLE bench_deliveries (\
     address TEXT NOT NULL, fallback TEXT NOT NULL, state TEXT NOT NULL, not_before TEXT NOT NULL, \
     decision TEXT NOT NULL, updated_at TEXT NOT NULL, UNIQUE (run_id, client_id)); \
     CREATE INDEX bench_deliveries_queued ON bench_deliveries (id) WHERE state = 'queued'";
-
-/// Instants bound into a derived table: SQLite keeps them as text (a cast
-/// to an unknown type would make them numbers).
-const TS_OPEN: &str = "";
-const TS_CLOSE: &str = "";
 
 /// Claiming needs no row locks: the transaction holds the database's.
 const CLAIM_LOCK: &str = "";
@@ -621,6 +624,71 @@ async fn guess_archive_tail(
             .fetch_optional(pool)
             .await?;
     Ok(stored.unwrap_or((0, ARCHIVE_GENESIS.to_owned())))
+}
+
+/// One UPDATE setting each outcome's delivery from a derived table. Its
+/// instants are bound as they are: SQLite keeps them as text (a cast to an
+/// unknown type would make them numbers).
+fn push_outcomes(qb: &mut QueryBuilder<'_, Sqlite>, chunk: &[DeliveryUpdate], now: DateTime<Utc>) {
+    qb.push(OUTCOME_ASSIGNMENTS).push_bind(now).push(" FROM (");
+    for (i, u) in chunk.iter().enumerate() {
+        let (channel, address, fallback) = match &u.switch_to {
+            Some((c, a, f)) => (Some(c.as_str()), Some(a.clone()), Some(channel_list(f))),
+            None => (None, None, None),
+        };
+        qb.push(if i == 0 {
+            "SELECT "
+        } else {
+            " UNION ALL SELECT "
+        });
+        qb.push("CAST(")
+            .push_bind(u.id)
+            .push(" AS BIGINT) AS id, CAST(")
+            .push_bind(u.state.as_str())
+            .push(" AS TEXT) AS state, CAST(")
+            .push_bind(u.provider_id.clone())
+            .push(" AS TEXT) AS provider_id, CAST(")
+            .push_bind(u.error.clone())
+            .push(" AS TEXT) AS error, ")
+            .push_bind(u.not_before)
+            .push(" AS not_before, ")
+            .push_bind(u.sent_at)
+            .push(" AS sent_at, CAST(")
+            .push_bind(channel)
+            .push(" AS TEXT) AS channel, CAST(")
+            .push_bind(address)
+            .push(" AS TEXT) AS address, CAST(")
+            .push_bind(fallback)
+            .push(" AS TEXT) AS fallback");
+    }
+    qb.push(") AS v WHERE deliveries.id = v.id");
+}
+
+/// An INSERT of chained archive records.
+fn push_archive(qb: &mut QueryBuilder<'_, Sqlite>, chunk: &[Chained<'_>]) {
+    qb.push(ARCHIVE_INSERT);
+    qb.push_values(chunk, |mut b, c| {
+        b.push_bind(c.seq)
+            .push_bind(c.entry.delivery_id)
+            .push_bind(c.entry.run_id)
+            .push_bind(c.entry.client_id.clone())
+            .push_bind(c.entry.at)
+            .push_bind("")
+            .push_bind(c.entry.body.clone())
+            .push_bind(c.entry.dictionary.clone())
+            .push_bind(c.prev_hash.clone())
+            .push_bind(c.hash.clone());
+    });
+}
+
+/// ` IN (id, id, …)`, each bound.
+fn push_id_in(qb: &mut QueryBuilder<'_, Sqlite>, ids: &[i64]) {
+    qb.push(" IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(*id);
+    }
+    qb.push(")");
 }
 
 /// An INSERT of events, each with its dedupe key; a duplicate is skipped.
