@@ -615,28 +615,26 @@ fn push_outcomes(
     chunk: &[DeliveryUpdate],
     now: DateTime<Utc>,
 ) {
-    let col = |f: fn(&DeliveryUpdate) -> Option<String>| chunk.iter().map(f).collect::<Vec<_>>();
-    let ids: Vec<i64> = chunk.iter().map(|u| u.id).collect();
     qb.push(OUTCOME_ASSIGNMENTS)
         .push_bind(now)
         .push(" FROM UNNEST(");
-    qb.push_bind(ids)
+    qb.push_bind(column(chunk, |u| u.id))
         .push("::bigint[], ")
-        .push_bind(col(|u| Some(u.state.as_str().to_owned())))
+        .push_bind(column(chunk, |u| u.state.as_str().to_owned()))
         .push("::text[], ")
-        .push_bind(col(|u| u.provider_id.clone()))
+        .push_bind(column(chunk, |u| u.provider_id.clone()))
         .push("::text[], ")
-        .push_bind(col(|u| u.error.clone()))
+        .push_bind(column(chunk, |u| u.error.clone()))
         .push("::text[], ")
-        .push_bind(chunk.iter().map(|u| u.not_before).collect::<Vec<_>>())
+        .push_bind(column(chunk, |u| u.not_before))
         .push("::timestamptz[], ")
-        .push_bind(chunk.iter().map(|u| u.sent_at).collect::<Vec<_>>())
+        .push_bind(column(chunk, |u| u.sent_at))
         .push("::timestamptz[], ")
-        .push_bind(col(|u| u.switch_to.as_ref().map(|s| s.0.as_str().to_owned())))
+        .push_bind(column(chunk, |u| u.switch_to.as_ref().map(|s| s.0.as_str().to_owned())))
         .push("::text[], ")
-        .push_bind(col(|u| u.switch_to.as_ref().map(|s| s.1.clone())))
+        .push_bind(column(chunk, |u| u.switch_to.as_ref().map(|s| s.1.clone())))
         .push("::text[], ")
-        .push_bind(col(|u| u.switch_to.as_ref().map(|s| channel_list(&s.2))))
+        .push_bind(column(chunk, |u| u.switch_to.as_ref().map(|s| channel_list(&s.2))))
         .push(
             "::text[]) AS v(id, state, provider_id, error, not_before, sent_at, channel, address, fallback) \
              WHERE deliveries.id = v.id",
@@ -645,31 +643,35 @@ fn push_outcomes(
 
 /// An INSERT of chained archive records, one array per column.
 fn push_archive(qb: &mut QueryBuilder<'_, Postgres>, chunk: &[Chained<'_>]) {
-    let col = |f: fn(&Chained<'_>) -> String| chunk.iter().map(f).collect::<Vec<_>>();
     qb.push(ARCHIVE_INSERT).push(
         "SELECT seq, delivery_id, run_id, client_id, archived_at, '', body, dictionary, prev_hash, hash \
          FROM UNNEST(",
     );
-    qb.push_bind(chunk.iter().map(|c| c.seq).collect::<Vec<_>>())
+    qb.push_bind(column(chunk, |c| c.seq))
         .push("::bigint[], ")
-        .push_bind(chunk.iter().map(|c| c.entry.delivery_id).collect::<Vec<_>>())
+        .push_bind(column(chunk, |c| c.entry.delivery_id))
         .push("::bigint[], ")
-        .push_bind(chunk.iter().map(|c| c.entry.run_id).collect::<Vec<_>>())
+        .push_bind(column(chunk, |c| c.entry.run_id))
         .push("::bigint[], ")
-        .push_bind(col(|c| c.entry.client_id.clone()))
+        .push_bind(column(chunk, |c| c.entry.client_id.clone()))
         .push("::text[], ")
-        .push_bind(chunk.iter().map(|c| c.entry.at).collect::<Vec<_>>())
+        .push_bind(column(chunk, |c| c.entry.at))
         .push("::timestamptz[], ")
-        .push_bind(chunk.iter().map(|c| c.entry.body.clone()).collect::<Vec<_>>())
+        .push_bind(column(chunk, |c| c.entry.body.clone()))
         .push("::bytea[], ")
-        .push_bind(chunk.iter().map(|c| c.entry.dictionary.clone()).collect::<Vec<_>>())
+        .push_bind(column(chunk, |c| c.entry.dictionary.clone()))
         .push("::text[], ")
-        .push_bind(col(|c| c.prev_hash.clone()))
+        .push_bind(column(chunk, |c| c.prev_hash.clone()))
         .push("::text[], ")
-        .push_bind(col(|c| c.hash.clone()))
+        .push_bind(column(chunk, |c| c.hash.clone()))
         .push(
             "::text[]) AS a(seq, delivery_id, run_id, client_id, archived_at, body, dictionary, prev_hash, hash)",
         );
+}
+
+/// One column of `rows`, to bind as an array.
+fn column<R, T>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
 }
 
 /// ` = ANY(ids)`: one array, so the statement's text is the same for any
@@ -685,8 +687,6 @@ fn push_events(
     rows: &[(&NewEvent, &Vec<u8>)],
     now: DateTime<Utc>,
 ) {
-    let col =
-        |f: fn(&NewEvent) -> Option<String>| rows.iter().map(|(e, _)| f(e)).collect::<Vec<_>>();
     qb.push(
         "INSERT INTO events (client_id, occurred_at, kind, channel, campaign, campaign_kind, \
          run_id, delivery_id, source, details, dedupe_key, recorded_at, purpose) \
@@ -694,29 +694,29 @@ fn push_events(
                 source, details::jsonb, dedupe_key, ",
     );
     qb.push_bind(now).push(", purpose FROM UNNEST(");
-    qb.push_bind(col(|e| Some(e.client_id.to_string())))
+    qb.push_bind(column(rows, |(e, _)| e.client_id.to_string()))
         .push("::text[], ")
-        .push_bind(rows.iter().map(|(e, _)| e.at).collect::<Vec<_>>())
+        .push_bind(column(rows, |(e, _)| e.at))
         .push("::timestamptz[], ")
-        .push_bind(col(|e| Some(e.kind.as_str().to_owned())))
+        .push_bind(column(rows, |(e, _)| e.kind.as_str().to_owned()))
         .push("::text[], ")
-        .push_bind(col(|e| e.channel.map(|c| c.as_str().to_owned())))
+        .push_bind(column(rows, |(e, _)| e.channel.map(|c| c.as_str().to_owned())))
         .push("::text[], ")
-        .push_bind(col(|e| e.campaign.clone()))
+        .push_bind(column(rows, |(e, _)| e.campaign.clone()))
         .push("::text[], ")
-        .push_bind(col(|e| e.campaign_kind.clone()))
+        .push_bind(column(rows, |(e, _)| e.campaign_kind.clone()))
         .push("::text[], ")
-        .push_bind(rows.iter().map(|(e, _)| e.run_id).collect::<Vec<_>>())
+        .push_bind(column(rows, |(e, _)| e.run_id))
         .push("::bigint[], ")
-        .push_bind(rows.iter().map(|(e, _)| e.delivery_id).collect::<Vec<_>>())
+        .push_bind(column(rows, |(e, _)| e.delivery_id))
         .push("::bigint[], ")
-        .push_bind(col(|e| Some(e.source.clone())))
+        .push_bind(column(rows, |(e, _)| e.source.clone()))
         .push("::text[], ")
-        .push_bind(col(|e| Some(e.details.to_string())))
+        .push_bind(column(rows, |(e, _)| e.details.to_string()))
         .push("::text[], ")
-        .push_bind(rows.iter().map(|(_, k)| k.to_vec()).collect::<Vec<_>>())
+        .push_bind(column(rows, |(_, k)| k.to_vec()))
         .push("::bytea[], ")
-        .push_bind(col(|e| e.purpose.map(|p| p.as_str().to_owned())))
+        .push_bind(column(rows, |(e, _)| e.purpose.map(|p| p.as_str().to_owned())))
         .push(
             "::text[]) AS u(client_id, occurred_at, kind, channel, campaign, campaign_kind, run_id, \
              delivery_id, source, details, dedupe_key, purpose) ON CONFLICT (dedupe_key) DO NOTHING",
