@@ -855,6 +855,26 @@ async fn a_dead_senders_journal_settles_what_it_held(store: &dyn Store) {
     assert_eq!(again, [(ids[2], 0), (ids[3], 0)]);
 }
 
+/// What a process wrote to SQLite is in the database file when it closes
+/// the store: the next process does not start by copying it.
+#[tokio::test]
+async fn closing_a_sqlite_store_leaves_its_wal_empty() {
+    let t = common::sqlite().await;
+    let db = t.url.expose().trim_start_matches("sqlite://").to_owned();
+    let wal = std::path::PathBuf::from(format!("{db}-wal"));
+    let rows: Vec<ClientRecord> = (0..200)
+        .map(|i| record(&[("id", &i.to_string()), ("name", "张三")]))
+        .collect();
+    write(&*t.store, &rows, at(1)).await;
+    let wal_len = || wal.metadata().map_or(0, |m| m.len());
+    assert!(wal_len() > 0, "the writes went to the WAL first");
+    t.store.close().await;
+    assert_eq!(wal_len(), 0, "closing copied the WAL into the database");
+    let again = herald::store::open(&t.url).await.unwrap();
+    assert_eq!(again.count_clients().await.unwrap(), 200);
+    again.close().await;
+}
+
 mod archive {
     use super::*;
     with_url!(two_writers_extend_one_archive_chain);

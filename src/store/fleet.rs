@@ -42,7 +42,7 @@ macro_rules! fleet_queries {
             ) -> Result<bool, super::StoreError> {
                 // Taken when free, lapsed, or already ours (a renewal): one
                 // statement, so two instances cannot both win.
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let row: Option<(String,)> = sqlx::query_as(
                     "INSERT INTO leases (name, owner, until) VALUES ($1, $2, $3) \
                      ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until \
@@ -60,7 +60,7 @@ macro_rules! fleet_queries {
             }
 
             async fn release_lease(&self, name: &str, owner: &str) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query("DELETE FROM leases WHERE name = $1 AND owner = $2")
                     .bind(name)
                     .bind(owner)
@@ -85,7 +85,7 @@ macro_rules! fleet_queries {
             }
 
             async fn heartbeat(&self, me: &super::fleet::Instance) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(
                     "INSERT INTO instances (id, host, pid, roles, started_at, seen_at, sent) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -124,7 +124,7 @@ macro_rules! fleet_queries {
                 want: u32,
                 limit: u32,
             ) -> Result<u32, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 // Touching the row first locks it (PostgreSQL) until the
                 // grant is written, so two instances never share a token.
                 let (used,): (i64,) = sqlx::query_as(
@@ -156,7 +156,7 @@ macro_rules! fleet_queries {
             async fn webhook_cursor(&self, name: &str) -> Result<i64, super::StoreError> {
                 // A new webhook starts from now, not from all of history.
                 // (`WHERE true`: SQLite's upsert after a SELECT needs one.)
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(
                     "INSERT INTO webhook_cursors (name, last_event_id) \
                      SELECT $1, COALESCE(MAX(id), 0) FROM events WHERE true ON CONFLICT (name) DO NOTHING",
@@ -173,7 +173,7 @@ macro_rules! fleet_queries {
             }
 
             async fn set_webhook_cursor(&self, name: &str, id: i64) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query("UPDATE webhook_cursors SET last_event_id = $2 WHERE name = $1 AND last_event_id < $2")
                     .bind(name)
                     .bind(id)

@@ -90,6 +90,11 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// PostgreSQL's writers run side by side: one pool serves all.
+    fn writer(&self) -> &PgPool {
+        &self.pool
+    }
+
     pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url.expose())?;
         let pool = PgPoolOptions::new()

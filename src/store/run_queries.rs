@@ -21,7 +21,7 @@ macro_rules! run_queries {
                 commit: bool,
             ) -> Result<super::runs::Planned, super::StoreError> {
                 use super::runs::{channel_list, Planned, RunColumns, RUN_COLUMNS};
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 // The unique key decides: never check-then-insert.
                 let inserted: Option<(i64,)> = sqlx::query_as(
                     "INSERT INTO runs (campaign, run_key, kind, purpose, state, launched_by, launched_at, \
@@ -142,7 +142,7 @@ macro_rules! run_queries {
                 to: super::runs::RunState,
                 audit: Option<&super::runs::AuditEntry>,
             ) -> Result<bool, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new("UPDATE runs SET state = ");
                 qb.push_bind(to.as_str()).push(" WHERE id = ").push_bind(id).push(" AND state IN (");
                 let mut list = qb.separated(", ");
@@ -164,7 +164,7 @@ macro_rules! run_queries {
                 fingerprint: &str,
                 audit: &super::runs::AuditEntry,
             ) -> Result<bool, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let changed = sqlx::query(
                     "UPDATE runs SET approved_by = $1, approved_at = $2, fingerprint = $3, state = 'sending' \
                      WHERE id = $4 AND state = 'awaiting_approval'",
@@ -303,7 +303,7 @@ macro_rules! run_queries {
                        ORDER BY d.id LIMIT $4{CLAIM_LOCK}) \
                      RETURNING {CLAIMED_COLUMNS}"
                 );
-                let mut tx = begin_queue(&self.pool).await?;
+                let mut tx = begin_queue(self.writer()).await?;
                 let mut query = sqlx::query_as(&sql)
                     .bind(owner)
                     .bind(lease_until)
@@ -340,7 +340,7 @@ macro_rules! run_queries {
                     .push(" AND id");
                 push_id_in(&mut qb, ids);
                 qb.push(" RETURNING id");
-                let mut tx = begin_queue(&self.pool).await?;
+                let mut tx = begin_queue(self.writer()).await?;
                 let rows: Vec<(i64,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(rows.into_iter().map(|(id,)| id).collect())
@@ -369,7 +369,7 @@ macro_rules! run_queries {
                 // it: ours is rolled back whole, and we try again.
                 let mut tries = 0;
                 loop {
-                    match record_in_tx(&self.pool, updates, now).await {
+                    match record_in_tx(self.writer(), updates, now).await {
                         Err(e) if tries < 5 && worth_retrying(&e) => tries += 1,
                         written => return written,
                     }
@@ -377,7 +377,7 @@ macro_rules! run_queries {
             }
 
             async fn release_claims(&self, owner: &str) -> Result<u64, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 // A `sending` delivery still ours was marked but never
                 // started: the attempt it counted did not happen.
                 let n = sqlx::query(
@@ -401,7 +401,7 @@ macro_rules! run_queries {
                 let now = chrono::Utc::now();
                 let mut tries = 0;
                 loop {
-                    match settle_in_tx(&self.pool, owner, replay, now).await {
+                    match settle_in_tx(self.writer(), owner, replay, now).await {
                         Err(e) if tries < 5 && worth_retrying(&e) => tries += 1,
                         settled => return settled,
                     }
@@ -416,7 +416,7 @@ macro_rules! run_queries {
                 // `all`: the caller knows no other dispatcher lives, so
                 // every claim is a dead one's, lapsed or not.
                 let lapsed = if all { "" } else { " AND lease_until < $1" };
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let requeued = sqlx::query(&format!(
                     "UPDATE deliveries SET state = 'queued', lease_owner = NULL, lease_until = NULL, updated_at = $1 \
                      WHERE state = 'claimed'{lapsed}"
@@ -440,7 +440,7 @@ macro_rules! run_queries {
             }
 
             async fn finish_runs(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let expired = sqlx::query(
                     "UPDATE deliveries SET state = 'expired', error = 'send_by passed', updated_at = $1 \
                      WHERE state = 'queued' AND run_id IN \
@@ -465,7 +465,7 @@ macro_rules! run_queries {
                 run: i64,
                 audit: &super::runs::AuditEntry,
             ) -> Result<u64, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let n = sqlx::query(
                     "UPDATE deliveries SET state = 'queued', error = NULL, lease_owner = NULL, updated_at = $1 \
                      WHERE run_id = $2 AND state = 'uncertain'",
@@ -518,7 +518,7 @@ macro_rules! run_queries {
             }
 
             async fn dnc_add(&self, entry: &super::runs::DncEntry) -> Result<bool, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let added = sqlx::query(
                     "INSERT INTO do_not_contact (kind, value, reason, added_by, added_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (kind, value) DO NOTHING",
@@ -555,7 +555,7 @@ macro_rules! run_queries {
                 value: &str,
                 audit: &super::runs::AuditEntry,
             ) -> Result<bool, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let removed = sqlx::query("DELETE FROM do_not_contact WHERE kind = $1 AND value = $2")
                     .bind(kind.as_str())
                     .bind(value)
@@ -613,7 +613,7 @@ macro_rules! run_queries {
                 reason: &str,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(
                     "INSERT INTO bad_addresses (channel, address, reason, marked_at) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (channel, address) DO NOTHING",
@@ -648,7 +648,7 @@ macro_rules! run_queries {
             }
 
             async fn audit(&self, entry: &super::runs::AuditEntry) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 insert_audit(&mut tx, entry).await?;
                 tx.commit().await?;
                 Ok(())
@@ -669,7 +669,7 @@ macro_rules! run_queries {
                 rows: &[super::runs::NewDelivery],
             ) -> Result<(), super::StoreError> {
                 use super::runs::channel_list;
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(CREATE_REFERENCE_TABLE).execute(&mut *tx).await?;
                 let now = chrono::Utc::now();
                 for d in rows {
@@ -690,7 +690,7 @@ macro_rules! run_queries {
                     .await?;
                 }
                 tx.commit().await?;
-                sqlx::query("DROP TABLE bench_deliveries").execute(&self.pool).await?;
+                sqlx::query("DROP TABLE bench_deliveries").execute(self.writer()).await?;
                 Ok(())
             }
 
@@ -705,7 +705,7 @@ macro_rules! run_queries {
                 .bind(&dictionary.hash)
                 .bind(&dictionary.bytes)
                 .bind(chrono::Utc::now())
-                .execute(&self.pool)
+                .execute(self.writer())
                 .await?;
                 Ok(())
             }

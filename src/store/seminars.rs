@@ -79,7 +79,7 @@ macro_rules! seminar_queries {
         #[async_trait::async_trait]
         impl super::SeminarStore for $store {
             async fn set_capacity(&self, seminar: &str, capacity: i64) -> Result<(), super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(
                     "INSERT INTO seminars (name, capacity) VALUES ($1, $2) \
                      ON CONFLICT (name) DO UPDATE SET capacity = excluded.capacity",
@@ -99,7 +99,7 @@ macro_rules! seminar_queries {
                 content: &str,
                 fingerprint: &str,
             ) -> Result<super::seminars::Version, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let before: Option<(Option<String>, i64)> = sqlx::query_as(
                     "SELECT fingerprint, sequence FROM seminars WHERE name = $1",
                 )
@@ -146,7 +146,7 @@ macro_rules! seminar_queries {
                 at: chrono::DateTime<chrono::Utc>,
                 via: Option<crate::channel::Channel>,
             ) -> Result<super::seminars::Standing, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let capacity = lock_seminar(&mut tx, seminar).await?;
                 let mine = own_position(&mut tx, seminar, client).await?;
                 if let Some(p) = mine {
@@ -184,7 +184,7 @@ macro_rules! seminar_queries {
                 client: &str,
                 at: chrono::DateTime<chrono::Utc>,
             ) -> Result<super::seminars::Declined, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 let capacity = lock_seminar(&mut tx, seminar).await?;
                 let mine = own_position(&mut tx, seminar, client).await?;
                 sqlx::query(
@@ -231,7 +231,7 @@ macro_rules! seminar_queries {
                 run: &super::runs::NewRun,
                 delivery: &super::runs::NewDelivery,
             ) -> Result<bool, super::StoreError> {
-                let mut tx = begin_write(&self.pool).await?;
+                let mut tx = begin_write(self.writer()).await?;
                 sqlx::query(
                     "INSERT INTO runs (campaign, run_key, kind, purpose, state, launched_by, launched_at, \
                      content, content_hash, files, fingerprint, audience) \
