@@ -9,7 +9,7 @@ use clap::Subcommand;
 use serde::Serialize;
 
 use super::print_json;
-use crate::store::runs::{archive_hash, ArchiveRecord, ARCHIVE_GENESIS};
+use crate::store::runs::{ArchiveRecord, ARCHIVE_GENESIS};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -205,7 +205,7 @@ fn check(r: &ArchiveRecord, prev_seq: i64, prev_hash: &str) -> Option<String> {
     if r.prev_hash != prev_hash {
         return Some("it does not follow the record before it".into());
     }
-    if archive_hash(prev_hash, r.seq, r.delivery_id, &r.record) != r.hash {
+    if !r.follows(prev_hash) {
         return Some("its content does not match its hash: it was changed".into());
     }
     None

@@ -22,7 +22,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use crate::store::runs::{DeliveryUpdate, JournalReplay, Settled};
@@ -165,8 +164,7 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
             continue;
         };
         let files = segments(dir, stem)?;
-        let mut replay = replay(&files)?;
-        restore_records(store, &mut replay).await?;
+        let replay = replay(&files)?;
         let settled = store.settle_journal(&owner, &replay).await?;
         for f in &files {
             remove(f)?;
@@ -175,33 +173,6 @@ pub async fn settle_left_behind(store: &dyn Store, dir: &Path) -> anyhow::Result
         total += settled;
     }
     Ok(total)
-}
-
-/// The archive records of the journaled outcomes, restored from their
-/// bodies with the dictionaries they name (stored before any was sent).
-async fn restore_records(store: &dyn Store, replay: &mut JournalReplay) -> anyhow::Result<()> {
-    let names: Vec<String> = replay
-        .done
-        .iter()
-        .filter_map(|u| u.archive.as_ref()?.dictionary.clone())
-        .collect();
-    let dictionaries = store.archive_dictionaries(&names).await?;
-    for u in &mut replay.done {
-        let Some(entry) = u.archive.take() else {
-            continue;
-        };
-        let dictionary = entry
-            .dictionary
-            .as_ref()
-            .map(|name| {
-                dictionaries.get(name).with_context(|| {
-                    format!("the archive dictionary {name} the journal names is not stored")
-                })
-            })
-            .transpose()?;
-        u.archive = Some(entry.restored(dictionary.map(Vec::as_slice))?);
-    }
-    Ok(())
 }
 
 /// The lock (held) and owner of a journal whose dispatcher is gone; `None`
@@ -382,7 +353,5 @@ mod tests {
             (&back.body, &back.dictionary),
             (&archived.body, &Some(dictionary.hash))
         );
-        let back = back.restored(Some(&dictionary.bytes)).unwrap();
-        assert_eq!(back.record, archived.record);
     }
 }

@@ -725,6 +725,13 @@ macro_rules! run_queries {
                             .fetch_optional(&self.pool)
                             .await?;
                     if let Some((body,)) = row {
+                        // The chain covers a body and its dictionary's
+                        // name: the name must still be the content's hash.
+                        if super::runs::dictionary_name(&body) != *name {
+                            return Err(super::StoreError::Corrupt(format!(
+                                "archive dictionary {name}: its content does not match its name: it was changed"
+                            )));
+                        }
                         found.insert(name.clone(), body);
                     }
                 }
