@@ -17,7 +17,8 @@ use super::columns::{
 };
 use super::pg_copy::{self, CopyBinary};
 use super::runs::{
-    channel_list, Chained, DeliveryUpdate, OneCall, ARCHIVE_INSERT, OUTCOME_ASSIGNMENTS,
+    channel_list, Chained, DeliveryUpdate, NewDelivery, NewSuppression, OneCall, ARCHIVE_INSERT,
+    OUTCOME_ASSIGNMENTS,
 };
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
@@ -644,6 +645,53 @@ fn push_outcomes(
             "::text[]) AS v(id, state, provider_id, error, not_before, sent_at, channel, address, fallback) \
              WHERE deliveries.id = v.id",
         );
+}
+
+/// Deliveries per INSERT: one array per column, so any number would do;
+/// this bounds the message sent to the server.
+const DELIVERIES_PER_INSERT: usize = 10_000;
+
+const SUPPRESSIONS_PER_INSERT: usize = 10_000;
+
+/// A run's planned deliveries, all queued, as one array per column: the
+/// statement's text is the same for every chunk, and PostgreSQL parses 4
+/// arrays rather than 9,000 parameters.
+fn push_deliveries(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    run_id: i64,
+    chunk: &[NewDelivery],
+    now: DateTime<Utc>,
+) {
+    qb.push("SELECT ")
+        .push_bind(run_id)
+        .push(", client_id, channel, address, fallback, 'queued', not_before, decision, ")
+        .push_bind(now)
+        .push(" FROM UNNEST(")
+        .push_bind(column(chunk, |d| d.client_id.clone()))
+        .push("::text[], ")
+        .push_bind(column(chunk, |d| d.channel.as_str().to_owned()))
+        .push("::text[], ")
+        .push_bind(column(chunk, |d| d.address.clone()))
+        .push("::text[], ")
+        .push_bind(column(chunk, |d| channel_list(&d.fallback)))
+        .push("::text[], ")
+        .push_bind(column(chunk, |d| d.not_before))
+        .push("::timestamptz[], ")
+        .push_bind(column(chunk, |d| d.decision.clone()))
+        .push("::text[]) AS d(client_id, channel, address, fallback, not_before, decision)");
+}
+
+/// A run's suppressions as one array per column.
+fn push_suppressions(qb: &mut QueryBuilder<'_, Postgres>, run_id: i64, chunk: &[NewSuppression]) {
+    qb.push("SELECT ")
+        .push_bind(run_id)
+        .push(", client_id, reason, channel FROM UNNEST(")
+        .push_bind(column(chunk, |s| s.client_id.clone()))
+        .push("::text[], ")
+        .push_bind(column(chunk, |s| s.reason.to_owned()))
+        .push("::text[], ")
+        .push_bind(column(chunk, |s| s.channel.map(|c| c.as_str().to_owned())))
+        .push("::text[]) AS s(client_id, reason, channel)");
 }
 
 /// An INSERT of chained archive records, one array per column.

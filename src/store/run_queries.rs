@@ -5,7 +5,8 @@
 //! (PostgreSQL skips rows another dispatcher has locked), `SENT_EVENTS`
 //! (SQLite is told which index counts sends),
 //! `lock_archive` (one writer at a time extends the hash chain) and how a
-//! group of outcomes is written (`push_outcomes`, `push_archive`,
+//! run's deliveries and suppressions and a group of outcomes are written
+//! (`push_deliveries`, `push_suppressions`, `push_outcomes`, `push_archive`,
 //! `push_id_in`: PostgreSQL binds one array per column).
 
 macro_rules! run_queries {
@@ -20,7 +21,7 @@ macro_rules! run_queries {
                 audit: &super::runs::AuditEntry,
                 commit: bool,
             ) -> Result<super::runs::Planned, super::StoreError> {
-                use super::runs::{channel_list, Planned, RunColumns, RUN_COLUMNS};
+                use super::runs::{Planned, RunColumns, RUN_COLUMNS};
                 let mut tx = begin_write(self.writer()).await?;
                 // The unique key decides: never check-then-insert.
                 let inserted: Option<(i64,)> = sqlx::query_as(
@@ -56,33 +57,16 @@ macro_rules! run_queries {
                     return Ok(Planned::Existing(row.into_run()?));
                 };
                 let now = run.launched_at;
-                for chunk in deliveries.chunks(1000) {
-                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                        "INSERT INTO deliveries (run_id, client_id, channel, address, fallback, state, \
-                         not_before, decision, updated_at) ",
-                    );
-                    qb.push_values(chunk, |mut b, d| {
-                        b.push_bind(run_id)
-                            .push_bind(&d.client_id)
-                            .push_bind(d.channel.as_str())
-                            .push_bind(&d.address)
-                            .push_bind(channel_list(&d.fallback))
-                            .push_bind("queued")
-                            .push_bind(d.not_before)
-                            .push_bind(&d.decision)
-                            .push_bind(now);
-                    });
+                for chunk in deliveries.chunks(DELIVERIES_PER_INSERT) {
+                    let mut qb: sqlx::QueryBuilder<$db> =
+                        sqlx::QueryBuilder::new(super::runs::DELIVERY_INSERT);
+                    push_deliveries(&mut qb, run_id, chunk, now);
                     qb.build().execute(&mut *tx).await?;
                 }
-                for chunk in suppressions.chunks(2000) {
+                for chunk in suppressions.chunks(SUPPRESSIONS_PER_INSERT) {
                     let mut qb: sqlx::QueryBuilder<$db> =
-                        sqlx::QueryBuilder::new("INSERT INTO suppressions (run_id, client_id, reason, channel) ");
-                    qb.push_values(chunk, |mut b, s| {
-                        b.push_bind(run_id)
-                            .push_bind(&s.client_id)
-                            .push_bind(s.reason)
-                            .push_bind(s.channel.map(|c| c.as_str()));
-                    });
+                        sqlx::QueryBuilder::new(super::runs::SUPPRESSION_INSERT);
+                    push_suppressions(&mut qb, run_id, chunk);
                     qb.build().execute(&mut *tx).await?;
                 }
                 insert_audit(&mut tx, audit).await?;

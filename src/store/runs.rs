@@ -649,6 +649,14 @@ pub const OUTCOME_ASSIGNMENTS: &str = "UPDATE deliveries SET state = v.state, \
      channel = COALESCE(v.channel, deliveries.channel), address = COALESCE(v.address, deliveries.address), \
      fallback = COALESCE(v.fallback, deliveries.fallback), lease_owner = NULL, lease_until = NULL, updated_at = ";
 
+/// The columns of a run's planned deliveries.
+pub const DELIVERY_INSERT: &str = "INSERT INTO deliveries (run_id, client_id, channel, address, \
+     fallback, state, not_before, decision, updated_at) ";
+
+/// The columns of a run's suppressions.
+pub const SUPPRESSION_INSERT: &str =
+    "INSERT INTO suppressions (run_id, client_id, reason, channel) ";
+
 /// The archive's columns as an outcome's group writes them.
 pub const ARCHIVE_INSERT: &str =
     "INSERT INTO archive (seq, delivery_id, run_id, client_id, archived_at, record, \

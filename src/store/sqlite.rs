@@ -20,8 +20,8 @@ use super::columns::{
     DIFFERS,
 };
 use super::runs::{
-    chain_archive, channel_list, ArchiveTail, Chained, DeliveryUpdate, OneCall, ARCHIVE_GENESIS,
-    ARCHIVE_INSERT, OUTCOME_ASSIGNMENTS,
+    chain_archive, channel_list, ArchiveTail, Chained, DeliveryUpdate, NewDelivery, NewSuppression,
+    OneCall, ARCHIVE_GENESIS, ARCHIVE_INSERT, OUTCOME_ASSIGNMENTS,
 };
 use super::upsert::{plan, plan_new, Existing, RowWrite};
 use super::writer::{BatchWriter, LoadTask, PooledWriter, ANY_CLIENT};
@@ -781,6 +781,42 @@ fn push_outcomes(qb: &mut QueryBuilder<'_, Sqlite>, chunk: &[DeliveryUpdate], no
             .push(" AS TEXT) AS fallback");
     }
     qb.push(") AS v WHERE deliveries.id = v.id");
+}
+
+/// Deliveries per INSERT: 9 bound values each, under the 32,766 allowed.
+const DELIVERIES_PER_INSERT: usize = 1000;
+
+/// Suppressions per INSERT: 4 bound values each.
+const SUPPRESSIONS_PER_INSERT: usize = 2000;
+
+/// The VALUES of a run's planned deliveries, all queued.
+fn push_deliveries(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    run_id: i64,
+    chunk: &[NewDelivery],
+    now: DateTime<Utc>,
+) {
+    qb.push_values(chunk, |mut b, d| {
+        b.push_bind(run_id)
+            .push_bind(d.client_id.clone())
+            .push_bind(d.channel.as_str())
+            .push_bind(d.address.clone())
+            .push_bind(channel_list(&d.fallback))
+            .push_bind("queued")
+            .push_bind(d.not_before)
+            .push_bind(d.decision.clone())
+            .push_bind(now);
+    });
+}
+
+/// The VALUES of a run's suppressions.
+fn push_suppressions(qb: &mut QueryBuilder<'_, Sqlite>, run_id: i64, chunk: &[NewSuppression]) {
+    qb.push_values(chunk, |mut b, s| {
+        b.push_bind(run_id)
+            .push_bind(s.client_id.clone())
+            .push_bind(s.reason)
+            .push_bind(s.channel.map(|c| c.as_str()));
+    });
 }
 
 /// An INSERT of chained archive records.
