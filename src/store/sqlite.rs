@@ -92,8 +92,8 @@ pub struct SqliteStore {
     /// connection write at a time: writers queue here, in order, rather
     /// than in SQLite's busy handler, which sleeps. And a connection's
     /// page cache is emptied whenever another connection has written, so
-    /// the only writer keeps its cache: in a send it was a fifth of
-    /// SQLite's time in page reads.
+    /// the only writer keeps its cache (in a send, page reads fell from
+    /// 12 % to 8 % of SQLite's time, most of the rest the checkpoint's).
     writer: SqlitePool,
     archive_tail: ArchiveTail,
     checkpointer: Checkpointer,
