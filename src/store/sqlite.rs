@@ -790,30 +790,34 @@ const DELIVERIES_PER_INSERT: usize = 1000;
 const SUPPRESSIONS_PER_INSERT: usize = 2000;
 
 /// The VALUES of a run's planned deliveries, all queued.
-fn push_deliveries(
-    qb: &mut QueryBuilder<'_, Sqlite>,
+fn push_deliveries<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
     run_id: i64,
-    chunk: &[NewDelivery],
+    chunk: &'a [NewDelivery],
     now: DateTime<Utc>,
 ) {
     qb.push_values(chunk, |mut b, d| {
         b.push_bind(run_id)
-            .push_bind(d.client_id.clone())
+            .push_bind(d.client_id.as_str())
             .push_bind(d.channel.as_str())
-            .push_bind(d.address.clone())
+            .push_bind(d.address.as_str())
             .push_bind(channel_list(&d.fallback))
             .push_bind("queued")
             .push_bind(d.not_before)
-            .push_bind(d.decision.clone())
+            .push_bind(d.decision.as_str())
             .push_bind(now);
     });
 }
 
 /// The VALUES of a run's suppressions.
-fn push_suppressions(qb: &mut QueryBuilder<'_, Sqlite>, run_id: i64, chunk: &[NewSuppression]) {
+fn push_suppressions<'a>(
+    qb: &mut QueryBuilder<'a, Sqlite>,
+    run_id: i64,
+    chunk: &'a [NewSuppression],
+) {
     qb.push_values(chunk, |mut b, s| {
         b.push_bind(run_id)
-            .push_bind(s.client_id.clone())
+            .push_bind(s.client_id.as_str())
             .push_bind(s.reason)
             .push_bind(s.channel.map(|c| c.as_str()));
     });
