@@ -651,15 +651,16 @@ fn push_outcomes(
 /// this bounds the message sent to the server.
 const DELIVERIES_PER_INSERT: usize = 10_000;
 
+/// Suppressions per INSERT, likewise.
 const SUPPRESSIONS_PER_INSERT: usize = 10_000;
 
 /// A run's planned deliveries, all queued, as one array per column: the
 /// statement's text is the same for every chunk, and PostgreSQL parses 4
 /// arrays rather than 9,000 parameters.
-fn push_deliveries(
-    qb: &mut QueryBuilder<'_, Postgres>,
+fn push_deliveries<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
     run_id: i64,
-    chunk: &[NewDelivery],
+    chunk: &'a [NewDelivery],
     now: DateTime<Utc>,
 ) {
     qb.push("SELECT ")
@@ -667,30 +668,34 @@ fn push_deliveries(
         .push(", client_id, channel, address, fallback, 'queued', not_before, decision, ")
         .push_bind(now)
         .push(" FROM UNNEST(")
-        .push_bind(column(chunk, |d| d.client_id.clone()))
+        .push_bind(column(chunk, |d| d.client_id.as_str()))
         .push("::text[], ")
-        .push_bind(column(chunk, |d| d.channel.as_str().to_owned()))
+        .push_bind(column(chunk, |d| d.channel.as_str()))
         .push("::text[], ")
-        .push_bind(column(chunk, |d| d.address.clone()))
+        .push_bind(column(chunk, |d| d.address.as_str()))
         .push("::text[], ")
         .push_bind(column(chunk, |d| channel_list(&d.fallback)))
         .push("::text[], ")
         .push_bind(column(chunk, |d| d.not_before))
         .push("::timestamptz[], ")
-        .push_bind(column(chunk, |d| d.decision.clone()))
+        .push_bind(column(chunk, |d| d.decision.as_str()))
         .push("::text[]) AS d(client_id, channel, address, fallback, not_before, decision)");
 }
 
 /// A run's suppressions as one array per column.
-fn push_suppressions(qb: &mut QueryBuilder<'_, Postgres>, run_id: i64, chunk: &[NewSuppression]) {
+fn push_suppressions<'a>(
+    qb: &mut QueryBuilder<'a, Postgres>,
+    run_id: i64,
+    chunk: &'a [NewSuppression],
+) {
     qb.push("SELECT ")
         .push_bind(run_id)
         .push(", client_id, reason, channel FROM UNNEST(")
-        .push_bind(column(chunk, |s| s.client_id.clone()))
+        .push_bind(column(chunk, |s| s.client_id.as_str()))
         .push("::text[], ")
-        .push_bind(column(chunk, |s| s.reason.to_owned()))
+        .push_bind(column(chunk, |s| s.reason))
         .push("::text[], ")
-        .push_bind(column(chunk, |s| s.channel.map(|c| c.as_str().to_owned())))
+        .push_bind(column(chunk, |s| s.channel.map(|c| c.as_str())))
         .push("::text[]) AS s(client_id, reason, channel)");
 }
 
@@ -723,7 +728,7 @@ fn push_archive(qb: &mut QueryBuilder<'_, Postgres>, chunk: &[Chained<'_>]) {
 }
 
 /// One column of `rows`, to bind as an array.
-fn column<R, T>(rows: &[R], f: impl Fn(&R) -> T) -> Vec<T> {
+fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
     rows.iter().map(f).collect()
 }
 
