@@ -874,9 +874,72 @@ async fn closing_a_sqlite_store_leaves_its_wal_empty() {
     again.close().await;
 }
 
+/// Whether the database refuses `sql`, run on a connection of its own.
+async fn refused(url: &str, sql: &str) -> bool {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.is_err()
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        sqlx::raw_sql(sql).execute(&mut c).await.is_err()
+    }
+}
+
+/// Every delivery and suppression belongs to a run that exists, and stays
+/// in it; a run with deliveries is never deleted. (PostgreSQL checks a
+/// statement's rows at once, SQLite each row with its foreign key.)
+async fn deliveries_and_suppressions_always_name_a_run(store: &dyn Store, url: &str) {
+    let run = sending_run(store, "integrity").await;
+    let (real, missing) = (run.id, run.id + 1000);
+    let delivery = |run: i64, client: &str| {
+        format!(
+            "INSERT INTO deliveries (run_id, client_id, channel, address, state, not_before, decision, updated_at) \
+             VALUES ({run}, '{client}', 'email', 'x@example.com', 'queued', CURRENT_TIMESTAMP, '{{}}', CURRENT_TIMESTAMP)"
+        )
+    };
+    let suppression = |run: i64, client: &str| {
+        format!("INSERT INTO suppressions (run_id, client_id, reason) VALUES ({run}, '{client}', 'no_consent')")
+    };
+    assert!(refused(url, &delivery(missing, "x")).await);
+    assert!(refused(url, &suppression(missing, "x")).await);
+    assert!(!refused(url, &delivery(real, "x")).await, "its run exists");
+    assert!(
+        !refused(url, &suppression(real, "y")).await,
+        "its run exists"
+    );
+    assert!(
+        refused(
+            url,
+            &format!("UPDATE deliveries SET run_id = {missing} WHERE run_id = {real}")
+        )
+        .await
+    );
+    assert!(
+        refused(
+            url,
+            &format!("UPDATE suppressions SET run_id = {missing} WHERE run_id = {real}")
+        )
+        .await
+    );
+    assert!(refused(url, &format!("DELETE FROM runs WHERE id = {real}")).await);
+    let counts = store.run_counts(real).await.unwrap();
+    assert_eq!(
+        counts.deliveries.values().sum::<i64>(),
+        5,
+        "four planned, one added"
+    );
+    assert_eq!(counts.suppressions.values().sum::<i64>(), 1);
+}
+
 mod archive {
     use super::*;
     with_url!(two_writers_extend_one_archive_chain);
+}
+
+mod integrity {
+    use super::*;
+    with_url!(deliveries_and_suppressions_always_name_a_run);
 }
 
 on_both_backends!(
