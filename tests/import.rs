@@ -299,3 +299,36 @@ mod refused {
     use super::*;
     with_url!(a_bulk_load_the_database_refuses_fails_and_keeps_nothing);
 }
+
+/// PostgreSQL: an import leaves the planner knowing how many rows it
+/// wrote (`reltuples` is -1 until a table is first vacuumed or analyzed),
+/// so that the next plan does not count recent sends row by row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_import_leaves_statistics_of_what_it_wrote() {
+    use sqlx::Connection;
+    let Some(t) = common::postgres().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let clients = write_file(dir.path(), "clients.csv", "id,name\n1,甲\n2,乙\n3,丙\n");
+    import_clients(&*t.store, &clients, LENIENT, &time())
+        .await
+        .unwrap();
+    let events = write_file(
+        dir.path(),
+        "events.jsonl",
+        "{\"client\":\"1\",\"time\":\"2026-11-03T08:31:12+08:00\",\"type\":\"opened\",\"channel\":\"email\"}\n\
+         {\"client\":\"2\",\"time\":\"2026-11-03T08:31:12+08:00\",\"type\":\"opened\",\"channel\":\"email\"}\n",
+    );
+    import_events(&*t.store, &events, true, &time())
+        .await
+        .unwrap();
+    let mut c = sqlx::PgConnection::connect(t.url.expose()).await.unwrap();
+    let rows: Vec<(String, f32)> = sqlx::query_as(
+        "SELECT relname::text, reltuples FROM pg_class WHERE relname IN ('clients', 'events') ORDER BY relname",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    assert_eq!(rows, [("clients".into(), 3.0), ("events".into(), 2.0)]);
+}

@@ -13,7 +13,7 @@ use super::{
 use crate::client::consent::ConsentScope;
 use crate::client::row::{check_header, Column, RowBuilder};
 use crate::client::ClientRecord;
-use crate::store::{RowChange, Store};
+use crate::store::{Imported, RowChange, Store};
 use crate::time::FirmTime;
 
 /// How to import.
@@ -108,6 +108,7 @@ pub async fn import_clients(
     summary.committed = !(opts.strict && summary.rejected > 0);
     if summary.committed {
         writer.commit().await?;
+        store.after_import(Imported::Clients).await?;
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

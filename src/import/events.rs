@@ -15,7 +15,7 @@ use super::{open, parse_jsonl, progress, BatchSender, ImportError, Rejection, Re
 use crate::channel::Channel;
 use crate::client::types::ClientId;
 use crate::event::{EventKind, NewEvent};
-use crate::store::{EventOutcome, Store};
+use crate::store::{EventOutcome, Imported, Store};
 use crate::time::FirmTime;
 
 const KEYS: &str = "client, time, type, channel, campaign, campaign_kind, details";
@@ -87,6 +87,7 @@ pub async fn import_events(
         path: name,
         message: e.to_string(),
     })?;
+    store.after_import(Imported::Events).await?;
     bar.finish_and_clear();
     summary.rejected = summary.rejections.rows;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;

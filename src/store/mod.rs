@@ -486,8 +486,20 @@ pub trait Store: RunStore + FleetStore + SeminarStore + Send + Sync {
     /// what a cache of them is checked against.
     async fn data_version(&self) -> Result<i64, StoreError>;
 
+    /// Brings the query planner's view of `imported` up to date after a
+    /// bulk import, so that the next plan reads the new rows as it would
+    /// read old ones.
+    async fn after_import(&self, imported: Imported) -> Result<(), StoreError>;
+
     /// Closes the connections, flushing what the backend buffers.
     async fn close(&self);
+}
+
+/// What a bulk import wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    Clients,
+    Events,
 }
 
 /// Turns what the database said about a batch of events into one outcome

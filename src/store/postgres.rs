@@ -194,6 +194,23 @@ impl Store for PgStore {
         fetch_data_version(&self.pool).await
     }
 
+    /// `VACUUM (ANALYZE)`: statistics, so that the planner knows the new
+    /// rows' numbers, and the visibility map, so that the frequency cap's
+    /// count reads its index alone. Autovacuum would get there in time, if
+    /// it is on, but the next plan may come first: without them a plan's
+    /// count of recent sends took 0.41 s instead of 0.11 s.
+    async fn after_import(&self, imported: super::Imported) -> Result<(), StoreError> {
+        let tables = match imported {
+            super::Imported::Clients => "clients, consent_log",
+            super::Imported::Events => "events",
+        };
+        // VACUUM runs outside a transaction: a simple query, not prepared.
+        sqlx::raw_sql(&format!("VACUUM (ANALYZE) {tables}"))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn close(&self) {
         self.pool.close().await;
     }
