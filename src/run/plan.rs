@@ -69,6 +69,7 @@ pub async fn plan(
     campaign: &str,
     opts: &PlanOptions,
 ) -> Result<PlanReport> {
+    let started = std::time::Instant::now();
     let campaign = Campaign::load(&campaign_path(config, campaign)).map_err(problems)?;
     let tz = config.timezone;
     let today = opts
@@ -118,11 +119,13 @@ pub async fn plan(
         Some(_) => Selection::none(),
         None => select(store, config, campaign, today_ctx).await?,
     };
+    let selected_in = started.elapsed();
     let once_per_campaign =
         (campaign.rules.once_per == OncePer::Campaign).then_some(&*campaign.name);
     let known = store
         .gate_facts(once_per_campaign, opts.now - Duration::days(7))
         .await?;
+    let facts_in = started.elapsed();
     let policy = Policy::new(
         campaign.purpose,
         campaign.audience == Audience::Broadcast,
@@ -212,6 +215,7 @@ pub async fn plan(
         }
     }
     report.planned = deliveries.len();
+    let gated_in = started.elapsed();
     if let Some(first) = deliveries.first() {
         render_check(store, &prepared, first).await?;
     }
@@ -254,10 +258,17 @@ pub async fn plan(
             "fingerprint": new_run.fingerprint,
         }),
     };
-    match store
+    let planned = store
         .plan_run(&new_run, &deliveries, &suppressions, &audit, !opts.dry_run)
-        .await?
-    {
+        .await?;
+    tracing::debug!(
+        ?selected_in,
+        ?facts_in,
+        ?gated_in,
+        written_in = ?started.elapsed(),
+        "planned (times since the plan started)"
+    );
+    match planned {
         Planned::New(run) => {
             report.run = run;
             Ok(report)
