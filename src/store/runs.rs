@@ -384,9 +384,11 @@ pub struct ArchiveDictionary {
     encoder: zstd::dict::EncoderDictionary<'static>,
 }
 
-/// zstd's fastest level: a record is compressed by the slot that sent it,
-/// and the dictionary, not the level, makes it small.
-const ZSTD_LEVEL: i32 = 1;
+/// zstd's first fast level: a record is compressed by the slot that sent
+/// it, and the dictionary, not the level, makes it small. Against level 1,
+/// a 20 KB bulletin's record takes 971 bytes instead of 858 and a send
+/// 8 % less of herald's CPU (literals are stored, not Huffman-coded).
+const ZSTD_LEVEL: i32 = -1;
 
 impl ArchiveDictionary {
     pub fn new(bytes: Vec<u8>) -> Self {
