@@ -8,7 +8,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{
-    open, parse_jsonl, progress, skip_bom, BatchSender, Format, ImportError, Rejection, Rejections,
+    open, parse_jsonl, progress, refresh, skip_bom, BatchSender, Format, ImportError, Rejection,
+    Rejections,
 };
 use crate::client::consent::ConsentScope;
 use crate::client::row::{check_header, Column, RowBuilder};
@@ -108,7 +109,9 @@ pub async fn import_clients(
     summary.committed = !(opts.strict && summary.rejected > 0);
     if summary.committed {
         writer.commit().await?;
-        store.after_import(Imported::Clients).await?;
+        if summary.imported + summary.updated > 0 {
+            refresh(store, Imported::Clients).await;
+        }
     }
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

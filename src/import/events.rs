@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
-use super::{open, parse_jsonl, progress, BatchSender, ImportError, Rejection, Rejections};
+use super::{
+    open, parse_jsonl, progress, refresh, BatchSender, ImportError, Rejection, Rejections,
+};
 use crate::channel::Channel;
 use crate::client::types::ClientId;
 use crate::event::{EventKind, NewEvent};
@@ -87,7 +89,9 @@ pub async fn import_events(
         path: name,
         message: e.to_string(),
     })?;
-    store.after_import(Imported::Events).await?;
+    if summary.imported > 0 {
+        refresh(store, Imported::Events).await;
+    }
     bar.finish_and_clear();
     summary.rejected = summary.rejections.rows;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;

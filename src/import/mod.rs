@@ -101,6 +101,18 @@ pub enum ImportError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// Brings the database's statistics up to date after an import wrote
+/// something. What was imported is committed by then: a failure here
+/// (a lock timeout, say) is reported and the import stands.
+pub async fn refresh(store: &dyn crate::store::Store, imported: crate::store::Imported) {
+    if let Err(e) = store.after_import(imported).await {
+        tracing::warn!(
+            error = %e,
+            "the import is stored, but the database's statistics of it were not refreshed; the next plans may be slower until the database analyzes the tables itself"
+        );
+    }
+}
+
 /// Opens a file for streaming, with its size for the progress bar.
 pub fn open(path: &Path) -> Result<(BufReader<File>, u64), ImportError> {
     let io = |source| ImportError::Io {
