@@ -874,55 +874,79 @@ async fn closing_a_sqlite_store_leaves_its_wal_empty() {
     again.close().await;
 }
 
-/// Whether the database refuses `sql`, run on a connection of its own.
+/// Whether the database refuses `sql` (run on a connection of its own) as
+/// breaking a constraint: any other error fails the test.
 async fn refused(url: &str, sql: &str) -> bool {
     use sqlx::Connection;
-    if url.starts_with("sqlite:") {
+    let result = if url.starts_with("sqlite:") {
         let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.is_err()
+        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
     } else {
         let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.is_err()
-    }
+        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+    };
+    let Err(e) = result else { return false };
+    let db = e
+        .as_database_error()
+        .unwrap_or_else(|| panic!("{sql}: {e}"));
+    // PostgreSQL: SQLSTATE class 23; SQLite: a foreign key's extended code.
+    let code = db.code().unwrap_or_default();
+    assert!(
+        code.starts_with("23") || code == "787",
+        "{sql}: not a constraint: {e}"
+    );
+    true
 }
 
 /// Every delivery and suppression belongs to a run that exists, and stays
-/// in it; a run with deliveries is never deleted. (PostgreSQL checks a
-/// statement's rows at once, SQLite each row with its foreign key.)
+/// in it; its run is never deleted. PostgreSQL checks a statement's rows
+/// at once (and keeps every run), SQLite each row with its foreign key.
 async fn deliveries_and_suppressions_always_name_a_run(store: &dyn Store, url: &str) {
     let run = sending_run(store, "integrity").await;
     let (real, missing) = (run.id, run.id + 1000);
-    let delivery = |run: i64, client: &str| {
+    let delivery = |rows: &[(i64, &str)]| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(run, client)| {
+                format!("({run}, '{client}', 'email', 'x@example.com', 'queued', CURRENT_TIMESTAMP, '{{}}', CURRENT_TIMESTAMP)")
+            })
+            .collect();
         format!(
-            "INSERT INTO deliveries (run_id, client_id, channel, address, state, not_before, decision, updated_at) \
-             VALUES ({run}, '{client}', 'email', 'x@example.com', 'queued', CURRENT_TIMESTAMP, '{{}}', CURRENT_TIMESTAMP)"
+            "INSERT INTO deliveries (run_id, client_id, channel, address, state, not_before, decision, updated_at) VALUES {}",
+            values.join(", ")
         )
     };
-    let suppression = |run: i64, client: &str| {
-        format!("INSERT INTO suppressions (run_id, client_id, reason) VALUES ({run}, '{client}', 'no_consent')")
+    let suppression = |rows: &[(i64, &str)]| {
+        let values: Vec<String> = rows
+            .iter()
+            .map(|(run, client)| format!("({run}, '{client}', 'no_consent')"))
+            .collect();
+        format!(
+            "INSERT INTO suppressions (run_id, client_id, reason) VALUES {}",
+            values.join(", ")
+        )
     };
-    assert!(refused(url, &delivery(missing, "x")).await);
-    assert!(refused(url, &suppression(missing, "x")).await);
-    assert!(!refused(url, &delivery(real, "x")).await, "its run exists");
+    assert!(refused(url, &delivery(&[(missing, "x")])).await);
+    assert!(refused(url, &suppression(&[(missing, "x")])).await);
+    // One statement, one good row and one bad: nothing of it is kept.
+    assert!(refused(url, &delivery(&[(real, "a"), (missing, "b")])).await);
+    assert!(refused(url, &suppression(&[(real, "a"), (missing, "b")])).await);
     assert!(
-        !refused(url, &suppression(real, "y")).await,
+        !refused(url, &delivery(&[(real, "x")])).await,
         "its run exists"
     );
     assert!(
-        refused(
-            url,
-            &format!("UPDATE deliveries SET run_id = {missing} WHERE run_id = {real}")
-        )
-        .await
+        !refused(url, &suppression(&[(real, "y")])).await,
+        "its run exists"
     );
-    assert!(
-        refused(
-            url,
-            &format!("UPDATE suppressions SET run_id = {missing} WHERE run_id = {real}")
-        )
-        .await
-    );
+    for table in ["deliveries", "suppressions"] {
+        let moved = format!("UPDATE {table} SET run_id = {missing} WHERE run_id = {real}");
+        assert!(refused(url, &moved).await, "{moved}");
+    }
     assert!(refused(url, &format!("DELETE FROM runs WHERE id = {real}")).await);
+    if url.starts_with("postgres") {
+        assert!(refused(url, "TRUNCATE runs CASCADE").await);
+    }
     let counts = store.run_counts(real).await.unwrap();
     assert_eq!(
         counts.deliveries.values().sum::<i64>(),

@@ -19,7 +19,9 @@ CREATE TRIGGER suppressions_name_runs AFTER INSERT ON suppressions
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION rows_name_runs();
 
 -- What the foreign keys also guarded: a row never moves to another run, and
--- a run is never deleted (it is the record of what was sent, and why).
+-- its run is never deleted or truncated. Here no run is (a run is the
+-- record of what was sent, and why); SQLite's foreign keys refuse deleting
+-- a run that has deliveries or suppressions.
 CREATE FUNCTION refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE restrict_violation USING MESSAGE = TG_TABLE_NAME || ': ' || TG_ARGV[0];
@@ -33,6 +35,5 @@ CREATE TRIGGER suppressions_keep_run BEFORE UPDATE OF run_id ON suppressions
     EXECUTE FUNCTION refuse_change('a suppression stays in its run');
 CREATE TRIGGER runs_are_kept BEFORE DELETE ON runs
     FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('runs are kept: they record what was sent');
-CREATE TRIGGER runs_keep_id BEFORE UPDATE OF id ON runs
-    FOR EACH ROW WHEN (OLD.id IS DISTINCT FROM NEW.id)
-    EXECUTE FUNCTION refuse_change('a run keeps its id');
+CREATE TRIGGER runs_not_truncated BEFORE TRUNCATE ON runs
+    FOR EACH STATEMENT EXECUTE FUNCTION refuse_change('runs are kept: they record what was sent');
