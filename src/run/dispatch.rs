@@ -81,10 +81,12 @@ pub struct Dispatcher<'a> {
     config: &'a Config,
     providers: Arc<Providers>,
     owner: String,
-    /// Deliveries marked `sending` at once: the most that can be
-    /// uncertain after a crash.
+    /// Sends in flight at once (the slots): the most a crash can leave
+    /// uncertain.
     window: usize,
     batch: u32,
+    /// Deliveries marked `sending` at once.
+    chunk: usize,
     runs: HashMap<i64, Arc<PreparedRun>>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -109,6 +111,11 @@ impl<'a> Dispatcher<'a> {
             .min()
             .unwrap_or(1)
             .max(1);
+        let rate = providers
+            .all()
+            .map(|g| g.limits().rate_per_second as usize)
+            .min()
+            .unwrap_or(1);
         Self {
             store,
             config,
@@ -125,6 +132,7 @@ impl<'a> Dispatcher<'a> {
             ),
             window,
             batch: (window * 32).clamp(64, 1000) as u32,
+            chunk: mark_chunk(window, rate, config.sending.lease_secs),
             runs: HashMap::new(),
             metrics: None,
         }
@@ -168,12 +176,8 @@ impl<'a> Dispatcher<'a> {
         // What an earlier pass that failed, or a dead dispatcher, left in
         // flight is settled before anything new is marked.
         self.settle_journals().await?;
-        let (store, owner, window) = (self.store, self.owner.clone(), self.window);
-        // A claim's worth marked at once: each mark is a commit, which on
-        // PostgreSQL waits for the WAL's flush. Marking 256 rather than
-        // 64 made a PostgreSQL send 8 % faster. The journal, not the
-        // chunk, bounds what a crash leaves uncertain.
-        let chunk = (window * 32).clamp(16, 256);
+        let (store, owner, window, chunk) =
+            (self.store, self.owner.clone(), self.window, self.chunk);
         let lease = Duration::seconds(self.config.sending.lease_secs as i64);
         let journal_dir = self.config.journal_dir();
         let (ready_tx, ready_rx) = tokio::sync::mpsc::channel(self.batch as usize);
@@ -569,6 +573,19 @@ fn render((claimed, run, client): Ready) -> Rendered {
         client,
         message,
     }
+}
+
+/// How many deliveries to mark `sending` at once. Each mark is a commit,
+/// which on PostgreSQL waits for the WAL's flush: marking up to 256 rather
+/// than 64 made a PostgreSQL send 8 % faster. But the mark is what renews
+/// a `sending` delivery's lease, and a dispatcher holds up to two chunks
+/// unstarted: at the narrowest channel's `rate` both must leave well
+/// within the lease, or another dispatcher takes the last ones for a dead
+/// one's. (The journal, not the chunk, bounds what a crash leaves
+/// uncertain.)
+fn mark_chunk(window: usize, rate: usize, lease_secs: u64) -> usize {
+    let within_lease = rate.saturating_mul(lease_secs as usize) / 4;
+    (window * 32).clamp(16, 256).min(within_lease).max(1)
 }
 
 /// Outcomes waiting for the group writer, at most: slots wait beyond it.
@@ -1029,4 +1046,18 @@ fn archive_entry(
 
 pub fn hostname() -> String {
     std::env::var("HOSTNAME").unwrap_or_else(|_| "herald".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mark_chunk;
+
+    #[test]
+    fn a_mark_chunk_leaves_within_the_lease_at_the_channels_rate() {
+        assert_eq!(mark_chunk(8, 100_000, 120), 256, "a fast channel");
+        assert_eq!(mark_chunk(1, 100_000, 120), 32, "one slot");
+        // Two chunks of 60 at 2 a second take 60 s of a 120 s lease.
+        assert_eq!(mark_chunk(8, 2, 120), 60);
+        assert_eq!(mark_chunk(8, 1, 2), 1, "never none");
+    }
 }
