@@ -119,13 +119,13 @@ pub async fn plan(
         Some(_) => Selection::none(),
         None => select(store, config, campaign, today_ctx).await?,
     };
-    let selected_in = started.elapsed();
+    let selected_at = started.elapsed();
     let once_per_campaign =
         (campaign.rules.once_per == OncePer::Campaign).then_some(&*campaign.name);
     let known = store
         .gate_facts(once_per_campaign, opts.now - Duration::days(7))
         .await?;
-    let facts_in = started.elapsed();
+    let facts_at = started.elapsed();
     let policy = Policy::new(
         campaign.purpose,
         campaign.audience == Audience::Broadcast,
@@ -215,7 +215,7 @@ pub async fn plan(
         }
     }
     report.planned = deliveries.len();
-    let gated_in = started.elapsed();
+    let gated_at = started.elapsed();
     if let Some(first) = deliveries.first() {
         render_check(store, &prepared, first).await?;
     }
@@ -262,10 +262,10 @@ pub async fn plan(
         .plan_run(&new_run, &deliveries, &suppressions, &audit, !opts.dry_run)
         .await?;
     tracing::debug!(
-        ?selected_in,
-        ?facts_in,
-        ?gated_in,
-        written_in = ?started.elapsed(),
+        ?selected_at,
+        ?facts_at,
+        ?gated_at,
+        written_at = ?started.elapsed(),
         "planned (times since the plan started)"
     );
     match planned {

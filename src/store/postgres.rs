@@ -204,7 +204,7 @@ impl Store for PgStore {
             super::Imported::Clients => "clients, consent_log",
             super::Imported::Events => "events",
         };
-        // VACUUM runs outside a transaction: a simple query, not prepared.
+        // Not prepared: a maintenance statement, run once.
         sqlx::raw_sql(&format!("VACUUM (ANALYZE) {tables}"))
             .execute(&self.pool)
             .await?;
