@@ -260,26 +260,13 @@ on_both_backends!(
 /// row the database refuses must still fail the import, loudly, with
 /// nothing of its transaction kept.
 async fn a_bulk_load_the_database_refuses_fails_and_keeps_nothing(store: &dyn Store, url: &str) {
-    use sqlx::Connection;
     let refuse = if url.starts_with("sqlite") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::query(
-            "CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.name = 'refused' \
-             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
-        )
-        .execute(&mut c)
-        .await
-        .map(|_| ())
+        "CREATE TRIGGER refuse BEFORE INSERT ON clients WHEN NEW.name = 'refused' \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
     } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::query(
-            "ALTER TABLE clients ADD CONSTRAINT refused_by_the_test CHECK (name <> 'refused')",
-        )
-        .execute(&mut c)
-        .await
-        .map(|_| ())
+        "ALTER TABLE clients ADD CONSTRAINT refused_by_the_test CHECK (name <> 'refused')"
     };
-    refuse.unwrap();
+    common::execute(url, refuse).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     // Three batches, the refused row in the second.
     let mut text = String::from("id,name\n");

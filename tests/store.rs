@@ -877,14 +877,7 @@ async fn closing_a_sqlite_store_leaves_its_wal_empty() {
 /// Whether the database refuses `sql` (run on a connection of its own) as
 /// breaking a constraint: any other error fails the test.
 async fn refused(url: &str, sql: &str) -> bool {
-    use sqlx::Connection;
-    let result = if url.starts_with("sqlite:") {
-        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-    } else {
-        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
-        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
-    };
+    let result = common::execute(url, sql).await;
     let Err(e) = result else { return false };
     let db = e
         .as_database_error()

@@ -89,10 +89,10 @@ pub async fn import_events(
         path: name,
         message: e.to_string(),
     })?;
+    bar.finish_and_clear();
     if summary.imported > 0 {
         refresh(store, Imported::Events).await;
     }
-    bar.finish_and_clear();
     summary.rejected = summary.rejections.rows;
     summary.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(summary)

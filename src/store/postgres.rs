@@ -199,8 +199,8 @@ impl Store for PgStore {
     /// cap's count reads its index alone: without them a plan's count of
     /// recent sends took 0.41 s instead of 0.11 s. Clients are read whole
     /// or by key, never from an index alone: `ANALYZE` is enough (a VACUUM
-    /// added half a second to a 6 s import of a million). Autovacuum would get there in time, if it is on,
-    /// but the next plan may come first.
+    /// added half a second to a 6 s import of a million). Autovacuum would
+    /// get there in time, if it is on, but the next plan may come first.
     async fn after_import(&self, imported: super::Imported) -> Result<(), StoreError> {
         let sql = match imported {
             super::Imported::Clients => "ANALYZE clients, consent_log",

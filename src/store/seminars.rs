@@ -259,11 +259,11 @@ macro_rules! seminar_queries {
                 .bind(&run.run_key)
                 .fetch_one(&mut *tx)
                 .await?;
-                let inserted = sqlx::query(
-                    "INSERT INTO deliveries (run_id, client_id, channel, address, fallback, state, \
-                     not_before, decision, updated_at) VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8) \
-                     ON CONFLICT (run_id, client_id) DO NOTHING",
-                )
+                let insert = format!(
+                    "{}VALUES ($1, $2, $3, $4, $5, 'queued', $6, $7, $8) ON CONFLICT (run_id, client_id) DO NOTHING",
+                    super::runs::DELIVERY_INSERT
+                );
+                let inserted = sqlx::query(&insert)
                 .bind(run_id)
                 .bind(&delivery.client_id)
                 .bind(delivery.channel.as_str())

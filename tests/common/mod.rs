@@ -114,6 +114,18 @@ pub async fn postgres() -> Option<TestStore> {
     })
 }
 
+/// Runs `sql` (one statement or several) on a connection of its own to
+/// the database at `url`, SQLite or PostgreSQL.
+pub async fn execute(url: &str, sql: &str) -> Result<(), sqlx::Error> {
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await?;
+        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+    } else {
+        let mut c = PgConnection::connect(url).await?;
+        sqlx::raw_sql(sql).execute(&mut c).await.map(|_| ())
+    }
+}
+
 /// Writes one test body twice: once against SQLite, once against
 /// PostgreSQL. The body is an async fn taking `&dyn Store`.
 #[macro_export]
