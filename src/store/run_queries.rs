@@ -566,13 +566,16 @@ macro_rules! run_queries {
                 .fetch_all(&self.pool)
                 .await?;
                 // Replies carry no delivery: a reply from one of the run's
-                // clients after its launch counts for the run.
+                // clients after its launch counts for the run. (`kind <>
+                // 'sent'` names the indexes of responses.)
                 let responses = sqlx::query_as(
                     "SELECT e.delivery_id, e.client_id, e.kind, e.details FROM events e \
                      WHERE e.run_id = $1 AND e.kind IN ('delivered', 'bounced', 'opened', 'clicked', 'unsubscribed') \
+                       AND e.kind <> 'sent' \
                      UNION ALL \
                      SELECT e.delivery_id, e.client_id, e.kind, e.details FROM events e \
-                     WHERE e.kind IN ('replied', 'unsubscribed') AND e.run_id IS NULL AND e.occurred_at >= $2 \
+                     WHERE e.kind IN ('replied', 'unsubscribed') AND e.kind <> 'sent' AND e.run_id IS NULL \
+                       AND e.occurred_at >= $2 \
                        AND e.client_id IN (SELECT client_id FROM deliveries WHERE run_id = $1 AND state = 'sent')",
                 )
                 .bind(run.id)

@@ -310,7 +310,9 @@ macro_rules! seminar_queries {
 
             async fn attended(&self, seminar: &str) -> Result<Vec<String>, super::StoreError> {
                 let rows: Vec<(String,)> = sqlx::query_as(
-                    "SELECT DISTINCT client_id FROM events WHERE kind = 'attended' AND source = $1 ORDER BY client_id",
+                    // `kind <> 'sent'` names the index of responses.
+                    "SELECT DISTINCT client_id FROM events WHERE kind = 'attended' AND kind <> 'sent' AND source = $1 \
+                     ORDER BY client_id",
                 )
                 .bind(super::seminars::checkin_source(seminar))
                 .fetch_all(&self.pool)
