@@ -23,6 +23,7 @@ use serde_json::json;
 use super::files;
 use super::journal::{self, Journal, Segment};
 use crate::campaign::{Campaign, Prepared, Purpose};
+use crate::channel::limits::Limits;
 use crate::channel::providers::Providers;
 use crate::channel::{Channel, Failure, Message, Outgoing};
 use crate::client::consent::ConsentScope;
@@ -103,19 +104,17 @@ struct PreparedRun {
 
 impl<'a> Dispatcher<'a> {
     pub fn new(store: &'a dyn Store, config: &'a Config, providers: Providers) -> Self {
+        let narrowest = |limit: fn(&Limits) -> u32| {
+            providers
+                .all()
+                .map(|g| limit(g.limits()) as usize)
+                .min()
+                .unwrap_or(1)
+        };
         // The narrowest channel's concurrency: a window may be all of one
         // channel, and no more of it may be in flight than it allows.
-        let window = providers
-            .all()
-            .map(|g| g.limits().concurrency as usize)
-            .min()
-            .unwrap_or(1)
-            .max(1);
-        let rate = providers
-            .all()
-            .map(|g| g.limits().rate_per_second as usize)
-            .min()
-            .unwrap_or(1);
+        let window = narrowest(|l| l.concurrency).max(1);
+        let rate = narrowest(|l| l.rate_per_second);
         Self {
             store,
             config,
