@@ -954,12 +954,45 @@ mod archive {
     with_url!(two_writers_extend_one_archive_chain);
 }
 
+async fn a_batch_is_checked_against_its_own_do_not_contact_entries(store: &dyn Store) {
+    use herald::store::runs::{DncEntry, DncKind};
+    let listed = [
+        (DncKind::Client, "c1"),
+        (DncKind::Email, "a@example.com"),
+        (DncKind::Phone, "13800000001"),
+        // A value listed as another kind: the caller compares kinds.
+        (DncKind::Email, "c2"),
+    ];
+    for (kind, value) in listed {
+        let entry = DncEntry {
+            kind,
+            value: value.into(),
+            reason: "本人要求".into(),
+            added_by: "客服".into(),
+            added_at: at(1),
+        };
+        assert!(store.dnc_add(&entry).await.unwrap());
+    }
+    // More values than one statement takes, the listed ones among them.
+    let mut values: Vec<String> = (0..1200).map(|i| format!("other{i}@example.com")).collect();
+    values.extend(["c2", "13800000001", "c1", "b@example.com"].map(String::from));
+    let found = store.do_not_contact_among(&values).await.unwrap();
+    let expected = [
+        (DncKind::Client, "c1".to_string()),
+        (DncKind::Phone, "13800000001".to_string()),
+        (DncKind::Email, "c2".to_string()),
+    ];
+    assert_eq!(found, expected.into_iter().collect());
+    assert!(store.do_not_contact_among(&[]).await.unwrap().is_empty());
+}
+
 mod integrity {
     use super::*;
     with_url!(deliveries_and_suppressions_always_name_a_run);
 }
 
 on_both_backends!(
+    a_batch_is_checked_against_its_own_do_not_contact_entries,
     a_claim_takes_its_runs_queue_or_every_runs,
     a_dead_senders_journal_settles_what_it_held,
     many_accepting_at_once_never_overfill_the_room,

@@ -915,13 +915,15 @@ struct SendChecks {
 
 impl SendChecks {
     async fn load(store: &dyn Store, window: &[Claimed]) -> Result<SendChecks> {
-        let dnc = store
-            .do_not_contact()
-            .await?
-            .into_iter()
-            .map(|e| (e.kind, e.value))
-            .collect();
         let addresses: Vec<String> = window.iter().map(|c| c.address.clone()).collect();
+        let listed: Vec<String> = window
+            .iter()
+            .map(|c| c.client_id.clone())
+            .chain(addresses.iter().cloned())
+            .collect();
+        // The batch's own entries: reading the whole list for every batch
+        // cost a send with 20,000 listed addresses 48 % more CPU.
+        let dnc = store.do_not_contact_among(&listed).await?;
         let bad = store.bad_addresses_among(&addresses).await?;
         Ok(SendChecks { dnc, bad })
     }

@@ -264,6 +264,13 @@ pub trait RunStore: Send + Sync {
     async fn clients_by_ids(&self, ids: &[String]) -> Result<Vec<StoredClient>, StoreError>;
 
     async fn do_not_contact(&self) -> Result<Vec<runs::DncEntry>, StoreError>;
+    /// The entries listing any of `values` (client ids, emails or mobiles),
+    /// as (kind, value): what a batch about to be sent is checked against,
+    /// read from the list's index rather than the whole list.
+    async fn do_not_contact_among(
+        &self,
+        values: &[String],
+    ) -> Result<HashSet<(runs::DncKind, String)>, StoreError>;
     /// Adds an entry (audited); false if it was already listed.
     async fn dnc_add(&self, entry: &runs::DncEntry) -> Result<bool, StoreError>;
     async fn dnc_remove(

@@ -501,6 +501,31 @@ macro_rules! run_queries {
                 rows.into_iter().map(super::runs::DncColumns::into_entry).collect()
             }
 
+            async fn do_not_contact_among(
+                &self,
+                values: &[String],
+            ) -> Result<std::collections::HashSet<(super::runs::DncKind, String)>, super::StoreError> {
+                let mut out = std::collections::HashSet::new();
+                for chunk in values.chunks(500) {
+                    // Every kind named: the list's key is (kind, value).
+                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
+                        "SELECT kind, value FROM do_not_contact \
+                         WHERE kind IN ('client', 'email', 'phone') AND value IN (",
+                    );
+                    let mut list = qb.separated(", ");
+                    for v in chunk {
+                        list.push_bind(v);
+                    }
+                    qb.push(")");
+                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
+                    for (kind, value) in rows {
+                        let kind = super::runs::DncKind::parse(&kind).map_err(|e| super::StoreError::Corrupt(e.0))?;
+                        out.insert((kind, value));
+                    }
+                }
+                Ok(out)
+            }
+
             async fn dnc_add(&self, entry: &super::runs::DncEntry) -> Result<bool, super::StoreError> {
                 let mut tx = begin_write(self.writer()).await?;
                 let added = sqlx::query(
