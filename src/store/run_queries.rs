@@ -505,25 +505,19 @@ macro_rules! run_queries {
                 &self,
                 values: &[String],
             ) -> Result<std::collections::HashSet<(super::runs::DncKind, String)>, super::StoreError> {
-                let mut out = std::collections::HashSet::new();
-                for chunk in values.chunks(500) {
-                    // Every kind named: the list's key is (kind, value).
-                    let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(
-                        "SELECT kind, value FROM do_not_contact \
-                         WHERE kind IN ('client', 'email', 'phone') AND value IN (",
-                    );
-                    let mut list = qb.separated(", ");
-                    for v in chunk {
-                        list.push_bind(v);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String, String)> = qb.build_query_as().fetch_all(&self.pool).await?;
-                    for (kind, value) in rows {
+                // Every kind named: the list's key is (kind, value).
+                let rows: Vec<(String, String)> = rows_among(
+                    &self.pool,
+                    "SELECT kind, value FROM do_not_contact WHERE kind IN ('client', 'email', 'phone') AND value",
+                    values,
+                )
+                .await?;
+                rows.into_iter()
+                    .map(|(kind, value)| {
                         let kind = super::runs::DncKind::parse(&kind).map_err(|e| super::StoreError::Corrupt(e.0))?;
-                        out.insert((kind, value));
-                    }
-                }
-                Ok(out)
+                        Ok((kind, value))
+                    })
+                    .collect()
             }
 
             async fn dnc_add(&self, entry: &super::runs::DncEntry) -> Result<bool, super::StoreError> {
@@ -644,19 +638,9 @@ macro_rules! run_queries {
                 &self,
                 addresses: &[String],
             ) -> Result<std::collections::HashSet<String>, super::StoreError> {
-                let mut out = std::collections::HashSet::new();
-                for chunk in addresses.chunks(500) {
-                    let mut qb: sqlx::QueryBuilder<$db> =
-                        sqlx::QueryBuilder::new("SELECT address FROM bad_addresses WHERE address IN (");
-                    let mut list = qb.separated(", ");
-                    for a in chunk {
-                        list.push_bind(a);
-                    }
-                    qb.push(")");
-                    let rows: Vec<(String,)> = qb.build_query_as().fetch_all(&self.pool).await?;
-                    out.extend(rows.into_iter().map(|(a,)| a));
-                }
-                Ok(out)
+                let rows: Vec<(String,)> =
+                    rows_among(&self.pool, "SELECT address FROM bad_addresses WHERE address", addresses).await?;
+                Ok(rows.into_iter().map(|(a,)| a).collect())
             }
 
             async fn audit(&self, entry: &super::runs::AuditEntry) -> Result<(), super::StoreError> {
@@ -794,6 +778,30 @@ macro_rules! run_queries {
             rows.into_iter()
                 .map(|r| r.into_record(&dictionaries))
                 .collect()
+        }
+
+        /// The rows of `select` (which ends with the column to match)
+        /// whose column is one of `values`, 500 values to a statement.
+        async fn rows_among<T>(
+            pool: &sqlx::Pool<$db>,
+            select: &str,
+            values: &[String],
+        ) -> Result<Vec<T>, super::StoreError>
+        where
+            T: for<'r> sqlx::FromRow<'r, <$db as sqlx::Database>::Row> + Send + Unpin,
+        {
+            let mut out = Vec::new();
+            for chunk in values.chunks(500) {
+                let mut qb: sqlx::QueryBuilder<$db> = sqlx::QueryBuilder::new(select);
+                qb.push(" IN (");
+                let mut list = qb.separated(", ");
+                for v in chunk {
+                    list.push_bind(v);
+                }
+                qb.push(")");
+                out.extend(qb.build_query_as::<T>().fetch_all(pool).await?);
+            }
+            Ok(out)
         }
 
         /// Records the outcomes in one transaction, statement by statement.
