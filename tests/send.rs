@@ -220,6 +220,75 @@ fn the_archive_shows_what_was_sent_and_detects_a_change() {
     let o = herald(dir.path(), &["archive", "verify"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stdout).contains("BROKEN at record 2"));
+    // Nor is the changed record shown as what was sent.
+    let delivery = sql_i64(&db, "SELECT delivery_id FROM archive WHERE seq = 2").to_string();
+    let refused = fails(dir.path(), &["archive", "show", &delivery]);
+    assert!(
+        refused.contains("archive record 2") && refused.contains("is not shown"),
+        "{refused}"
+    );
+    let first = sql_i64(&db, "SELECT delivery_id FROM archive WHERE seq = 1").to_string();
+    ok(dir.path(), &["archive", "show", &first]);
+}
+
+#[test]
+fn records_taken_from_the_archives_end_are_missed() {
+    let dir = folder("");
+    ok(dir.path(), &["send", "offer", "--by", "张伟"]);
+    let db = dir.path().join("herald.db");
+    let last = sql_i64(
+        &db,
+        "SELECT delivery_id FROM archive ORDER BY seq DESC LIMIT 1",
+    );
+    sql_i64(
+        &db,
+        "DELETE FROM archive WHERE seq = (SELECT MAX(seq) FROM archive) RETURNING seq",
+    );
+    let o = herald(dir.path(), &["archive", "verify"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("archive INCOMPLETE") && out.contains(&format!("deliveries {last})")),
+        "{out}"
+    );
+    let v: Value =
+        serde_json::from_slice(&herald(dir.path(), &["archive", "verify", "--json"]).stdout)
+            .expect("JSON");
+    assert_eq!(v["intact"], 3);
+    assert_eq!(v["unarchived"], 1);
+}
+
+#[test]
+fn no_client_address_is_logged_at_any_level() {
+    let dir = folder("");
+    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["send", "offer", "--by", "张伟"])
+        .current_dir(dir.path())
+        .env_remove("HERALD_DATABASE_URL")
+        .env("HERALD_LOG", "trace,handlebars=trace")
+        .output()
+        .expect("run herald");
+    assert!(o.status.success());
+    let log = String::from_utf8_lossy(&o.stderr);
+    assert!(log.contains("DEBUG") && log.lines().count() > 20, "{log}");
+    for personal in ["a1@example.com", "a3@example.com", "13800000004"] {
+        assert!(!log.contains(personal), "{personal} is in the log");
+    }
+}
+
+/// One number from the database behind herald's back.
+fn sql_i64(db: &Path, sql: &str) -> i64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", db.display());
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let (n,): (i64,) = sqlx::query_as(sql).fetch_one(&mut conn).await.unwrap();
+        n
+    })
 }
 
 /// Rewrites archive record 2 through sqlx, as a tamperer with database

@@ -78,10 +78,27 @@ pub async fn run(cmd: ArchiveCommand, store: &dyn Store) -> Result<ExitCode> {
                     "archive BROKEN at record {} (delivery {}): {}; {} records before it are intact",
                     b.seq, b.delivery_id, b.problem, report.intact
                 );
+            } else if report.unarchived > 0 {
+                say!(
+                    "archive INCOMPLETE: the chain of {} records is whole, but {} sent messages have no record (deliveries {}{})",
+                    report.intact,
+                    report.unarchived,
+                    report
+                        .unarchived_deliveries
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if report.unarchived > report.unarchived_deliveries.len() as u64 {
+                        ", …"
+                    } else {
+                        ""
+                    }
+                );
             } else {
                 say!("archive intact: {} records, chain verified", report.intact);
             }
-            Ok(if report.broken.is_none() {
+            Ok(if report.broken.is_none() && report.unarchived == 0 {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -99,6 +116,13 @@ async fn show(
     let record = store.archive_get(delivery).await?.with_context(|| {
         format!("delivery {delivery} is not in the archive (only sent messages are)")
     })?;
+    // A changed record is not shown as what was sent.
+    if let Some(problem) = links_problem(store, &record).await? {
+        anyhow::bail!(
+            "archive record {} (delivery {delivery}) is not shown: {problem}; herald archive verify checks the whole archive",
+            record.seq
+        );
+    }
     let body: serde_json::Value =
         serde_json::from_str(&record.record).context("the archived record")?;
     if let Some(path) = &html {
@@ -148,10 +172,42 @@ async fn show(
     Ok(ExitCode::SUCCESS)
 }
 
+/// What is wrong with one record and its place in the chain: its hash
+/// over what is stored, and the hashes its neighbours name.
+async fn links_problem(store: &dyn Store, r: &ArchiveRecord) -> Result<Option<String>> {
+    if !r.follows(&r.prev_hash) {
+        return Ok(Some(
+            "its content does not match its hash: it was changed".into(),
+        ));
+    }
+    let before = match r.seq {
+        1 => Some(ARCHIVE_GENESIS.to_owned()),
+        seq => store
+            .archive_page(seq - 2, 1)
+            .await?
+            .pop()
+            .filter(|p| p.seq == seq - 1)
+            .map(|p| p.hash),
+    };
+    if before.as_deref() != Some(r.prev_hash.as_str()) {
+        return Ok(Some("it does not follow the record before it".into()));
+    }
+    let after = store.archive_page(r.seq, 1).await?.pop();
+    if after.is_some_and(|next| next.prev_hash != r.hash) {
+        return Ok(Some("the record after it does not follow it".into()));
+    }
+    Ok(None)
+}
+
 #[derive(Debug, Serialize)]
 pub struct VerifyReport {
     pub intact: u64,
     pub broken: Option<Broken>,
+    /// Deliveries recorded sent with no archive record: records taken
+    /// from the archive's end leave the chain itself whole.
+    pub unarchived: u64,
+    /// The first of them.
+    pub unarchived_deliveries: Vec<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -170,9 +226,12 @@ pub async fn verify(store: &dyn Store) -> Result<VerifyReport> {
     loop {
         let page = store.archive_page(prev_seq, 5000).await?;
         if page.is_empty() {
+            let (unarchived, unarchived_deliveries) = store.sent_unarchived(10).await?;
             return Ok(VerifyReport {
                 intact,
                 broken: None,
+                unarchived,
+                unarchived_deliveries,
             });
         }
         for r in page {
@@ -185,6 +244,8 @@ pub async fn verify(store: &dyn Store) -> Result<VerifyReport> {
                 return Ok(VerifyReport {
                     intact,
                     broken: Some(broken),
+                    unarchived: 0,
+                    unarchived_deliveries: Vec::new(),
                 });
             }
             prev_seq = r.seq;

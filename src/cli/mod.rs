@@ -177,7 +177,8 @@ fn fail(e: &anyhow::Error) -> ExitCode {
 
 /// Logs to standard error: warnings only for commands people run, what it
 /// does for `herald serve` (which operators read in the journal), as JSON
-/// lines when asked. `HERALD_LOG` overrides the filter.
+/// lines when asked. `HERALD_LOG` overrides the filter, except that the
+/// template engine never logs below info.
 fn init_logging(cli: &Cli) {
     let (serving, json) = match &cli.command {
         Command::Serve(args) => {
@@ -199,7 +200,11 @@ fn init_logging(cli: &Cli) {
         "warn,sqlx=error"
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+        // The template engine's debug lines print every value a helper is
+        // given, clients' addresses among them: personal data stays out of
+        // logs whatever HERALD_LOG asks for.
+        .add_directive("handlebars=info".parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -327,6 +327,10 @@ pub trait RunStore: Send + Sync {
     ) -> Result<std::collections::HashMap<String, Vec<u8>>, StoreError>;
 
     async fn archive_get(&self, delivery: i64) -> Result<Option<runs::ArchiveRecord>, StoreError>;
+    /// How many deliveries are recorded sent with no archive record, and
+    /// the first `sample` of them: a sent message and its record are
+    /// written in one transaction, so any is a record taken away.
+    async fn sent_unarchived(&self, sample: u32) -> Result<(u64, Vec<i64>), StoreError>;
     async fn archive_page(
         &self,
         after_seq: i64,

@@ -750,6 +750,19 @@ macro_rules! run_queries {
                 Ok(records.pop())
             }
 
+            async fn sent_unarchived(&self, sample: u32) -> Result<(u64, Vec<i64>), super::StoreError> {
+                const UNARCHIVED: &str = "FROM deliveries d WHERE d.state = 'sent' \
+                     AND NOT EXISTS (SELECT 1 FROM archive a WHERE a.delivery_id = d.id)";
+                let (count,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) {UNARCHIVED}"))
+                    .fetch_one(&self.pool)
+                    .await?;
+                let ids: Vec<(i64,)> = sqlx::query_as(&format!("SELECT d.id {UNARCHIVED} ORDER BY d.id LIMIT $1"))
+                    .bind(i64::from(sample))
+                    .fetch_all(&self.pool)
+                    .await?;
+                Ok((count as u64, ids.into_iter().map(|(id,)| id).collect()))
+            }
+
             async fn archive_page(
                 &self,
                 after_seq: i64,
