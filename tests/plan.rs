@@ -184,6 +184,32 @@ async fn a_second_launch_resumes_the_same_run(store: &dyn Store, url: &str) {
     assert_eq!(counts.state(DeliveryState::Queued), 7, "planned once");
 }
 
+/// Runs planned one after another, none sent yet, share the 7-day cap:
+/// what the others have queued counts as sent.
+async fn runs_planned_together_share_the_frequency_cap(store: &dyn Store, url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = setup(store, url, dir.path()).await;
+    offer(dir.path(), "news", "frequency_cap = 2");
+    let mut planned = Vec::new();
+    for key in ["a", "b", "c"] {
+        let opts = PlanOptions {
+            scheduled_at: None,
+            key: Some(key.into()),
+            by: Some("测试".into()),
+            dry_run: false,
+            now: Utc.with_ymd_and_hms(2026, 11, 25, 2, 0, 0).unwrap(),
+            today: None,
+        };
+        let report = plan(store, &config, "news", &opts).await.unwrap();
+        let queued = store.run_counts(report.run.id).await.unwrap();
+        planned.push((
+            queued.state(DeliveryState::Queued),
+            report.suppressed.get("frequency_cap").copied().unwrap_or(0),
+        ));
+    }
+    assert_eq!(planned, [(7, 0), (7, 0), (0, 7)]);
+}
+
 /// Two dispatchers (two instances) work through one run together: each
 /// delivery is sent once, and the archive's chain holds.
 async fn two_dispatchers_send_each_delivery_once(store: &dyn Store, url: &str) {
@@ -246,5 +272,6 @@ with_url!(
     professionals_still_meet_entry_thresholds,
     a_restricted_stock_stops_a_research_report,
     a_second_launch_resumes_the_same_run,
+    runs_planned_together_share_the_frequency_cap,
     two_dispatchers_send_each_delivery_once,
 );

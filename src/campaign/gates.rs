@@ -222,7 +222,8 @@ pub struct Known {
     /// Addresses marked bad, per channel.
     pub bad_emails: HashSet<String>,
     pub bad_phones: HashSet<String>,
-    /// Marketing messages each client was sent in the last 7 days.
+    /// Marketing messages each client was sent in the last 7 days, and
+    /// those other runs have still to send (queued, in flight, uncertain).
     pub recent_marketing: HashMap<String, u32>,
     /// Clients an earlier run of this campaign reached.
     pub already_sent: HashSet<String>,

@@ -199,7 +199,8 @@ pub trait RunStore: Send + Sync {
     async fn delivery_context(&self, id: i64) -> Result<Option<runs::DeliveryContext>, StoreError>;
 
     /// What the gates read: the do-not-contact list, bad addresses,
-    /// marketing sends per client since `since`, and, for a campaign that
+    /// marketing sends per client since `since` with those other runs have
+    /// still to send, and, for a campaign that
     /// reaches each client once (`once_per = "campaign"`), the clients its
     /// earlier runs reached. Other campaigns skip that read: it grows with
     /// every run the campaign ever had.

@@ -254,6 +254,22 @@ macro_rules! run_queries {
                 .fetch_all(&self.pool)
                 .await?;
                 known.recent_marketing = recent.into_iter().map(|(c, n)| (c, n as u32)).collect();
+                // What other runs will send counts as sent: runs planned one
+                // after another must not together pass the cap. One query
+                // per state that a partial index holds, so none reads the
+                // whole table.
+                let pending: Vec<(String, i64)> = sqlx::query_as(
+                    "SELECT d.client_id, COUNT(*) FROM ( \
+                       SELECT client_id, run_id FROM deliveries WHERE state = 'queued' \
+                       UNION ALL SELECT client_id, run_id FROM deliveries WHERE state IN ('claimed', 'sending') \
+                       UNION ALL SELECT client_id, run_id FROM deliveries WHERE state = 'uncertain' \
+                     ) d JOIN runs r ON r.id = d.run_id WHERE r.purpose = 'marketing' GROUP BY d.client_id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                for (client, n) in pending {
+                    *known.recent_marketing.entry(client).or_default() += n as u32;
+                }
                 let Some(campaign) = once_per_campaign else {
                     return Ok(known);
                 };
