@@ -182,16 +182,30 @@ fn an_opt_out_recorded_after_planning_is_honoured() {
             "客服",
         ],
     );
+    // An address is listed however it is typed (a2@example.com).
+    let by = ["--reason", "本人要求", "--by", "客服"];
+    ok(
+        dir.path(),
+        &[&["suppress", "add", "--email", "A2@Example.COM"][..], &by].concat(),
+    );
+    let again = ok(
+        dir.path(),
+        &[&["suppress", "add", "--email", "a2@example.com"][..], &by].concat(),
+    );
+    assert!(again.contains("already"), "{again}");
     let v = json(dir.path(), &["send", "offer", "--json"]);
-    assert_eq!(v["counts"]["deliveries"]["sent"], 2, "{v}");
-    assert_eq!(v["counts"]["deliveries"]["cancelled"], 2, "{v}");
-    assert_eq!(outbox_emails(dir.path()), 2);
+    assert_eq!(v["counts"]["deliveries"]["sent"], 1, "{v}");
+    assert_eq!(v["counts"]["deliveries"]["cancelled"], 3, "{v}");
+    assert_eq!(outbox_emails(dir.path()), 1);
     // The next run plans around the list.
     let v = json(
         dir.path(),
         &["send", "offer", "--key", "next", "--dry-run", "--json"],
     );
     assert_eq!(v["suppressed"]["do_not_contact"], 2, "{v}");
+    // a2's listed address is passed over for the next channel.
+    assert_eq!(v["by_channel"]["email"], 1, "{v}");
+    assert_eq!(v["by_channel"]["sms"], 1, "{v}");
 }
 
 #[test]

@@ -16,6 +16,7 @@ use crate::channel::Channel;
 use crate::client::consent::ConsentScope;
 use crate::client::types::{Cny, ProductRisk};
 use crate::segment::profile::ClientView;
+use crate::store::runs::DncKind;
 
 /// Why a selected client gets nothing from a run. The names are stable:
 /// reports, `--json` and scripts count by them.
@@ -142,7 +143,7 @@ pub const GATE_TABLE: &[GateRow] = &[
         service: "research reports",
     },
     GateRow {
-        gate: "frequency cap (rolling 7 days)",
+        gate: "frequency cap (rolling 7 days; what other runs have still to send counts too)",
         marketing: "yes",
         service: "no",
     },
@@ -380,7 +381,8 @@ pub fn channel_check(
     if bad.contains(address) {
         return Err(Reason::BadAddress);
     }
-    if listed.contains(address) {
+    let listed_form = DncKind::of_channel(channel).listed_form(address);
+    if !listed.is_empty() && listed.contains(listed_form.as_ref()) {
         return Err(Reason::DoNotContact);
     }
     if policy.marketing() {

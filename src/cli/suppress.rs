@@ -243,7 +243,7 @@ fn normalise(kind: DncKind, raw: &str) -> Result<(DncKind, String)> {
         DncKind::Phone => Mobile::parse(raw).map(|m| m.as_str().to_owned()),
     }
     .map_err(|e| anyhow::anyhow!("{}: {}", kind.as_str(), e.0))?;
-    Ok((kind, value))
+    Ok((kind, kind.listed_form(&value).into_owned()))
 }
 
 /// Addresses and numbers are personal data: shown masked.

@@ -919,7 +919,11 @@ impl SendChecks {
         let listed: Vec<String> = window
             .iter()
             .map(|c| c.client_id.clone())
-            .chain(addresses.iter().cloned())
+            .chain(window.iter().map(|c| {
+                DncKind::of_channel(c.channel)
+                    .listed_form(&c.address)
+                    .into_owned()
+            }))
             .collect();
         // The batch's own entries: reading the whole list for every batch
         // cost a send with 20,000 listed addresses 48 % more CPU.
@@ -932,11 +936,11 @@ impl SendChecks {
         if self.dnc.contains(&(DncKind::Client, c.client_id.clone())) {
             return Some("do_not_contact");
         }
-        let kind = match c.channel {
-            Channel::Email => DncKind::Email,
-            Channel::Sms => DncKind::Phone,
-        };
-        if self.dnc.contains(&(kind, c.address.clone())) {
+        let kind = DncKind::of_channel(c.channel);
+        if self
+            .dnc
+            .contains(&(kind, kind.listed_form(&c.address).into_owned()))
+        {
             return Some("do_not_contact");
         }
         if self.bad.contains(&c.address) {

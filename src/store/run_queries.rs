@@ -234,7 +234,7 @@ macro_rules! run_queries {
                         DncKind::Email => &mut known.do_not_contact.emails,
                         DncKind::Phone => &mut known.do_not_contact.phones,
                     };
-                    set.insert(entry.value);
+                    set.insert(entry.kind.listed_form(&entry.value).into_owned());
                 }
                 let bad: Vec<(String, String)> = sqlx::query_as("SELECT channel, address FROM bad_addresses")
                     .fetch_all(&self.pool)

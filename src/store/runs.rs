@@ -810,6 +810,23 @@ impl DncKind {
             ))),
         }
     }
+
+    /// What names an address on `channel`.
+    pub fn of_channel(channel: crate::channel::Channel) -> Self {
+        match channel {
+            crate::channel::Channel::Email => DncKind::Email,
+            crate::channel::Channel::Sms => DncKind::Phone,
+        }
+    }
+
+    /// A value as the list keeps and matches it: an email address without
+    /// regard to case (people type them either way), the rest as given.
+    pub fn listed_form(self, value: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            DncKind::Email => std::borrow::Cow::Owned(value.to_ascii_lowercase()),
+            DncKind::Client | DncKind::Phone => std::borrow::Cow::Borrowed(value),
+        }
+    }
 }
 
 /// One do-not-contact entry.
