@@ -379,6 +379,14 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
     let url = format!("sqlite://{}", dir.join("herald.db").display());
     let [smtp, port, admin] = free_ports();
     working_folder(dir, smtp, port);
+    // Quiet hours far from now, so that the SMS go at once.
+    let later =
+        (chrono::Utc::now() + chrono::Duration::hours(6)).with_timezone(&chrono_tz::Asia::Shanghai);
+    let quiet = format!(
+        "{}-{}",
+        later.format("%H:00"),
+        (later + chrono::Duration::hours(1)).format("%H:00")
+    );
     let config = std::fs::read_to_string(dir.join("herald.toml")).unwrap();
     let config = config
         .replace(
@@ -391,17 +399,10 @@ fn sms_replies_and_receipts_reach_the_record_once_and_unsigned_ones_change_nothi
         )
         + "\n[tracking.generic_sms]\ntoken = \"generic-gateway-token-0123\"\nreply_phone = \"/mobile\"\n\
            reply_text = \"/msg\"\nreply_id = \"/id\"\nreceipt_delivery = \"/ref\"\nreceipt_status = \"/stat\"\n\
-           delivered = [\"DELIVRD\"]\nbad_number = [\"UNDELIV\"]\n";
+           delivered = [\"DELIVRD\"]\nbad_number = [\"UNDELIV\"]\n"
+        + format!("\n[sending]\nquiet_hours = \"{quiet}\"\n").as_str();
     std::fs::write(dir.join("herald.toml"), config).unwrap();
     std::fs::write(dir.join("c.csv"), SMS_CLIENTS).unwrap();
-    // Quiet hours far from now, so that the SMS go at once.
-    let later =
-        (chrono::Utc::now() + chrono::Duration::hours(6)).with_timezone(&chrono_tz::Asia::Shanghai);
-    let quiet = format!(
-        "{}-{}",
-        later.format("%H:00"),
-        (later + chrono::Duration::hours(1)).format("%H:00")
-    );
     std::fs::write(
         dir.join("campaigns/alert.toml"),
         format!(

@@ -177,7 +177,7 @@ pub struct SendingRules {
     /// At most this many marketing messages per client in 7 days; `None`
     /// takes `[sending] frequency_cap`.
     pub frequency_cap: Option<u32>,
-    /// `None` takes `[sending] quiet_hours`.
+    /// Quiet hours for SMS in addition to `[sending] quiet_hours`.
     pub quiet_hours: Option<QuietHours>,
     pub requires_approval: bool,
     pub send_by: Option<SendBy>,

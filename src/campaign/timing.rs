@@ -63,6 +63,23 @@ impl QuietHours {
         }
         local_instant(tz, day.and_time(self.end)).max(at)
     }
+
+    /// The first time from `at` that none of `windows` holds, in `tz`. If
+    /// they cover the whole day there is none: the latest end found is
+    /// returned, and the next check there defers again.
+    pub fn next_allowed_by_all(windows: &[QuietHours], at: DateTime<Utc>, tz: Tz) -> DateTime<Utc> {
+        let mut t = at;
+        // Each pass moves past at least one window's end; a few passes
+        // settle any two windows that leave a gap.
+        for _ in 0..2 * windows.len() + 2 {
+            let next = windows.iter().fold(t, |t, w| w.next_allowed(t, tz));
+            if next == t {
+                break;
+            }
+            t = next;
+        }
+        t
+    }
 }
 
 impl fmt::Display for QuietHours {
@@ -177,6 +194,37 @@ mod tests {
         assert_eq!(
             q.next_allowed(local("2026-11-26 20:59"), TZ),
             local("2026-11-26 20:59")
+        );
+    }
+
+    #[test]
+    fn a_campaigns_window_adds_to_the_firms() {
+        let firm = QuietHours::default();
+        let early = QuietHours::parse("03:00-04:00").unwrap();
+        let both = [firm, early];
+        // The campaign's own window does not open the firm's night.
+        assert_eq!(
+            QuietHours::next_allowed_by_all(&both, local("2026-11-26 01:51"), TZ),
+            local("2026-11-26 08:00")
+        );
+        // A window that runs on past the firm's: its end.
+        let morning = QuietHours::parse("07:00-09:00").unwrap();
+        assert_eq!(
+            QuietHours::next_allowed_by_all(&[firm, morning], local("2026-11-25 22:00"), TZ),
+            local("2026-11-26 09:00")
+        );
+        // Outside both: now.
+        assert_eq!(
+            QuietHours::next_allowed_by_all(&both, local("2026-11-26 12:00"), TZ),
+            local("2026-11-26 12:00")
+        );
+        // Windows that cover the day never allow: the time found is still
+        // inside one, so the next check defers again.
+        let day = QuietHours::parse("08:00-21:00").unwrap();
+        let at = QuietHours::next_allowed_by_all(&[firm, day], local("2026-11-26 12:00"), TZ);
+        assert!(
+            firm.contains(at.with_timezone(&TZ).time())
+                || day.contains(at.with_timezone(&TZ).time())
         );
     }
 

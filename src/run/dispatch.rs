@@ -22,6 +22,7 @@ use serde_json::json;
 
 use super::files;
 use super::journal::{self, Journal, Segment};
+use crate::campaign::timing::QuietHours;
 use crate::campaign::{Campaign, Prepared, Purpose};
 use crate::channel::limits::Limits;
 use crate::channel::providers::Providers;
@@ -403,13 +404,11 @@ impl<'a> Dispatcher<'a> {
         if channel != Channel::Sms || !applies {
             return None;
         }
-        let quiet = run
-            .prepared
-            .campaign
-            .rules
-            .quiet_hours
-            .unwrap_or(self.config.sending.quiet_hours);
-        let at = quiet.next_allowed(now, self.config.timezone);
+        // A campaign's quiet hours add to the firm's, never shorten them.
+        let windows: Vec<QuietHours> = std::iter::once(self.config.sending.quiet_hours)
+            .chain(run.prepared.campaign.rules.quiet_hours)
+            .collect();
+        let at = QuietHours::next_allowed_by_all(&windows, now, self.config.timezone);
         (at > now).then_some(at)
     }
 
