@@ -135,6 +135,13 @@ fn a_run_sends_once_and_a_second_send_resumes_it() {
 #[test]
 fn approval_needs_another_listed_person_and_unchanged_files() {
     let dir = folder("requires_approval = true");
+    // Who launched it must be known, or anyone could approve their own.
+    let err = fails(dir.path(), &["send", "offer"]);
+    assert!(err.contains("--by NAME"), "{err}");
+    let err = fails(dir.path(), &["send", "offer", "--by", " "]);
+    assert!(err.contains("must not be blank"), "{err}");
+    let err = fails(dir.path(), &["send", "offer", "--key", "", "--by", "王敏"]);
+    assert!(err.contains("must not be blank"), "{err}");
     let v = json(dir.path(), &["send", "offer", "--by", "王敏", "--json"]);
     assert_eq!(v["run"]["state"], "awaiting_approval");
     assert_eq!(outbox_emails(dir.path()), 0, "nothing before approval");

@@ -175,6 +175,15 @@ fn fail(e: &anyhow::Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// A name, key or reason as given, refused when blank: an audit entry by
+/// nobody, or a run with an empty key, tells nothing.
+fn non_blank(raw: &str) -> Result<String, String> {
+    match raw.trim() {
+        "" => Err("must not be blank".into()),
+        s => Ok(s.to_owned()),
+    }
+}
+
 /// Logs to standard error: warnings only for commands people run, what it
 /// does for `herald serve` (which operators read in the journal), as JSON
 /// lines when asked. `HERALD_LOG` overrides the filter, except that the

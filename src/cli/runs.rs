@@ -29,10 +29,10 @@ pub struct SendArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// The run's key [default: today's date]; the same key resumes the same run
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", value_parser = super::non_blank)]
     pub key: Option<String>,
     /// Who launches the run (recorded in the audit log; may not approve it)
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
     pub by: Option<String>,
     /// Select as if today were this date (YYYY-MM-DD)
     #[arg(long, value_name = "DATE", value_parser = super::segment::parse_date)]
@@ -66,25 +66,25 @@ pub enum RunCommand {
     /// Stop claiming the run's deliveries (what is in flight finishes)
     Pause {
         run: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
     /// Let a paused run send again
     Resume {
         run: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
     /// Approve a run that requires approval (an approver other than who launched it)
     Approve {
         run: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
     /// Queue the run's uncertain deliveries again: they may already have been received
     RetryUncertain {
         run: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
 }

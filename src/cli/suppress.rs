@@ -37,18 +37,18 @@ pub enum SuppressCommand {
     Add {
         #[command(flatten)]
         target: Target,
-        #[arg(long)]
+        #[arg(long, value_parser = super::non_blank)]
         reason: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
     /// Take an entry off the list
     Remove {
         #[command(flatten)]
         target: Target,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
-        #[arg(long)]
+        #[arg(long, value_parser = super::non_blank)]
         reason: String,
     },
     /// Show the list
@@ -59,7 +59,7 @@ pub enum SuppressCommand {
     /// Add the entries of a CSV file with the columns kind,value,reason (kind: client, email or phone)
     Import {
         file: PathBuf,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
     },
 }
@@ -73,10 +73,10 @@ pub enum ConsentCommand {
         /// email, sms or personalised_marketing
         #[arg(long, value_name = "C")]
         channel: String,
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
         by: String,
         /// Why (the client's written request, its reference)
-        #[arg(long)]
+        #[arg(long, value_parser = super::non_blank)]
         reason: String,
     },
 }

@@ -93,6 +93,15 @@ pub async fn plan(
             );
         }
     }
+    // The approver must be someone other than who launched the run: a run
+    // launched by hand must say by whom.
+    let by_hand = opts.scheduled_at.is_none() && !opts.dry_run;
+    if campaign.rules.requires_approval && by_hand && opts.by.is_none() {
+        bail!(
+            "{}: requires_approval = true: say who launches the run with --by NAME (someone else approves it)",
+            campaign.path.display()
+        );
+    }
     let mut campaign = campaign;
     let seminar = match campaign.seminar_path() {
         Some(path) => Some(fit_to_wave(store, &mut campaign, &path, &key, opts.dry_run).await?),
