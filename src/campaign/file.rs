@@ -443,7 +443,7 @@ fn sending_rules(
     };
     let product_risk = raw.product_risk.as_deref().and_then(|r| {
         ProductRisk::parse(r)
-            .map_err(|e| check("product_risk", Err(format!("{e} (R1 to R5)"))))
+            .map_err(|e| check("product_risk", Err(e.to_string())))
             .ok()
     });
     let min_assets = raw.min_assets.as_ref().and_then(|v| {
@@ -769,6 +769,16 @@ stock = "600519"
             "{err:?}"
         );
         assert!(err[2].contains(":8:1: 'sms_max_segments'"), "{err:?}");
+    }
+
+    #[test]
+    fn a_product_risk_out_of_range_is_named_once() {
+        let src = GOOD.replace("purpose =", "product_risk = \"R6\"\npurpose =");
+        let err = parse(&src).unwrap_err();
+        assert!(
+            err[0].ends_with("'product_risk': 'R6' is not a product risk (R1 to R5)"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -199,7 +199,7 @@ impl Seminar {
         }
         let product_risk = raw.product_risk.as_deref().and_then(|r| {
             ProductRisk::parse(r)
-                .map_err(|e| problem("product_risk", format!("{e} (R1 to R5)")))
+                .map_err(|e| problem("product_risk", e.to_string()))
                 .ok()
         });
         if raw.waves.is_empty() {
