@@ -159,6 +159,14 @@ fn approval_needs_another_listed_person_and_unchanged_files() {
     assert!(err.contains("subject.hbs"), "{err}");
     std::fs::write(&subject, &original).unwrap();
     ok(dir.path(), &["run", "approve", &run, "--by", "李强"]);
+    // Edited after approval: the run stops and says why.
+    std::fs::write(&subject, format!("{original} ")).unwrap();
+    let out = ok(dir.path(), &["send", "offer"]);
+    assert!(out.contains("awaits approval again"), "{out}");
+    assert!(!out.contains("wait for their time"), "{out}");
+    assert_eq!(outbox_emails(dir.path()), 0);
+    std::fs::write(&subject, &original).unwrap();
+    ok(dir.path(), &["run", "approve", &run, "--by", "李强"]);
     let v = json(dir.path(), &["send", "offer", "--json"]);
     assert_eq!(v["run"]["approved_by"], "李强");
     assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");

@@ -238,7 +238,14 @@ async fn finish(
     } else {
         print_counts(&run, &counts);
         let waiting = counts.state(DeliveryState::Queued);
-        if progress.is_some() && waiting > 0 {
+        let lapsed = run.state == RunState::AwaitingApproval && run.approved_by.is_some();
+        if progress.is_some() && lapsed {
+            say!(
+                "run {} stopped sending: its files changed after it was approved, and it awaits approval again (herald run approve {} --by NAME names the files)",
+                run.id,
+                run.id
+            );
+        } else if progress.is_some() && waiting > 0 {
             say!(
                 "{} wait for their time (quiet hours, release, retry): herald send {} --key {} sends them when due",
                 thousands(waiting as u64),
