@@ -305,6 +305,35 @@ fn no_client_address_is_logged_at_any_level() {
     }
 }
 
+#[test]
+fn small_mistakes_get_a_word() {
+    let dir = folder("");
+    let by = ["--reason", "本人要求", "--by", "客服"];
+    let out = ok(
+        dir.path(),
+        &[&["suppress", "add", "--client", "zz9"][..], &by].concat(),
+    );
+    assert!(out.contains("no client zz9 is in the database"), "{out}");
+    let out = ok(
+        dir.path(),
+        &[&["suppress", "add", "--client", "a1"][..], &by].concat(),
+    );
+    assert!(!out.contains("no client"), "{out}");
+    ok(dir.path(), &["send", "offer", "--by", "张伟"]);
+    // a4 has a mobile number only: its message went by SMS.
+    let db = dir.path().join("herald.db");
+    let sms = sql_i64(
+        &db,
+        "SELECT delivery_id FROM archive WHERE client_id = 'a4'",
+    )
+    .to_string();
+    let err = fails(dir.path(), &["archive", "show", &sms, "--html", "a4.html"]);
+    assert!(err.contains("went by sms: it has no HTML"), "{err}");
+    assert!(!dir.path().join("a4.html").exists());
+    let err = fails(dir.path(), &["runs", "--limit", "0"]);
+    assert!(err.contains("--limit"), "{err}");
+}
+
 /// One number from the database behind herald's back.
 fn sql_i64(db: &Path, sql: &str) -> i64 {
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -126,7 +126,12 @@ async fn show(
     let body: serde_json::Value =
         serde_json::from_str(&record.record).context("the archived record")?;
     if let Some(path) = &html {
-        let text = body["message"]["html"].as_str().unwrap_or_default();
+        let text = body["message"]["html"].as_str().with_context(|| {
+            format!(
+                "delivery {delivery} went by {}: it has no HTML to write",
+                body["channel"].as_str().unwrap_or("a channel without HTML")
+            )
+        })?;
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
     }
     if json {

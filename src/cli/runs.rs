@@ -48,8 +48,9 @@ pub struct SendArgs {
 #[derive(Debug, Args)]
 pub struct RunsArgs {
     /// How many of the latest runs
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
     pub limit: u32,
+    /// The runs and their counts as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -338,6 +339,7 @@ pub async fn runs(args: RunsArgs, store: &dyn Store) -> Result<ExitCode> {
     }
     if rows.is_empty() {
         say!("no runs yet: herald send CAMPAIGN");
+        return Ok(ExitCode::SUCCESS);
     }
     say!(
         "{:>5}  {:<20} {:<12} {:<18} {:>8} {:>8} {:>8} {:>8}",

@@ -98,6 +98,9 @@ pub async fn suppress(cmd: SuppressCommand, store: &dyn Store) -> Result<ExitCod
                     kind.as_str(),
                     shown(kind, &value)
                 );
+                if kind == DncKind::Client {
+                    warn_if_unknown(store, &value).await?;
+                }
             } else {
                 say!(
                     "{} {} was already on the list",
@@ -244,6 +247,16 @@ fn normalise(kind: DncKind, raw: &str) -> Result<(DncKind, String)> {
     }
     .map_err(|e| anyhow::anyhow!("{}: {}", kind.as_str(), e.0))?;
     Ok((kind, kind.listed_form(&value).into_owned()))
+}
+
+/// Listed all the same: the client may be imported later. But a typo
+/// protects nobody, so say so.
+async fn warn_if_unknown(store: &dyn Store, id: &str) -> Result<()> {
+    let id = ClientId::parse(id).map_err(|e| anyhow::anyhow!(e.0))?;
+    if store.client(&id).await?.is_none() {
+        say!("note: no client {id} is in the database (yet)");
+    }
+    Ok(())
 }
 
 /// Addresses and numbers are personal data: shown masked.
