@@ -306,6 +306,18 @@ fn no_client_address_is_logged_at_any_level() {
 }
 
 #[test]
+fn validate_warns_of_a_cap_above_the_firms() {
+    let dir = folder("frequency_cap = 50");
+    let o = herald(dir.path(), &["campaigns", "validate", "offer"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "a warning, not an error: {out}");
+    assert!(
+        out.contains("'frequency_cap': 50 is more than the firm's 5"),
+        "{out}"
+    );
+}
+
+#[test]
 fn small_mistakes_get_a_word() {
     let dir = folder("");
     let by = ["--reason", "本人要求", "--by", "客服"];

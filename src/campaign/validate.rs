@@ -207,6 +207,21 @@ fn check_sending(campaign: &Campaign, config: &Config, today: NaiveDate) -> Vec<
             ),
         ));
     }
+    let firm_cap = config.sending.frequency_cap;
+    if let Some(cap) = campaign.rules.frequency_cap.filter(|&c| c > firm_cap) {
+        let (line, column) = key_line(&campaign.path, "frequency_cap");
+        problems.push(
+            Problem::warning(
+                &campaign.path,
+                format!(
+                    "{cap} is more than the firm's {firm_cap} ([sending] frequency_cap in {}): the firm's applies",
+                    config.source
+                ),
+            )
+            .at(line, column)
+            .about("frequency_cap"),
+        );
+    }
     problems.extend(check_trigger(campaign, config, &at));
     problems
 }
