@@ -318,6 +318,39 @@ fn validate_warns_of_a_cap_above_the_firms() {
 }
 
 #[test]
+fn a_list_import_names_every_bad_row_and_adds_nothing() {
+    let dir = folder("");
+    std::fs::write(
+        dir.path().join("dnc.csv"),
+        "kind,value,reason\nemail,a1@example.com,投诉\nemail,bad-email,投诉\nphone\nfax,123,x\nclient,a2,本人要求\n",
+    )
+    .unwrap();
+    let err = fails(
+        dir.path(),
+        &["suppress", "import", "dnc.csv", "--by", "客服"],
+    );
+    assert!(err.contains("3 rows refused, nothing was added"), "{err}");
+    assert!(
+        err.contains("dnc.csv:3: 'value': email: 'bad-email' has no @"),
+        "{err}"
+    );
+    assert!(err.contains("dnc.csv:4: 'value': missing"), "{err}");
+    assert!(err.contains("dnc.csv:5: 'kind':"), "{err}");
+    let list = ok(dir.path(), &["suppress", "list"]);
+    assert!(list.contains("empty"), "{list}");
+    std::fs::write(
+        dir.path().join("dnc.csv"),
+        "kind,value\nemail,A1@example.com\nclient,a2\n",
+    )
+    .unwrap();
+    let out = ok(
+        dir.path(),
+        &["suppress", "import", "dnc.csv", "--by", "客服"],
+    );
+    assert!(out.contains("2 added"), "{out}");
+}
+
+#[test]
 fn small_mistakes_get_a_word() {
     let dir = folder("");
     let by = ["--reason", "本人要求", "--by", "客服"];

@@ -56,7 +56,7 @@ pub enum SuppressCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add the entries of a CSV file with the columns kind,value,reason (kind: client, email or phone)
+    /// Add the entries of a CSV file with the columns kind,value and an optional reason (kind: client, email or phone); every bad row is named and none is added
     Import {
         file: PathBuf,
         #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
@@ -268,39 +268,65 @@ fn shown(kind: DncKind, value: &str) -> String {
     }
 }
 
-/// Reads `kind,value,reason` rows; a bad row stops the import before
-/// anything is added, naming its line and field.
+/// Reads `kind,value[,reason]` rows. Every bad row is named (its line and
+/// field), and any stops the import before anything is added.
 fn read_list(file: &std::path::Path, by: &str) -> Result<Vec<DncEntry>> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::All)
+        // A row with a field too few or too many is reported as a row.
+        .flexible(true)
         .from_path(file)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let headers = reader.headers()?.clone();
     let col = |name: &str| headers.iter().position(|h| h == name);
     let (Some(k), Some(v)) = (col("kind"), col("value")) else {
         bail!(
-            "{}:1: the header must name the columns kind,value,reason",
+            "{}:1: the header must name the columns kind,value and, if given, reason",
             file.display()
         );
     };
     let r = col("reason");
     let now = Utc::now();
     let mut entries = Vec::new();
+    let mut refused = Vec::new();
     for record in reader.records() {
-        let record = record.with_context(|| format!("cannot read {}", file.display()))?;
+        let record = match record {
+            Ok(record) => record,
+            Err(e) => {
+                refused.push(format!("{}: {e}", file.display()));
+                continue;
+            }
+        };
         let line = record.position().map_or(0, |p| p.line());
-        let at =
-            |field: &str, m: String| anyhow::anyhow!("{}:{line}: '{field}': {m}", file.display());
-        let kind = DncKind::parse(record.get(k).unwrap_or("")).map_err(|e| at("kind", e.0))?;
-        let (_, value) =
-            normalise(kind, record.get(v).unwrap_or("")).map_err(|e| at("value", e.to_string()))?;
-        entries.push(DncEntry {
-            kind,
-            value,
-            reason: r.and_then(|r| record.get(r)).unwrap_or("").to_owned(),
-            added_by: by.to_owned(),
-            added_at: now,
-        });
+        let field = |i: usize, name: &str| {
+            record
+                .get(i)
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| format!("'{name}': missing"))
+        };
+        let row = field(k, "kind")
+            .and_then(|kind| DncKind::parse(kind).map_err(|e| format!("'kind': {}", e.0)))
+            .and_then(|kind| {
+                let raw = field(v, "value")?;
+                normalise(kind, raw).map_err(|e| format!("'value': {e}"))
+            });
+        match row {
+            Ok((kind, value)) => entries.push(DncEntry {
+                kind,
+                value,
+                reason: r.and_then(|r| record.get(r)).unwrap_or("").to_owned(),
+                added_by: by.to_owned(),
+                added_at: now,
+            }),
+            Err(m) => refused.push(format!("{}:{line}: {m}", file.display())),
+        }
+    }
+    if !refused.is_empty() {
+        bail!(
+            "{} rows refused, nothing was added:\n{}",
+            refused.len(),
+            refused.join("\n")
+        );
     }
     Ok(entries)
 }
