@@ -56,7 +56,7 @@ pub enum SuppressCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Add the entries of a CSV file with the columns kind,value and an optional reason (kind: client, email or phone); every bad row is named and none is added
+    /// Add the entries of a CSV file with the columns kind,value and an optional reason (kind: client, email or phone); if any row is bad, each is named and none is added
     Import {
         file: PathBuf,
         #[arg(long, value_name = "NAME", value_parser = super::non_blank)]
