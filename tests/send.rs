@@ -10,10 +10,16 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 fn herald(dir: &Path, args: &[&str]) -> Output {
+    herald_with(dir, args, &[])
+}
+
+/// `herald` with these environment variables set.
+fn herald_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(args)
         .current_dir(dir)
         .env_remove("HERALD_DATABASE_URL")
+        .envs(env.iter().copied())
         .output()
         .expect("run herald")
 }
@@ -290,13 +296,11 @@ fn records_taken_from_the_archives_end_are_missed() {
 #[test]
 fn no_client_address_is_logged_at_any_level() {
     let dir = folder("");
-    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["send", "offer", "--by", "张伟"])
-        .current_dir(dir.path())
-        .env_remove("HERALD_DATABASE_URL")
-        .env("HERALD_LOG", "trace,handlebars=trace")
-        .output()
-        .expect("run herald");
+    let o = herald_with(
+        dir.path(),
+        &["send", "offer", "--by", "张伟"],
+        &[("HERALD_LOG", "trace,handlebars=trace")],
+    );
     assert!(o.status.success());
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(log.contains("DEBUG") && log.lines().count() > 20, "{log}");
@@ -320,15 +324,18 @@ fn validate_warns_of_a_cap_above_the_firms() {
 #[test]
 fn a_list_import_names_every_bad_row_and_adds_nothing() {
     let dir = folder("");
-    std::fs::write(
-        dir.path().join("dnc.csv"),
+    let import = |csv: &str| {
+        std::fs::write(dir.path().join("dnc.csv"), csv).unwrap();
+        herald(
+            dir.path(),
+            &["suppress", "import", "dnc.csv", "--by", "客服"],
+        )
+    };
+    let o = import(
         "kind,value,reason\nemail,a1@example.com,投诉\nemail,bad-email,投诉\nphone\nfax,123,x\nclient,a2,本人要求\n",
-    )
-    .unwrap();
-    let err = fails(
-        dir.path(),
-        &["suppress", "import", "dnc.csv", "--by", "客服"],
     );
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("3 rows refused, nothing was added"), "{err}");
     assert!(
         err.contains("dnc.csv:3: 'value': email: 'bad-email' has no @"),
@@ -338,16 +345,9 @@ fn a_list_import_names_every_bad_row_and_adds_nothing() {
     assert!(err.contains("dnc.csv:5: 'kind':"), "{err}");
     let list = ok(dir.path(), &["suppress", "list"]);
     assert!(list.contains("empty"), "{list}");
-    std::fs::write(
-        dir.path().join("dnc.csv"),
-        "kind,value\nemail,A1@example.com\nclient,a2\n",
-    )
-    .unwrap();
-    let out = ok(
-        dir.path(),
-        &["suppress", "import", "dnc.csv", "--by", "客服"],
-    );
-    assert!(out.contains("2 added"), "{out}");
+    let o = import("kind,value\nemail,A1@example.com\nclient,a2\n");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("2 added"), "{out}");
 }
 
 #[test]
