@@ -267,6 +267,31 @@ fn the_archive_shows_what_was_sent_and_detects_a_change() {
 }
 
 #[test]
+fn a_changed_dictionary_breaks_the_archive_where_it_is_first_used() {
+    let dir = folder("");
+    ok(dir.path(), &["send", "offer", "--by", "张伟"]);
+    let db = dir.path().join("herald.db");
+    let first = sql_i64(&db, "SELECT delivery_id FROM archive WHERE seq = 1").to_string();
+    // One byte added to the dictionary every record is compressed against.
+    sql_i64(
+        &db,
+        "UPDATE archive_dictionaries SET body = body || x'00' RETURNING 1",
+    );
+    let o = herald(dir.path(), &["archive", "verify"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("BROKEN at record 1") && out.contains("was changed"),
+        "{out}"
+    );
+    let refused = fails(dir.path(), &["archive", "show", &first]);
+    assert!(
+        refused.contains("is not shown") && refused.contains("cannot be read"),
+        "{refused}"
+    );
+}
+
+#[test]
 fn records_taken_from_the_archives_end_are_missed() {
     let dir = folder("");
     ok(dir.path(), &["send", "offer", "--by", "张伟"]);

@@ -180,6 +180,9 @@ async fn show(
 /// What is wrong with one record and its place in the chain: its hash
 /// over what is stored, and the hashes its neighbours name.
 async fn links_problem(store: &dyn Store, r: &ArchiveRecord) -> Result<Option<String>> {
+    if let Some(why) = &r.unreadable {
+        return Ok(Some(why.clone()));
+    }
     if !r.follows(&r.prev_hash) {
         return Ok(Some(
             "its content does not match its hash: it was changed".into(),
@@ -274,5 +277,5 @@ fn check(r: &ArchiveRecord, prev_seq: i64, prev_hash: &str) -> Option<String> {
     if !r.follows(prev_hash) {
         return Some("its content does not match its hash: it was changed".into());
     }
-    None
+    r.unreadable.clone()
 }

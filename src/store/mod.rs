@@ -320,8 +320,8 @@ pub trait RunStore: Send + Sync {
         dictionary: &runs::ArchiveDictionary,
     ) -> Result<(), StoreError>;
 
-    /// The dictionaries of these names that are stored (a name given
-    /// more than once is read once).
+    /// The dictionaries of these names that are stored, as stored (a name
+    /// given more than once is read once).
     async fn archive_dictionaries(
         &self,
         names: &[String],

@@ -737,13 +737,6 @@ macro_rules! run_queries {
                             .fetch_optional(&self.pool)
                             .await?;
                     if let Some((body,)) = row {
-                        // The chain covers a body and its dictionary's
-                        // name: the name must still be the content's hash.
-                        if super::runs::dictionary_name(&body) != *name {
-                            return Err(super::StoreError::Corrupt(format!(
-                                "archive dictionary {name}: its content does not match its name: it was changed"
-                            )));
-                        }
                         found.insert(name.clone(), body);
                     }
                 }
@@ -803,10 +796,9 @@ macro_rules! run_queries {
             rows: Vec<super::runs::ArchiveColumns>,
         ) -> Result<Vec<super::runs::ArchiveRecord>, super::StoreError> {
             let names: Vec<String> = rows.iter().filter_map(|r| r.dictionary.clone()).collect();
-            let dictionaries = store.archive_dictionaries(&names).await?;
-            rows.into_iter()
-                .map(|r| r.into_record(&dictionaries))
-                .collect()
+            let dictionaries =
+                super::runs::checked_dictionaries(store.archive_dictionaries(&names).await?);
+            Ok(rows.into_iter().map(|r| r.into_record(&dictionaries)).collect())
         }
 
         /// The rows of `select` (which ends with the column to match)

@@ -14,7 +14,6 @@ use crate::campaign::Purpose;
 use crate::channel::Channel;
 use crate::client::types::Invalid;
 use crate::event::NewEvent;
-use crate::store::StoreError;
 
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -525,39 +524,57 @@ pub(crate) const ARCHIVE_COLUMNS: &str =
     "seq, delivery_id, run_id, client_id, archived_at, record, body, dictionary, prev_hash, hash";
 
 impl ArchiveColumns {
-    /// The record, restored with the dictionary its row names.
-    pub(crate) fn into_record(
-        self,
-        dictionaries: &HashMap<String, Vec<u8>>,
-    ) -> Result<ArchiveRecord, StoreError> {
-        let seq = self.seq;
-        let corrupt = |why: String| StoreError::Corrupt(format!("archive record {seq}: {why}"));
-        let dictionary = match &self.dictionary {
-            Some(name) => Some(
-                dictionaries
-                    .get(name)
-                    .ok_or_else(|| corrupt(format!("its dictionary {name} is missing")))?
-                    .as_slice(),
-            ),
-            None => None,
+    /// The record, restored with the dictionary its row names. A record
+    /// that cannot be restored (its dictionary missing or changed, its
+    /// body damaged) comes back with why, for `archive verify` to report.
+    pub(crate) fn into_record(self, dictionaries: &Dictionaries) -> ArchiveRecord {
+        let restored = match (&self.body, &self.dictionary) {
+            (None, _) => Ok(self.record),
+            (Some(body), None) => restore(body, None).map_err(|e| e.to_string()),
+            (Some(body), Some(name)) => match dictionaries.get(name) {
+                None => Err(format!("its dictionary {name} is missing")),
+                Some(Err(why)) => Err(format!("its dictionary {name} {why}")),
+                Some(Ok(dictionary)) => restore(body, Some(dictionary)).map_err(|e| e.to_string()),
+            },
         };
-        let record = match &self.body {
-            None => self.record,
-            Some(body) => restore(body, dictionary).map_err(|e| corrupt(e.to_string()))?,
+        let (record, unreadable) = match restored {
+            Ok(record) => (record, None),
+            Err(why) => (String::new(), Some(format!("it cannot be read: {why}"))),
         };
-        Ok(ArchiveRecord {
+        ArchiveRecord {
             seq: self.seq,
             delivery_id: self.delivery_id,
             run_id: self.run_id,
             client_id: self.client_id,
             archived_at: self.archived_at,
             record,
+            unreadable,
             body: self.body,
             dictionary: self.dictionary,
             prev_hash: self.prev_hash,
             hash: self.hash,
-        })
+        }
     }
+}
+
+/// Archive dictionaries by name: each body, or why it cannot be used.
+pub(crate) type Dictionaries = HashMap<String, Result<Vec<u8>, String>>;
+
+/// The stored dictionaries, each checked against its name: the chain
+/// covers a body and its dictionary's name, so a dictionary changed since
+/// would restore its records into something else.
+pub(crate) fn checked_dictionaries(stored: HashMap<String, Vec<u8>>) -> Dictionaries {
+    stored
+        .into_iter()
+        .map(|(name, body)| {
+            let checked = if dictionary_name(&body) == name {
+                Ok(body)
+            } else {
+                Err("was changed: its content does not match its name".to_owned())
+            };
+            (name, checked)
+        })
+        .collect()
 }
 
 /// An archived message with its place in the chain.
@@ -569,6 +586,9 @@ pub struct ArchiveRecord {
     pub client_id: String,
     pub archived_at: DateTime<Utc>,
     pub record: String,
+    /// Why `record` is empty: what is stored cannot be restored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
     /// What is stored of the record: compressed, against `dictionary` if
     /// it names one; none for a record stored whole.
     #[serde(skip)]
@@ -984,6 +1004,7 @@ mod tests {
             client_id: entry.client_id.clone(),
             archived_at: entry.at,
             record: record("张三"),
+            unreadable: None,
             body: Some(entry.body.clone()),
             dictionary: entry.dictionary.clone(),
             prev_hash: ARCHIVE_GENESIS.into(),
