@@ -282,13 +282,11 @@ impl Campaign {
 
     /// Parses campaign text from `path`, reporting every bad key at once.
     pub fn parse(path: &Path, source: &str) -> Result<Campaign, Vec<Problem>> {
-        let raw: CampaignToml =
-            toml::from_str(source).map_err(|e| vec![toml_problem(path, source, &e)])?;
+        let (raw, mut problems) = read_toml(path, source)?;
         let problem = |key: &str, message: String| {
             let (line, column) = key_position(source, key);
             Problem::error(path, message).at(line, column).about(key)
         };
-        let mut problems = Vec::new();
         let kind = Kind::parse(&raw.kind)
             .map_err(|m| problems.push(problem("kind", m)))
             .ok();
@@ -605,28 +603,110 @@ fn parse_content(c: ContentToml) -> Result<ContentSource, (&'static str, String)
     }
 }
 
-/// toml's error, located: its span points at the offending key or value.
-fn toml_problem(path: &Path, source: &str, e: &toml::de::Error) -> Problem {
-    let message = e.message().to_owned();
-    let p = Problem::error(path, message.clone());
-    match e.span() {
-        Some(span) => {
-            let (line, column) = line_col(source, span.start);
-            let text = source.get(span.clone()).unwrap_or("").trim();
-            let p = p.at(line, column);
-            // A short span is the key at fault (an unknown or misspelt key).
-            if !text.is_empty()
-                && text.len() <= 40
-                && !text.contains('\n')
-                && message.contains("unknown field")
-            {
-                p.about(text.trim_matches('"'))
-            } else {
-                p
-            }
+/// The file's keys and values, with a problem for each unknown key: each
+/// is set aside (its line made a comment, so that every line keeps its
+/// number) and the rest read again, so that one misspelt key does not hide
+/// the file's other problems. Fails with what stops the file being read.
+fn read_toml(path: &Path, source: &str) -> Result<(CampaignToml, Vec<Problem>), Vec<Problem>> {
+    /// Unknown keys reported at most: past this the file is something else.
+    const MOST_UNKNOWN: usize = 20;
+    let mut working = source.to_owned();
+    let mut problems = Vec::new();
+    loop {
+        let e = match toml::from_str::<CampaignToml>(&working) {
+            Ok(raw) => return Ok((raw, problems)),
+            Err(e) => e,
+        };
+        problems.push(toml_problem(path, &working, &e));
+        let Some(line) = unknown_key_line(&working, &e) else {
+            return Err(problems);
+        };
+        if problems.len() >= MOST_UNKNOWN {
+            return Err(problems);
         }
+        working = comment_out(&working, line);
+        // A key whose value spans lines cannot be set aside by its line.
+        if toml::from_str::<toml::Table>(&working).is_err() {
+            return Err(problems);
+        }
+    }
+}
+
+/// The line (from 0) of the key an unknown-key error names.
+fn unknown_key_line(source: &str, e: &toml::de::Error) -> Option<usize> {
+    let span = e.span()?;
+    e.message()
+        .starts_with("unknown field")
+        .then(|| source[..span.start.min(source.len())].matches('\n').count())
+}
+
+fn comment_out(source: &str, line: usize) -> String {
+    source
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(i, l)| {
+            if i == line {
+                format!("#{l}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect()
+}
+
+/// toml's error, located: its span points at the offending key or value.
+/// An unknown key is named with the known one it is closest to, if any.
+fn toml_problem(path: &Path, source: &str, e: &toml::de::Error) -> Problem {
+    let message = e.message();
+    let Some(span) = e.span() else {
+        return Problem::error(path, message.to_owned());
+    };
+    let (line, column) = line_col(source, span.start);
+    if let Some((key, known)) = unknown_field(message) {
+        let hint = match crate::diagnostic::closest(&key, &known) {
+            Some(k) => format!("did you mean `{k}`?"),
+            None => format!("the keys here are {}", known.join(", ")),
+        };
+        return Problem::error(path, format!("unknown key: {hint}"))
+            .at(line, column)
+            .about(key);
+    }
+    let p = Problem::error(path, message.to_owned()).at(line, column);
+    // A value's span is on its key's line; a missing key's is the table.
+    let one_line = !source.get(span.clone()).unwrap_or("").contains('\n');
+    match key_on_line(source, span.start).filter(|_| one_line) {
+        Some(key) => p.about(key),
         None => p,
     }
+}
+
+/// serde's "unknown field `x`, expected one of `a`, `b`" as (x, [a, b]).
+fn unknown_field(message: &str) -> Option<(String, Vec<&str>)> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let known = rest.split('`').skip(1).step_by(2).collect::<Vec<_>>();
+    Some((key.to_owned(), known))
+}
+
+/// The key set on the line at `offset` (`key = value`), with its table's
+/// name before it if it is in one (`content.file`).
+fn key_on_line(source: &str, offset: usize) -> Option<String> {
+    let before = &source[..offset.min(source.len())];
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = source[start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.contains(['[', '#', ' ']) {
+        return None;
+    }
+    let table = before[..start].lines().rev().find_map(|l| {
+        let name = l.trim().strip_prefix('[')?.strip_suffix(']')?;
+        Some(name.trim_matches(['[', ']']).trim().to_owned())
+    });
+    Some(match table {
+        Some(t) => format!("{t}.{key}"),
+        None => key.to_owned(),
+    })
 }
 
 /// Where `key` is set (`key = …` at the start of a line), so that a value
@@ -747,9 +827,41 @@ stock = "600519"
     #[test]
     fn a_misspelt_key_is_named_with_its_line() {
         let err = parse(&GOOD.replace("channels =", "chanels =")).unwrap_err();
-        assert_eq!(err.len(), 1);
+        assert_eq!(err.len(), 2, "{err:?}");
         assert!(err[0].starts_with("campaigns/daily.toml:7:"), "{err:?}");
         assert!(err[0].contains("'chanels'"), "{err:?}");
+        assert!(err[0].contains("did you mean `channels`?"), "{err:?}");
+        // Set aside, it leaves `channels` missing, which is said too.
+        assert!(err[1].contains("missing field `channels`"), "{err:?}");
+    }
+
+    #[test]
+    fn misspelt_keys_do_not_hide_the_files_other_problems() {
+        let body = GOOD
+            .replace("sms_max_segments", "sms_max_segmnts")
+            .replace("\"market_bulletin\"\npurpose", "\"Market Bulletin\"\npurpose")
+            .replace("[content]\n", "[content]\nfiel = \"x.json\"\n");
+        let src = format!("zzz = 1\n{body}");
+        let err = parse(&src).unwrap_err();
+        let has = |key: &str, text: &str| err.iter().any(|e| e.contains(key) && e.contains(text));
+        assert!(
+            has("'sms_max_segmnts'", "did you mean `sms_max_segments`?"),
+            "{err:?}"
+        );
+        assert!(has("'fiel'", "did you mean `file`?"), "{err:?}");
+        assert!(has("'zzz'", "the keys here are kind, purpose"), "{err:?}");
+        assert!(has("'kind'", "Market Bulletin"), "{err:?}");
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_its_key() {
+        let err = parse(&GOOD.replace("title =", "product_risk = 3\ntitle =")).unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(err[0].contains("'product_risk'"), "{err:?}");
+        assert!(err[0].contains("expected a string"), "{err:?}");
+        let err =
+            parse(&GOOD.replace("[content]\n", "[content]\ntimeout_secs = \"ten\"\n")).unwrap_err();
+        assert!(err[0].contains("'content.timeout_secs'"), "{err:?}");
     }
 
     #[test]

@@ -361,12 +361,8 @@ fn name_of(p: &Parameter) -> String {
 
 /// ` (did you mean 'x'?)` when a known name is close.
 fn suggest(name: &str, known: &[&str]) -> String {
-    known
-        .iter()
-        .map(|k| (strsim::jaro_winkler(name, k), *k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map_or(String::new(), |(_, k)| format!(" (did you mean '{k}'?)"))
+    crate::diagnostic::closest(name, known)
+        .map_or(String::new(), |k| format!(" (did you mean '{k}'?)"))
 }
 
 #[cfg(test)]
