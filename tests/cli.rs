@@ -253,6 +253,29 @@ fn the_demo_never_replaces_a_database_it_did_not_make() {
 }
 
 #[test]
+fn the_demo_refuses_a_database_or_configuration_it_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    for flag in [
+        [
+            "--database-url",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        ],
+        ["--config", "herald.toml"],
+    ] {
+        let mut args = vec!["demo", "--dir", "d", "--clients", "10"];
+        args.extend(flag);
+        let o = herald(dir.path(), &args);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            stderr(&o).contains("--config and --database-url do not apply"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!dir.path().join("d").exists(), "nothing was written");
+    }
+}
+
+#[test]
 fn bench_eval_selects_what_segment_selects() {
     let dir = tempfile::tempdir().unwrap();
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -839,7 +839,10 @@ stock = "600519"
     fn misspelt_keys_do_not_hide_the_files_other_problems() {
         let body = GOOD
             .replace("sms_max_segments", "sms_max_segmnts")
-            .replace("\"market_bulletin\"\npurpose", "\"Market Bulletin\"\npurpose")
+            .replace(
+                "\"market_bulletin\"\npurpose",
+                "\"Market Bulletin\"\npurpose",
+            )
             .replace("[content]\n", "[content]\nfiel = \"x.json\"\n");
         let src = format!("zzz = 1\n{body}");
         let err = parse(&src).unwrap_err();

@@ -137,7 +137,8 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Write realistic synthetic clients (and event history) for demos and benchmarks
     DemoData(crate::demo::DemoDataArgs),
-    /// Show what herald does, end to end, in a folder of its own; needs no server
+    /// Show what herald does, end to end, in a folder of its own with its own
+    /// herald.toml and SQLite database; needs no server
     Demo(crate::demo::DemoArgs),
 }
 
@@ -224,9 +225,26 @@ fn init_logging(cli: &Cli) {
     };
 }
 
+/// The demo keeps its own configuration and database in its folder: a
+/// --config or --database-url given for it would be silently ignored.
+/// (HERALD_DATABASE_URL set in the environment is meant for other commands.)
+fn refuse_for_demo(global: &GlobalArgs) -> Result<()> {
+    let from_env = std::env::var("HERALD_DATABASE_URL").ok();
+    let url_given = global.database_url.is_some() && global.database_url != from_env;
+    if global.config.is_some() || url_given {
+        anyhow::bail!(
+            "herald demo works in its own folder (--dir) with its own herald.toml and SQLite database: --config and --database-url do not apply to it"
+        );
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Demo(args) => crate::demo::run(args).await,
+        Command::Demo(args) => {
+            refuse_for_demo(&cli.global)?;
+            crate::demo::run(args).await
+        }
         Command::DemoData(args) => crate::demo::write_demo_data(&args).map(|()| ExitCode::SUCCESS),
         Command::Segment(args) => {
             let config = Config::load(cli.global.config.as_deref(), cli.global.database_url)?;
