@@ -222,6 +222,26 @@ fn a_syntax_error_names_line_and_column() {
 }
 
 #[test]
+fn a_syntax_error_points_where_it_can_be_mended() {
+    let engine = engine(today());
+    let compile = |src: &str| {
+        Rule::compile("rules/x.rhai", src.into(), &engine, &HashSet::new()).unwrap_err()
+    };
+    // Unclosed: the opening bracket, not the end of the file.
+    let e = compile("client.assets > 1 &&\n  client.holds(\"6005)19\"\n\n// 注释 (\n");
+    assert_eq!(
+        (e.line, e.column, e.message.as_str()),
+        (2, 15, "'(' is never closed")
+    );
+    let e = compile("if client.assets > 1 {\n  /* } */ true\n\n");
+    assert_eq!((e.line, e.column), (1, 22), "{e}");
+    // A missing `;` is found at the next statement: its line is named.
+    let e = compile("let x = 5\n\n// x\nclient.assets > x\n");
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.message.contains("missing at the end of line 1"), "{e}");
+}
+
+#[test]
 fn unknown_names_are_found_before_running() {
     let engine = engine(today());
     let check =

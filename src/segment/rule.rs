@@ -104,7 +104,7 @@ impl Rule {
     ) -> Result<Rule, RuleError> {
         let ast = engine
             .compile_with_scope(&super::engine::compile_scope(context_keys), &source)
-            .map_err(|e| RuleError::at(file, &source, e.1, e.0.to_string()))?;
+            .map_err(|e| syntax_error(file, &source, &e))?;
         check_names(&ast, engine, context_keys)
             .map_err(|(pos, msg)| RuleError::at(file, &source, pos, msg))?;
         let name = Path::new(file)
@@ -127,6 +127,82 @@ impl Rule {
             _ => self.path.display().to_string(),
         }
     }
+}
+
+/// Rhai's syntax error, placed where it can be mended: at the end of the
+/// file it would point past an unclosed bracket, so it points at the
+/// bracket instead; a missing `;` is found at the next statement, so the
+/// line it belongs to is named.
+fn syntax_error(file: &str, source: &str, e: &rhai::ParseError) -> RuleError {
+    let message = e.0.to_string();
+    let is_code = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with("//");
+    let lines: Vec<&str> = source.lines().collect();
+    let last_code_line = lines.iter().rposition(|l| is_code(l)).map_or(0, |i| i + 1);
+    let at_end = e.1.line().is_none_or(|l| l > last_code_line);
+    if let Some((line, column, open)) = unclosed_bracket(source).filter(|_| at_end) {
+        let pos = Position::new(line as u16, column as u16);
+        return RuleError::at(file, source, pos, format!("'{open}' is never closed"));
+    }
+    let mut error = RuleError::at(file, source, e.1, message);
+    if matches!(&*e.0, rhai::ParseErrorType::MissingToken(t, _) if t == ";") {
+        let before = lines.get(..error.line.saturating_sub(1)).unwrap_or(&[]);
+        if let Some(i) = before.iter().rposition(|l| is_code(l)) {
+            error.message += &format!(" (is one missing at the end of line {}?)", i + 1);
+        }
+    }
+    error
+}
+
+/// The innermost bracket left open at the end of `source`, as (line,
+/// column, bracket), skipping strings and comments. None if the brackets
+/// do not nest (a stray closer is rhai's to report).
+fn unclosed_bracket(source: &str) -> Option<(usize, usize, char)> {
+    let mut open: Vec<(usize, usize, char)> = Vec::new();
+    let mut chars = source.chars().peekable();
+    let (mut line, mut column) = (1, 0);
+    let mut quote: Option<char> = None;
+    let (mut line_comment, mut block_comment) = (false, false);
+    while let Some(c) = chars.next() {
+        column += 1;
+        if c == '\n' {
+            (line, column, line_comment) = (line + 1, 0, false);
+            continue;
+        }
+        if line_comment {
+            continue;
+        }
+        if block_comment {
+            if c == '*' && chars.peek() == Some(&'/') {
+                chars.next();
+                column += 1;
+                block_comment = false;
+            }
+            continue;
+        }
+        if let Some(q) = quote {
+            if c == '\\' {
+                chars.next();
+                column += 1;
+            } else if c == q {
+                quote = None;
+            }
+            continue;
+        }
+        match c {
+            '"' | '\'' | '`' => quote = Some(c),
+            '/' if chars.peek() == Some(&'/') => line_comment = true,
+            '/' if chars.peek() == Some(&'*') => block_comment = true,
+            '(' | '[' | '{' => open.push((line, column, c)),
+            ')' | ']' | '}' => {
+                let (_, _, o) = open.pop()?;
+                if !matches!((o, c), ('(', ')') | ('[', ']') | ('{', '}')) {
+                    return None;
+                }
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 /// Rhai resolves properties, methods and functions only when it runs, so a
