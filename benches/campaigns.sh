@@ -17,9 +17,10 @@
 # send` claims, renders, sends to Postfix's smtp-sink and records every
 # outcome; the reference, in the same run and into the same sink, is the
 # channel adapter alone (`herald bench send`), run just before and just after
-# the send and averaged. Target: at least 0.8. The plan's daily_bulletin run
-# stays queued beside it, as a run awaiting approval would in production: a
-# send claims its own run's queue only.
+# the send and averaged, each timed over its sending alone. Target: at least
+# 0.8. The plan's daily_bulletin run stays queued beside it, as a run
+# awaiting approval would in production: a send claims its own run's queue
+# only.
 #
 # Importing the history takes most of the time (~20 min per backend for 1M).
 # Needs postfix (smtp-sink) and psql; installs postfix from Debian if missing.
@@ -117,11 +118,16 @@ one_backend() {
     end=$(seconds)
     sent=$(python3 -c 'import json; print(json.load(open("'"$W/send.json"'"))["counts"]["deliveries"].get("sent", 0))')
     after=$(reference "$sent")
-    local rate ref
-    rate=$(python3 -c "print(round($sent / ($end - $start)))")
+    local rate whole ref
+    # Like the adapter's own figure, the rate is over the sending alone
+    # (herald's sending_seconds: claim, render, send, record); the whole
+    # command's (process start, opening the database, the closing
+    # checkpoint) is given beside it.
+    rate=$(python3 -c 'import json; d=json.load(open("'"$W/send.json"'")); print(round(d["counts"]["deliveries"].get("sent", 0) / d["sending_seconds"]))')
+    whole=$(python3 -c "print(round($sent / ($end - $start)))")
     ref=$(python3 -c "print(round(($before + $after) / 2))")
     echo "$name adapter alone: $before msg/s before the send, $after after"
-    echo "$name send: $sent messages claimed, rendered, sent and recorded at $rate msg/s; adapter alone $ref msg/s; ratio $(python3 -c "print(round($rate / $ref, 2))") (target >= 0.8)"
+    echo "$name send: $sent messages claimed, rendered, sent and recorded at $rate msg/s ($whole msg/s over the whole command); adapter alone $ref msg/s; ratio $(python3 -c "print(round($rate / $ref, 2))") (target >= 0.8; $(python3 -c "print(round($whole / $ref, 2))") over the whole command)"
 }
 
 cd "$W"

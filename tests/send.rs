@@ -128,9 +128,12 @@ fn a_run_sends_once_and_a_second_send_resumes_it() {
     let dir = folder("");
     let v = json(dir.path(), &["send", "offer", "--by", "张伟", "--json"]);
     assert_eq!(v["counts"]["deliveries"]["sent"], 4, "{v}");
+    assert_eq!(v["progress"]["sent"], 4, "{v}");
+    assert!(v["sending_seconds"].as_f64().unwrap() > 0.0, "{v}");
     assert_eq!(outbox_emails(dir.path()), 3);
     let again = ok(dir.path(), &["send", "offer"]);
     assert!(again.contains("resuming it, not planning again"), "{again}");
+    assert!(!again.contains(" a second"), "nothing was sent: {again}");
     assert_eq!(outbox_emails(dir.path()), 3, "nobody gets it twice");
     // Another key is another run.
     let v = json(dir.path(), &["send", "offer", "--key", "second", "--json"]);

@@ -144,12 +144,15 @@ pub async fn send(args: SendArgs, store: &dyn Store, config: &Config) -> Result<
         },
         Backend::Postgres => None,
     };
-    let (progress, stopped) = dispatch(store, config, providers, &run, lock, args.json).await?;
+    let (progress, stopped, seconds) =
+        dispatch(store, config, providers, &run, lock, args.json).await?;
     // Stopped by hand, what is left is not waiting for its time: say nothing of it.
-    finish(store, &run, args.json, None, (!stopped).then_some(progress)).await
+    let sent = (!stopped).then_some((progress, seconds));
+    finish(store, &run, args.json, None, sent).await
 }
 
-/// Sends the run in the foreground until nothing is due or Ctrl-C.
+/// Sends the run in the foreground until nothing is due or Ctrl-C: what
+/// was done, whether it was stopped, and how long the sending took.
 async fn dispatch(
     store: &dyn Store,
     config: &Config,
@@ -157,7 +160,7 @@ async fn dispatch(
     run: &Run,
     lock: Option<SendLock>,
     quiet: bool,
-) -> Result<(Progress, bool)> {
+) -> Result<(Progress, bool, f64)> {
     let mut dispatcher = Dispatcher::new(store, config, providers);
     let (requeued, uncertain) = dispatcher.recover(lock.is_some()).await?;
     if uncertain > 0 && !quiet {
@@ -209,7 +212,7 @@ async fn dispatch(
             run.campaign, run.run_key
         );
     }
-    result.map(|p| (p, stopped))
+    result.map(|p| (p, stopped, started.elapsed().as_secs_f64()))
 }
 
 fn progress_bar(len: u64, hidden: bool) -> indicatif::ProgressBar {
@@ -230,14 +233,28 @@ async fn finish(
     run: &Run,
     json: bool,
     note: Option<String>,
-    progress: Option<Progress>,
+    sent: Option<(Progress, f64)>,
 ) -> Result<ExitCode> {
+    let progress = sent.map(|(p, _)| p);
     let run = store.run(run.id).await?.unwrap_or_else(|| run.clone());
     let counts = store.run_counts(run.id).await?;
     if json {
-        print_json(&json!({ "run": run, "counts": counts, "progress": progress, "note": note }))?;
+        print_json(&json!({
+            "run": run,
+            "counts": counts,
+            "progress": progress,
+            "sending_seconds": sent.map(|(_, s)| s),
+            "note": note
+        }))?;
     } else {
         print_counts(&run, &counts);
+        if let Some((p, seconds)) = sent.filter(|(p, _)| p.sent > 0) {
+            say!(
+                "sent {} in {seconds:.1} s: {} a second",
+                thousands(p.sent),
+                thousands((p.sent as f64 / seconds.max(0.001)) as u64)
+            );
+        }
         let waiting = counts.state(DeliveryState::Queued);
         let lapsed = run.state == RunState::AwaitingApproval && run.approved_by.is_some();
         if progress.is_some() && lapsed {
