@@ -239,6 +239,10 @@ fn a_syntax_error_points_where_it_can_be_mended() {
     let e = compile("let x = 5\n\n// x\nclient.assets > x\n");
     assert_eq!(e.line, 4, "{e}");
     assert!(e.message.contains("missing at the end of line 1"), "{e}");
+    // Past rhai's 16-bit positions (here the bracket's line would wrap to 0)
+    // the error still comes, and nothing panics.
+    let long = format!("{}client.holds(\"600519\"\n", "\n".repeat(65_535));
+    assert!(!compile(&long).message.is_empty());
 }
 
 #[test]

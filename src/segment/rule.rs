@@ -139,8 +139,12 @@ fn syntax_error(file: &str, source: &str, e: &rhai::ParseError) -> RuleError {
     let lines: Vec<&str> = source.lines().collect();
     let last_code_line = lines.iter().rposition(|l| is_code(l)).map_or(0, |i| i + 1);
     let at_end = e.1.line().is_none_or(|l| l > last_code_line);
-    if let Some((line, column, open)) = unclosed_bracket(source).filter(|_| at_end) {
-        let pos = Position::new(line as u16, column as u16);
+    let unclosed = unclosed_bracket(source).filter(|_| at_end);
+    // Rhai's positions are 16-bit: past that the end of the file will do.
+    if let Some((Ok(line), Ok(column), open)) =
+        unclosed.map(|(l, c, open)| (u16::try_from(l), u16::try_from(c), open))
+    {
+        let pos = Position::new(line, column);
         return RuleError::at(file, source, pos, format!("'{open}' is never closed"));
     }
     let mut error = RuleError::at(file, source, e.1, message);
