@@ -239,6 +239,21 @@ fn a_syntax_error_points_where_it_can_be_mended() {
     let e = compile("let x = 5\n\n// x\nclient.assets > x\n");
     assert_eq!(e.line, 4, "{e}");
     assert!(e.message.contains("missing at the end of line 1"), "{e}");
+    // A stray closer after a line that ends its statement: no such hint.
+    let e = compile("let a = 1;\nlet b = (a + 1));\nb > 1\n");
+    assert!(!e.message.contains("missing at the end"), "{e}");
+    // A bracket left open with more code after it.
+    let e = compile("let a = (client.assets > 1;\na\n");
+    assert_eq!(
+        (e.line, e.column, e.message.as_str()),
+        (1, 9, "'(' is never closed")
+    );
+    // A comment left open, or nothing at all, is said before any client.
+    let e = compile("client.assets > 1\n/* 旧的条件\nclient.age > 30\n");
+    assert_eq!((e.line, e.column), (2, 1), "{e}");
+    assert!(e.message.contains("'/*' is never closed"), "{e}");
+    let e = compile("/* 旧的条件 */\n// 无\n");
+    assert!(e.message.contains("the rule is empty"), "{e}");
     // Past rhai's 16-bit positions (here the bracket's line would wrap to 0)
     // the error still comes, and nothing panics.
     let long = format!("{}client.holds(\"600519\"\n", "\n".repeat(65_535));

@@ -603,55 +603,89 @@ fn parse_content(c: ContentToml) -> Result<ContentSource, (&'static str, String)
     }
 }
 
-/// The file's keys and values, with a problem for each unknown key: each
-/// is set aside (its line made a comment, so that every line keeps its
-/// number) and the rest read again, so that one misspelt key does not hide
-/// the file's other problems. Fails with what stops the file being read.
+/// The file's keys and values, with a problem for each key at fault: each
+/// such key (its lines made comments, so that every line keeps its number)
+/// is set aside and the rest read again, so that one mistake does not hide
+/// the file's others. Fails with what stops the file being read.
 fn read_toml(path: &Path, source: &str) -> Result<(CampaignToml, Vec<Problem>), Vec<Problem>> {
-    /// Unknown keys reported at most: past this the file is something else.
-    const MOST_UNKNOWN: usize = 20;
+    /// Problems reported at most: past this the file is something else.
+    const MOST_PROBLEMS: usize = 20;
     let mut working = source.to_owned();
     let mut problems = Vec::new();
+    // Keys already reported (or suggested for a misspelt one): that they
+    // are then missing says nothing new.
+    let mut named: Vec<String> = Vec::new();
     loop {
         let e = match toml::from_str::<CampaignToml>(&working) {
             Ok(raw) => return Ok((raw, problems)),
             Err(e) => e,
         };
-        problems.push(toml_problem(path, &working, &e));
-        let Some(line) = unknown_key_line(&working, &e) else {
-            return Err(problems);
-        };
-        if problems.len() >= MOST_UNKNOWN {
+        if let Some(missing) = missing_field(e.message()) {
+            if !named.iter().any(|k| k == missing) {
+                problems.push(toml_problem(path, &working, &e));
+            }
             return Err(problems);
         }
-        working = comment_out(&working, line);
-        // A key whose value spans lines cannot be set aside by its line.
-        if toml::from_str::<toml::Table>(&working).is_err() {
+        let problem = toml_problem(path, &working, &e);
+        named.extend(problem.subject.iter().map(|k| last_segment(k).to_owned()));
+        if let Some((key, known)) = unknown_field(e.message()) {
+            named.extend(crate::diagnostic::closest(&key, &known).map(str::to_owned));
+        }
+        problems.push(problem);
+        let Some(line) = e
+            .span()
+            .map(|s| working[..s.start.min(working.len())].matches('\n').count())
+        else {
             return Err(problems);
+        };
+        match set_aside(&working, line) {
+            Some(rest) if problems.len() < MOST_PROBLEMS => working = rest,
+            _ => return Err(problems),
         }
     }
 }
 
-/// The line (from 0) of the key an unknown-key error names.
-fn unknown_key_line(source: &str, e: &toml::de::Error) -> Option<usize> {
-    let span = e.span()?;
-    e.message()
-        .starts_with("unknown field")
-        .then(|| source[..span.start.min(source.len())].matches('\n').count())
+/// serde's "missing field `x`" as x.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
 }
 
-fn comment_out(source: &str, line: usize) -> String {
-    source
-        .split_inclusive('\n')
-        .enumerate()
-        .map(|(i, l)| {
-            if i == line {
-                format!("#{l}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect()
+fn last_segment(key: &str) -> &str {
+    key.rsplit('.').next().unwrap_or(key)
+}
+
+/// `source` with line `line` (from 0) made a comment, and with it a table's
+/// keys (if it is a table's header) or the rest of a value that spans
+/// lines; None if no such cut leaves TOML that reads.
+fn set_aside(source: &str, line: usize) -> Option<String> {
+    /// The most lines one value may span and still be set aside.
+    const MOST_LINES: usize = 200;
+    let lines: Vec<&str> = source.split_inclusive('\n').collect();
+    let is_header = |l: &str| l.trim_start().starts_with('[');
+    let mut end = line + 1;
+    if lines.get(line).is_some_and(|l| is_header(l)) {
+        while end < lines.len() && !is_header(lines[end]) {
+            end += 1;
+        }
+    }
+    while end <= lines.len().min(line + MOST_LINES) {
+        let cut: String = lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                if (line..end).contains(&i) {
+                    format!("#{l}")
+                } else {
+                    (*l).to_owned()
+                }
+            })
+            .collect();
+        if toml::from_str::<toml::Table>(&cut).is_ok() {
+            return Some(cut);
+        }
+        end += 1;
+    }
+    None
 }
 
 /// toml's error, located: its span points at the offending key or value.
@@ -827,12 +861,31 @@ stock = "600519"
     #[test]
     fn a_misspelt_key_is_named_with_its_line() {
         let err = parse(&GOOD.replace("channels =", "chanels =")).unwrap_err();
-        assert_eq!(err.len(), 2, "{err:?}");
         assert!(err[0].starts_with("campaigns/daily.toml:7:"), "{err:?}");
         assert!(err[0].contains("'chanels'"), "{err:?}");
         assert!(err[0].contains("did you mean `channels`?"), "{err:?}");
-        // Set aside, it leaves `channels` missing, which is said too.
-        assert!(err[1].contains("missing field `channels`"), "{err:?}");
+        // That `channels` is then missing says nothing new.
+        assert_eq!(err.len(), 1, "{err:?}");
+    }
+
+    #[test]
+    fn a_mistake_over_several_lines_or_a_whole_table_is_set_aside() {
+        let src = GOOD
+            .replace(
+                "sms_max_segments = 2",
+                "sms_max_segments = 2\nchanels_extra = [\n  \"email\",\n]\nsend_bye = \"4h\"",
+            )
+            .replace("[context]", "[sending]\nfrequency_cap = 5\n\n[context]");
+        let err = parse(&src).unwrap_err();
+        let has = |key: &str, text: &str| err.iter().any(|e| e.contains(key) && e.contains(text));
+        assert!(has("9:1: 'chanels_extra'", "unknown key"), "{err:?}");
+        assert!(
+            has("12:1: 'send_bye'", "did you mean `send_by`?"),
+            "{err:?}"
+        );
+        assert!(has("'sending'", "unknown key"), "{err:?}");
+        assert!(!err.iter().any(|e| e.contains("frequency_cap")), "{err:?}");
+        assert_eq!(err.len(), 3, "{err:?}");
     }
 
     #[test]
@@ -862,6 +915,16 @@ stock = "600519"
         assert_eq!(err.len(), 1, "{err:?}");
         assert!(err[0].contains("'product_risk'"), "{err:?}");
         assert!(err[0].contains("expected a string"), "{err:?}");
+        // Nor does the first hide the others.
+        let src = GOOD.replace("[\"email\", \"sms\"]", "\"email\"").replace(
+            "sms_max_segments = 2",
+            "sms_max_segments = \"2\"\nrequires_approval = \"yes\"",
+        );
+        let err = parse(&src).unwrap_err();
+        assert_eq!(err.len(), 3, "{err:?}");
+        for key in ["'channels'", "'sms_max_segments'", "'requires_approval'"] {
+            assert!(err.iter().any(|e| e.contains(key)), "{key}: {err:?}");
+        }
         let err =
             parse(&GOOD.replace("[content]\n", "[content]\ntimeout_secs = \"ten\"\n")).unwrap_err();
         assert!(err[0].contains("'content.timeout_secs'"), "{err:?}");

@@ -105,6 +105,17 @@ impl Rule {
         let ast = engine
             .compile_with_scope(&super::engine::compile_scope(context_keys), &source)
             .map_err(|e| syntax_error(file, &source, &e))?;
+        // Rhai takes a comment left open as running to the end of the
+        // file: the rule would quietly lose what follows it.
+        if let Some(error) = unclosed(&source)
+            .filter(|(_, _, open)| *open == "/*")
+            .and_then(|(line, column, open)| never_closed(file, &source, line, column, open))
+        {
+            return Err(error);
+        }
+        if ast.statements().is_empty() {
+            return Err(empty_rule(file));
+        }
         check_names(&ast, engine, context_keys)
             .map_err(|(pos, msg)| RuleError::at(file, &source, pos, msg))?;
         let name = Path::new(file)
@@ -129,43 +140,81 @@ impl Rule {
     }
 }
 
+/// A rule with nothing to evaluate: empty, or all comment.
+fn empty_rule(file: &str) -> RuleError {
+    RuleError {
+        file: file.to_owned(),
+        line: 0,
+        column: 0,
+        message: "the rule is empty: its last line must give true or false".into(),
+        source_line: String::new(),
+    }
+}
+
 /// Rhai's syntax error, placed where it can be mended: at the end of the
-/// file it would point past an unclosed bracket, so it points at the
-/// bracket instead; a missing `;` is found at the next statement, so the
-/// line it belongs to is named.
+/// file, or missing a closing bracket, it would point past the unclosed
+/// bracket, so it points at the bracket instead; a missing `;` is found at
+/// the next statement, so the line it belongs to is named.
 fn syntax_error(file: &str, source: &str, e: &rhai::ParseError) -> RuleError {
     let message = e.0.to_string();
     let is_code = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with("//");
     let lines: Vec<&str> = source.lines().collect();
     let last_code_line = lines.iter().rposition(|l| is_code(l)).map_or(0, |i| i + 1);
     let at_end = e.1.line().is_none_or(|l| l > last_code_line);
-    let unclosed = unclosed_bracket(source).filter(|_| at_end);
-    // Rhai's positions are 16-bit: past that the end of the file will do.
-    if let Some((Ok(line), Ok(column), open)) =
-        unclosed.map(|(l, c, open)| (u16::try_from(l), u16::try_from(c), open))
+    let missing = match &*e.0 {
+        rhai::ParseErrorType::MissingToken(t, _) => t.as_str(),
+        _ => "",
+    };
+    let closes = |open: &str| matches!((open, missing), ("(", ")") | ("[", "]") | ("{", "}"));
+    if let Some(error) = unclosed(source)
+        .filter(|(_, _, open)| at_end || closes(open))
+        .and_then(|(line, column, open)| never_closed(file, source, line, column, open))
     {
-        let pos = Position::new(line, column);
-        return RuleError::at(file, source, pos, format!("'{open}' is never closed"));
+        return error;
     }
     let mut error = RuleError::at(file, source, e.1, message);
-    if matches!(&*e.0, rhai::ParseErrorType::MissingToken(t, _) if t == ";") {
+    if missing == ";" {
         let before = lines.get(..error.line.saturating_sub(1)).unwrap_or(&[]);
-        if let Some(i) = before.iter().rposition(|l| is_code(l)) {
+        // A line that already ends a statement is not the one.
+        if let Some(i) = before
+            .iter()
+            .rposition(|l| is_code(l))
+            .filter(|&i| !before[i].trim_end().ends_with([';', '{', '}']))
+        {
             error.message += &format!(" (is one missing at the end of line {}?)", i + 1);
         }
     }
     error
 }
 
-/// The innermost bracket left open at the end of `source`, as (line,
-/// column, bracket), skipping strings and comments. None if the brackets
-/// do not nest (a stray closer is rhai's to report).
-fn unclosed_bracket(source: &str) -> Option<(usize, usize, char)> {
-    let mut open: Vec<(usize, usize, char)> = Vec::new();
+/// "'(' is never closed", at the bracket. None past rhai's 16-bit
+/// positions, where rhai's own error will do.
+fn never_closed(
+    file: &str,
+    source: &str,
+    line: usize,
+    column: usize,
+    open: &str,
+) -> Option<RuleError> {
+    let pos = Position::new(u16::try_from(line).ok()?, u16::try_from(column).ok()?);
+    let mut message = format!("'{open}' is never closed");
+    if open == "/*" {
+        message += ": the rest of the file is a comment";
+    }
+    Some(RuleError::at(file, source, pos, message))
+}
+
+/// What is left open at the end of `source`, as (line, column, opener): a
+/// block comment, or else the innermost bracket, skipping strings and
+/// comments. None if the brackets do not nest (a stray closer is rhai's to
+/// report).
+fn unclosed(source: &str) -> Option<(usize, usize, &'static str)> {
+    let mut open: Vec<(usize, usize, &'static str)> = Vec::new();
     let mut chars = source.chars().peekable();
     let (mut line, mut column) = (1, 0);
     let mut quote: Option<char> = None;
-    let (mut line_comment, mut block_comment) = (false, false);
+    let mut line_comment = false;
+    let mut block_comment: Option<(usize, usize)> = None;
     while let Some(c) = chars.next() {
         column += 1;
         if c == '\n' {
@@ -175,11 +224,11 @@ fn unclosed_bracket(source: &str) -> Option<(usize, usize, char)> {
         if line_comment {
             continue;
         }
-        if block_comment {
+        if block_comment.is_some() {
             if c == '*' && chars.peek() == Some(&'/') {
                 chars.next();
                 column += 1;
-                block_comment = false;
+                block_comment = None;
             }
             continue;
         }
@@ -195,18 +244,23 @@ fn unclosed_bracket(source: &str) -> Option<(usize, usize, char)> {
         match c {
             '"' | '\'' | '`' => quote = Some(c),
             '/' if chars.peek() == Some(&'/') => line_comment = true,
-            '/' if chars.peek() == Some(&'*') => block_comment = true,
-            '(' | '[' | '{' => open.push((line, column, c)),
+            '/' if chars.peek() == Some(&'*') => block_comment = Some((line, column)),
+            '(' => open.push((line, column, "(")),
+            '[' => open.push((line, column, "[")),
+            '{' => open.push((line, column, "{")),
             ')' | ']' | '}' => {
                 let (_, _, o) = open.pop()?;
-                if !matches!((o, c), ('(', ')') | ('[', ']') | ('{', '}')) {
+                if !matches!((o, c), ("(", ')') | ("[", ']') | ("{", '}')) {
                     return None;
                 }
             }
             _ => {}
         }
     }
-    open.pop()
+    match block_comment {
+        Some((line, column)) => Some((line, column, "/*")),
+        None => open.pop(),
+    }
 }
 
 /// Rhai resolves properties, methods and functions only when it runs, so a
