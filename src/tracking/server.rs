@@ -510,8 +510,9 @@ async fn view_online(State(s): State<Arc<TrackingState>>, Path(token): Path<Stri
         Err(r) => return r.into_response(),
     };
     let record = match s.store.archive_get(d.id).await {
-        Ok(Some(r)) => r,
-        Ok(None) => return Refusal::BadLink.into_response(),
+        Ok(Some(r)) if r.unreadable.is_none() => r,
+        // Never archived, or its record cannot be restored: nothing to show.
+        Ok(_) => return Refusal::BadLink.into_response(),
         Err(e) => return unavailable(&e).into_response(),
     };
     let html = serde_json::from_str::<serde_json::Value>(&record.record)
