@@ -599,6 +599,11 @@ const OUTCOMES_PER_COMMIT: usize = 1024;
 /// cache swept at its end) that a group of one message pays in full.
 const GROUP_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// Marked messages passed to the slots at once, at most: the marker
+/// waits for room for this many, so the slots' queue never runs dry for
+/// long.
+const HANDOVER: usize = 32;
+
 /// A rendered message, marked `sending`, with its chunk's journal.
 type Marked = (Rendered, Arc<Segment>);
 
@@ -645,11 +650,18 @@ async fn mark_chunks(
         segment
             .settled(ids.len() - ours.len())
             .context(JOURNAL_WRITE)?;
-        for r in rendered.drain(..) {
-            if ours.contains(&r.claimed.id) && marked.send((r, segment.clone())).await.is_err() {
+        rendered.retain(|r| ours.contains(&r.claimed.id));
+        // Handed over a few at a time: room made one message at a time
+        // woke this thread for every message a slot took.
+        while !rendered.is_empty() {
+            let n = rendered.len().min(HANDOVER);
+            let Ok(room) = marked.reserve_many(n).await else {
                 // The slots stopped: what is marked and unstarted is given
                 // back at the end.
                 return Ok(journal);
+            };
+            for (permit, r) in room.zip(rendered.drain(..n)) {
+                permit.send((r, segment.clone()));
             }
         }
     }
