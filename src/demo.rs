@@ -63,12 +63,28 @@ pub struct DemoArgs {
     /// The folder to work in; created if need be
     #[arg(long, default_value = "herald-demo")]
     pub dir: PathBuf,
-    /// How many clients to generate
-    #[arg(long, default_value_t = 10_000)]
+    /// How many clients to generate (at least 100)
+    #[arg(long, default_value_t = 10_000, value_parser = parse_demo_clients)]
     pub clients: u64,
     /// Print the final summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+/// Fewer clients than this leave the demo's steps without the clients they
+/// show (one with both addresses, holdings and consents; a seminar's
+/// audience).
+const DEMO_MIN_CLIENTS: u64 = 100;
+
+fn parse_demo_clients(s: &str) -> Result<u64, String> {
+    let n: u64 = s.parse().map_err(|e| format!("{e}"))?;
+    if n < DEMO_MIN_CLIENTS {
+        return Err(format!(
+            "at least {DEMO_MIN_CLIENTS}: the demo's steps need clients to show \
+             (one with both addresses and holdings, a seminar's audience)"
+        ));
+    }
+    Ok(n)
 }
 
 fn parse_date_arg(s: &str) -> Result<NaiveDate, String> {
@@ -277,12 +293,19 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
             "  seminar    {} seated, {} waiting: {}",
             summary.seminar_seated, summary.seminar_waitlisted, summary.seminar_report
         );
+        // A database named in the environment wins over the folder's
+        // herald.toml: the next steps would read that one, not the demo's.
+        let herald = if std::env::var_os("HERALD_DATABASE_URL").is_some() {
+            "env -u HERALD_DATABASE_URL herald"
+        } else {
+            "herald"
+        };
         println!(
-            "  next: cd {} && herald clients show {opted_out}",
+            "  next: cd {} && {herald} clients show {opted_out}",
             summary.folder
         );
         println!(
-            "        cd {} && herald segment seminar_drive --context branch=上海浦东新区世纪大道证券营业部",
+            "        cd {} && {herald} segment seminar_drive --context branch=上海浦东新区世纪大道证券营业部",
             summary.folder
         );
     }

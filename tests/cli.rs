@@ -243,7 +243,7 @@ fn testing_a_rule_that_does_not_exist_names_the_rule() {
 fn the_demo_never_replaces_a_database_it_did_not_make() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("herald.db"), b"the firm's data").unwrap();
-    let o = herald(dir.path(), &["demo", "--dir", ".", "--clients", "10"]);
+    let o = herald(dir.path(), &["demo", "--dir", ".", "--clients", "100"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("did not make"), "{}", stderr(&o));
     assert_eq!(
@@ -262,7 +262,7 @@ fn the_demo_refuses_a_database_or_configuration_it_would_ignore() {
         ],
         ["--config", "herald.toml"],
     ] {
-        let mut args = vec!["demo", "--dir", "d", "--clients", "10"];
+        let mut args = vec!["demo", "--dir", "d", "--clients", "100"];
         args.extend(flag);
         let o = herald(dir.path(), &args);
         assert_eq!(o.status.code(), Some(1));
@@ -271,6 +271,36 @@ fn the_demo_refuses_a_database_or_configuration_it_would_ignore() {
             "{}",
             stderr(&o)
         );
+        assert!(!dir.path().join("d").exists(), "nothing was written");
+    }
+}
+
+#[test]
+fn the_demos_next_steps_reach_its_database_past_one_named_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["demo", "--clients", "100", "--dir", "d"])
+        .current_dir(dir.path())
+        .env("HERALD_DATABASE_URL", "sqlite://elsewhere.db")
+        .output()
+        .expect("run herald");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("&& env -u HERALD_DATABASE_URL herald clients show"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(!dir.path().join("elsewhere.db").exists());
+    assert!(dir.path().join("d/herald.db").exists());
+}
+
+#[test]
+fn the_demo_refuses_too_few_clients_before_it_writes_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    for few in ["0", "99"] {
+        let o = herald(dir.path(), &["demo", "--dir", "d", "--clients", few]);
+        assert_eq!(o.status.code(), Some(2), "a usage error");
+        assert!(stderr(&o).contains("at least 100"), "{}", stderr(&o));
         assert!(!dir.path().join("d").exists(), "nothing was written");
     }
 }
