@@ -92,13 +92,20 @@ pub fn line_col(source: &str, offset: usize) -> (usize, usize) {
 }
 
 /// The known name `name` is probably a misspelling of, if one is close.
+/// One slip of the keyboard (a letter added, dropped, changed, or two
+/// swapped) counts even in a short name, where jaro-winkler scores low
+/// (`ulr` against `url`: 0.56); it is preferred to a merely similar name.
 pub fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    let long_enough = name.chars().count() >= 3;
     known
         .iter()
-        .map(|k| (strsim::jaro_winkler(name, k), *k))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, k)| k)
+        .map(|k| {
+            let slip = long_enough && strsim::osa_distance(name, k) == 1;
+            (slip, strsim::jaro_winkler(name, k), *k)
+        })
+        .filter(|&(slip, score, _)| slip || score > 0.8)
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)))
+        .map(|(_, _, k)| k)
 }
 
 #[cfg(test)]
@@ -116,6 +123,20 @@ mod tests {
         );
         let w = Problem::warning(Path::new("a.toml"), "no DKIM key");
         assert_eq!(w.to_string(), "a.toml: warning: no DKIM key");
+    }
+
+    #[test]
+    fn a_misspelt_name_finds_the_known_one() {
+        let known = ["url", "file", "timeout_secs", "requires_approval"];
+        assert_eq!(closest("ulr", &known), Some("url"), "two letters swapped");
+        assert_eq!(closest("fiel", &known), Some("file"));
+        assert_eq!(
+            closest("requires_aproval", &known),
+            Some("requires_approval")
+        );
+        assert_eq!(closest("timeout", &known), Some("timeout_secs"));
+        assert_eq!(closest("ui", &known), None, "two letters off");
+        assert_eq!(closest("colour", &known), None);
     }
 
     #[test]
