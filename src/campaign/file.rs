@@ -432,7 +432,7 @@ impl Campaign {
 fn sending_rules(
     raw: &CampaignToml,
     kind: &Kind,
-    report: &mut dyn FnMut(&'static str, String),
+    report: &mut dyn FnMut(&str, String),
 ) -> SendingRules {
     let mut check = |key: &'static str, r: Result<(), String>| {
         if let Err(m) = r {
@@ -521,7 +521,16 @@ fn sending_rules(
         stocks,
         release_at,
         trigger: Trigger::parse(raw.trigger.as_ref())
-            .map_err(|m| check("trigger", Err(m)))
+            .map_err(|errors| {
+                for e in errors {
+                    let key = match (&e.unknown, e.key) {
+                        (Some(k), _) => format!("trigger.{k}"),
+                        (None, Some(k)) => format!("trigger.{k}"),
+                        (None, None) => "trigger".to_owned(),
+                    };
+                    report(&key, e.message);
+                }
+            })
             .unwrap_or_default(),
     }
 }
@@ -751,6 +760,9 @@ pub fn key_position(source: &str, key: &str) -> (usize, usize) {
     if let Some((table, index, inner)) = array_key(key) {
         return array_key_position(source, table, index, inner);
     }
+    if let Some((table, inner)) = key.split_once('.') {
+        return table_key_position(source, table, inner);
+    }
     for (i, line) in source.lines().enumerate() {
         let t = line.trim_start();
         if let Some(rest) = t.strip_prefix(key) {
@@ -766,6 +778,30 @@ pub fn key_position(source: &str, key: &str) -> (usize, usize) {
         }
     }
     (0, 0)
+}
+
+/// The `inner` key of `[table]`; the table's own line when the key is not
+/// written on a line of its own (an inline table).
+fn table_key_position(source: &str, table: &str, inner: &str) -> (usize, usize) {
+    let header = |l: &str| {
+        let name = l.trim().strip_prefix('[')?.strip_suffix(']')?;
+        Some(name.trim().to_owned())
+    };
+    let mut lines = source.lines().enumerate();
+    if lines
+        .by_ref()
+        .any(|(_, l)| header(l).as_deref() == Some(table))
+    {
+        for (i, line) in lines.take_while(|(_, l)| header(l).is_none()) {
+            let t = line.trim_start();
+            if t.strip_prefix(inner)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+            {
+                return (i + 1, line.len() - t.len() + 1);
+            }
+        }
+    }
+    key_position(source, table)
 }
 
 /// `waves[1].send_at` as ("waves", 1, "send_at").
@@ -907,6 +943,32 @@ stock = "600519"
         assert!(has("'fiel'", "did you mean `file`?"), "{err:?}");
         assert!(has("'zzz'", "the keys here are kind, purpose"), "{err:?}");
         assert!(has("'kind'", "Market Bulletin"), "{err:?}");
+    }
+
+    #[test]
+    fn a_triggers_problems_are_shown_at_their_keys() {
+        // GOOD's lines 1-14, then the trigger's header (15) and keys.
+        let trigger = "[trigger]\nshedule = \"0 30 8 * * *\"\ntime_zone = \"Asia/Shanghai\"\n";
+        let err = parse(&format!("{GOOD}{trigger}")).unwrap_err();
+        assert_eq!(
+            err,
+            [
+                "campaigns/daily.toml:16:1: 'trigger.shedule': unknown key: did you mean `schedule`?",
+                "campaigns/daily.toml:17:1: 'trigger.time_zone': unknown key: did you mean `timezone`?",
+            ]
+        );
+        let err = parse(&format!("{GOOD}[trigger]\nschedule = \"0 30 25 * * *\"\n")).unwrap_err();
+        assert!(
+            err[0].starts_with("campaigns/daily.toml:16:1: 'trigger.schedule': "),
+            "{err:?}"
+        );
+        // Inline, the trigger's own line.
+        let err = parse(&GOOD.replace("sms_max_segments = 2", "trigger = { at = \"soon\" }"))
+            .unwrap_err();
+        assert!(
+            err[0].starts_with("campaigns/daily.toml:8:1: 'trigger.at': "),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -35,56 +35,125 @@ pub struct Schedule {
     pub trading_days_only: bool,
 }
 
+/// What is wrong with a trigger, and which key of its table it is about
+/// (none: the trigger as a whole).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerError {
+    pub key: Option<&'static str>,
+    /// For an unknown key: the key as written.
+    pub unknown: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for TriggerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl TriggerError {
+    fn about(key: &'static str, message: String) -> Self {
+        TriggerError {
+            key: Some(key),
+            unknown: None,
+            message,
+        }
+    }
+
+    fn whole(message: impl Into<String>) -> Self {
+        TriggerError {
+            key: None,
+            unknown: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// The keys a `[trigger]` table may hold.
+const KEYS: [&str; 4] = ["schedule", "timezone", "trading_days_only", "at"];
+
 impl Trigger {
     /// Parses the campaign file's `trigger`: `"manual"`, or a table with
-    /// `schedule` (and `timezone`, `trading_days_only`) or `at`.
-    pub fn parse(raw: Option<&toml::Value>) -> Result<Trigger, String> {
+    /// `schedule` (and `timezone`, `trading_days_only`) or `at`. Every
+    /// unknown key is reported; otherwise the first problem.
+    pub fn parse(raw: Option<&toml::Value>) -> Result<Trigger, Vec<TriggerError>> {
         let table = match raw {
             None => return Ok(Trigger::Manual),
             Some(toml::Value::String(s)) if s == "manual" => return Ok(Trigger::Manual),
             Some(toml::Value::Table(t)) => t,
             Some(other) => {
-                return Err(format!(
+                return Err(vec![TriggerError::whole(format!(
                     "{other} is not a trigger: write \"manual\", or a [trigger] table with schedule or at"
-                ))
+                ))])
             }
         };
-        let known = ["schedule", "timezone", "trading_days_only", "at"];
-        if let Some(k) = table.keys().find(|k| !known.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown key '{k}' (expected one of {})",
-                known.join(", ")
-            ));
+        let unknown: Vec<TriggerError> = table
+            .keys()
+            .filter(|k| !KEYS.contains(&k.as_str()))
+            .map(|k| TriggerError {
+                key: None,
+                unknown: Some(k.clone()),
+                message: match crate::diagnostic::closest(k, &KEYS) {
+                    Some(known) => format!("unknown key: did you mean `{known}`?"),
+                    None => format!("unknown key (expected one of {})", KEYS.join(", ")),
+                },
+            })
+            .collect();
+        if !unknown.is_empty() {
+            // A misspelt key is why the rest seems missing: it alone is said.
+            return Err(unknown);
         }
+        Self::parse_table(table).map_err(|e| vec![e])
+    }
+
+    fn parse_table(table: &toml::Table) -> Result<Trigger, TriggerError> {
         let timezone = match table.get("timezone") {
             None => DEFAULT_TZ,
-            Some(toml::Value::String(s)) => crate::time::parse_tz(s).map_err(|e| e.0)?,
-            Some(other) => return Err(format!("timezone {other} is not a time zone name")),
+            Some(toml::Value::String(s)) => {
+                crate::time::parse_tz(s).map_err(|e| TriggerError::about("timezone", e.0))?
+            }
+            Some(other) => {
+                return Err(TriggerError::about(
+                    "timezone",
+                    format!("{other} is not a time zone name"),
+                ))
+            }
         };
         let trading_days_only = match table.get("trading_days_only") {
             None => false,
             Some(toml::Value::Boolean(b)) => *b,
-            Some(other) => return Err(format!("trading_days_only {other} is not true or false")),
+            Some(other) => {
+                return Err(TriggerError::about(
+                    "trading_days_only",
+                    format!("{other} is not true or false"),
+                ))
+            }
         };
         match (table.get("schedule"), table.get("at")) {
             (Some(toml::Value::String(expr)), None) => Ok(Trigger::Schedule(Box::new(
-                Schedule::parse(expr, timezone, trading_days_only)?,
+                Schedule::parse(expr, timezone, trading_days_only)
+                    .map_err(|m| TriggerError::about("schedule", m))?,
             ))),
             (None, Some(at)) => {
                 if trading_days_only {
-                    return Err(
-                        "trading_days_only applies to a schedule, not a one-off 'at'".into(),
-                    );
+                    return Err(TriggerError::about(
+                        "trading_days_only",
+                        "applies to a schedule, not a one-off 'at'".into(),
+                    ));
                 }
                 Ok(Trigger::At(
-                    crate::time::toml_instant(at, timezone).map_err(|m| format!("at {m}"))?,
+                    crate::time::toml_instant(at, timezone)
+                        .map_err(|m| TriggerError::about("at", m))?,
                 ))
             }
-            (Some(_), Some(_)) => Err("give either schedule or at, not both".into()),
-            (Some(other), None) => Err(format!(
-                "schedule {other} is not a cron expression in quotes"
+            (Some(_), Some(_)) => Err(TriggerError::whole("give either schedule or at, not both")),
+            (Some(other), None) => Err(TriggerError::about(
+                "schedule",
+                format!("{other} is not a cron expression in quotes"),
             )),
-            (None, None) => Err("a [trigger] table needs schedule (cron) or at (a time)".into()),
+            (None, None) => Err(TriggerError::whole(
+                "a [trigger] table needs schedule (cron) or at (a time)",
+            )),
         }
     }
 
@@ -300,7 +369,9 @@ mod tests {
     fn bad_triggers_say_what_is_wrong() {
         let parse = |s: &str| {
             let v = toml::from_str::<toml::Table>(s).unwrap()["trigger"].clone();
-            Trigger::parse(Some(&v)).unwrap_err()
+            let errors = Trigger::parse(Some(&v)).unwrap_err();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            errors[0].to_string()
         };
         assert!(parse("trigger = { schedule = \"30 8 * * *\" }").contains("6 or 7"));
         assert!(parse("trigger = { schedule = \"0 30 25 * * *\" }").contains("not a cron"));
@@ -309,7 +380,9 @@ mod tests {
                 .contains("time zone")
         );
         assert!(parse("trigger = { at = \"tomorrow\" }").contains("not a time"));
-        assert!(parse("trigger = { shedule = \"0 30 8 * * *\" }").contains("unknown key 'shedule'"));
+        assert!(
+            parse("trigger = { shedule = \"0 30 8 * * *\" }").contains("did you mean `schedule`")
+        );
         assert!(parse("trigger = \"hourly\"").contains("not a trigger"));
         assert_eq!(Trigger::parse(None).unwrap(), Trigger::Manual);
     }
