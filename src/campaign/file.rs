@@ -523,11 +523,7 @@ fn sending_rules(
         trigger: Trigger::parse(raw.trigger.as_ref())
             .map_err(|errors| {
                 for e in errors {
-                    let key = match (&e.unknown, e.key) {
-                        (Some(k), _) => format!("trigger.{k}"),
-                        (None, Some(k)) => format!("trigger.{k}"),
-                        (None, None) => "trigger".to_owned(),
-                    };
+                    let key = e.key.map_or("trigger".into(), |k| format!("trigger.{k}"));
                     report(&key, e.message);
                 }
             })

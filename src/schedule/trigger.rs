@@ -39,9 +39,7 @@ pub struct Schedule {
 /// (none: the trigger as a whole).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerError {
-    pub key: Option<&'static str>,
-    /// For an unknown key: the key as written.
-    pub unknown: Option<String>,
+    pub key: Option<String>,
     pub message: String,
 }
 
@@ -54,8 +52,7 @@ impl std::fmt::Display for TriggerError {
 impl TriggerError {
     fn about(key: &'static str, message: String) -> Self {
         TriggerError {
-            key: Some(key),
-            unknown: None,
+            key: Some(key.to_owned()),
             message,
         }
     }
@@ -63,7 +60,6 @@ impl TriggerError {
     fn whole(message: impl Into<String>) -> Self {
         TriggerError {
             key: None,
-            unknown: None,
             message: message.into(),
         }
     }
@@ -91,8 +87,7 @@ impl Trigger {
             .keys()
             .filter(|k| !KEYS.contains(&k.as_str()))
             .map(|k| TriggerError {
-                key: None,
-                unknown: Some(k.clone()),
+                key: Some(k.clone()),
                 message: match crate::diagnostic::closest(k, &KEYS) {
                     Some(known) => format!("unknown key: did you mean `{known}`?"),
                     None => format!("unknown key (expected one of {})", KEYS.join(", ")),
