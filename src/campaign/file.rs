@@ -282,7 +282,7 @@ impl Campaign {
 
     /// Parses campaign text from `path`, reporting every bad key at once.
     pub fn parse(path: &Path, source: &str) -> Result<Campaign, Vec<Problem>> {
-        let (raw, mut problems) = read_toml(path, source)?;
+        let (raw, mut problems, named) = read_toml(path, source)?;
         let problem = |key: &str, message: String| {
             let (line, column) = key_position(source, key);
             Problem::error(path, message).at(line, column).about(key)
@@ -317,12 +317,19 @@ impl Campaign {
         let rules = kind
             .as_ref()
             .map(|kind| sending_rules(&raw, kind, &mut |key, m| problems.push(problem(key, m))));
-        let content = match raw.content.map(parse_content).transpose() {
-            Ok(c) => c,
-            Err((key, m)) => {
-                problems.push(problem(key, m));
-                None
-            }
+        // Neither file nor url, after one was reported misspelt: said.
+        let misspelt = |c: &ContentToml| {
+            c.file.is_none() && c.url.is_none() && named.iter().any(|k| k == "file" || k == "url")
+        };
+        let content = match raw.content {
+            Some(c) if misspelt(&c) => None,
+            c => match c.map(parse_content).transpose() {
+                Ok(c) => c,
+                Err((key, m)) => {
+                    problems.push(problem(key, m));
+                    None
+                }
+            },
         };
         let content = match (raw.context.get(SEMINAR_CONTEXT), content) {
             (None, content) => content,
@@ -612,7 +619,11 @@ fn parse_content(c: ContentToml) -> Result<ContentSource, (&'static str, String)
 /// such key (its lines made comments, so that every line keeps its number)
 /// is set aside and the rest read again, so that one mistake does not hide
 /// the file's others. Fails with what stops the file being read.
-fn read_toml(path: &Path, source: &str) -> Result<(CampaignToml, Vec<Problem>), Vec<Problem>> {
+/// Returns, with the keys and values, the problems and the keys they named.
+fn read_toml(
+    path: &Path,
+    source: &str,
+) -> Result<(CampaignToml, Vec<Problem>, Vec<String>), Vec<Problem>> {
     /// Problems reported at most: past this the file is something else.
     const MOST_PROBLEMS: usize = 20;
     let mut working = source.to_owned();
@@ -622,7 +633,7 @@ fn read_toml(path: &Path, source: &str) -> Result<(CampaignToml, Vec<Problem>), 
     let mut named: Vec<String> = Vec::new();
     loop {
         let e = match toml::from_str::<CampaignToml>(&working) {
-            Ok(raw) => return Ok((raw, problems)),
+            Ok(raw) => return Ok((raw, problems, named)),
             Err(e) => e,
         };
         if let Some(missing) = missing_field(e.message()) {
@@ -643,7 +654,11 @@ fn read_toml(path: &Path, source: &str) -> Result<(CampaignToml, Vec<Problem>), 
         else {
             return Err(problems);
         };
-        match set_aside(&working, line) {
+        let rest = e
+            .span()
+            .and_then(|s| blank_inline_pair(&working, s.start))
+            .or_else(|| set_aside(&working, line));
+        match rest {
             Some(rest) if problems.len() < MOST_PROBLEMS => working = rest,
             _ => return Err(problems),
         }
@@ -657,6 +672,58 @@ fn missing_field(message: &str) -> Option<&str> {
 
 fn last_segment(key: &str) -> &str {
     key.rsplit('.').next().unwrap_or(key)
+}
+
+/// `source` with the `key = value` pair of an inline table whose key
+/// starts at `at` blanked out, with a comma beside it, so that the table's
+/// other keys are read and every position stays where it was. None if no
+/// such pair starts there.
+fn blank_inline_pair(source: &str, at: usize) -> Option<String> {
+    let bytes = source.as_bytes();
+    let before = source.get(..at)?.trim_end_matches([' ', '\t']);
+    if !before.ends_with(['{', ',']) {
+        return None;
+    }
+    let mut i = at;
+    while i < bytes.len() && !matches!(bytes[i], b'=' | b'\n' | b',' | b'}') {
+        i += 1;
+    }
+    if bytes.get(i) != Some(&b'=') {
+        return None;
+    }
+    let end = inline_value_end(bytes, i + 1)?;
+    let (from, to) = match bytes.get(end) {
+        Some(b',') => (at, end + 1),
+        // The last pair: the comma before it goes.
+        _ if before.ends_with(',') => (before.len() - 1, end),
+        _ => (at, end),
+    };
+    let mut blanked = source.to_owned();
+    blanked.replace_range(from..to, &" ".repeat(to - from));
+    toml::from_str::<toml::Table>(&blanked)
+        .is_ok()
+        .then_some(blanked)
+}
+
+/// Where an inline table's value that starts at `from` ends: at the comma
+/// or brace after it, outside strings and brackets. None past the line.
+fn inline_value_end(bytes: &[u8], from: usize) -> Option<usize> {
+    let (mut depth, mut quote, mut i) = (0usize, None, from);
+    while let Some(&b) = bytes.get(i) {
+        match (quote, b) {
+            (_, b'\n') => return None,
+            (Some(b'"'), b'\\') => i += 1,
+            (Some(q), _) if b == q => quote = None,
+            (Some(_), _) => {}
+            (None, b'"' | b'\'') => quote = Some(b),
+            (None, b'[' | b'{') => depth += 1,
+            (None, b',' | b']' | b'}') if depth == 0 => return Some(i),
+            (None, b']' | b'}') => depth -= 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// `source` with line `line` (from 0) made a comment, and with it a table's
@@ -939,6 +1006,23 @@ stock = "600519"
         assert!(has("'fiel'", "did you mean `file`?"), "{err:?}");
         assert!(has("'zzz'", "the keys here are kind, purpose"), "{err:?}");
         assert!(has("'kind'", "Market Bulletin"), "{err:?}");
+    }
+
+    #[test]
+    fn every_misspelt_key_of_an_inline_table_is_reported() {
+        let inline = "content = { fiel = \"x.json\", ulr = \"https://x/{a,b}\", timeout_sec = 5 }";
+        let src = GOOD
+            .replace("[content]\nfile = \"content/market_bulletin.json\"\n", "")
+            .replace("sms_max_segments = 2", inline);
+        let err = parse(&src).unwrap_err();
+        assert_eq!(
+            err,
+            [
+                "campaigns/daily.toml:8:13: 'fiel': unknown key: did you mean `file`?",
+                "campaigns/daily.toml:8:30: 'ulr': unknown key: did you mean `url`?",
+                "campaigns/daily.toml:8:55: 'timeout_sec': unknown key: did you mean `timeout_secs`?",
+            ]
+        );
     }
 
     #[test]
