@@ -805,10 +805,10 @@ fn key_on_line(source: &str, offset: usize) -> Option<String> {
     if key.is_empty() || key.contains(['[', '#', ' ']) {
         return None;
     }
-    let table = before[..start].lines().rev().find_map(|l| {
-        let name = l.trim().strip_prefix('[')?.strip_suffix(']')?;
-        Some(name.trim_matches(['[', ']']).trim().to_owned())
-    });
+    let table = before[..start]
+        .lines()
+        .rev()
+        .find_map(|l| Some(table_header(l)?.trim_matches(['[', ']']).trim().to_owned()));
     Some(match table {
         Some(t) => format!("{t}.{key}"),
         None => key.to_owned(),
@@ -827,40 +827,38 @@ pub fn key_position(source: &str, key: &str) -> (usize, usize) {
         return table_key_position(source, table, inner);
     }
     for (i, line) in source.lines().enumerate() {
-        let t = line.trim_start();
-        if let Some(rest) = t.strip_prefix(key) {
-            if rest.trim_start().starts_with('=') {
-                return (i + 1, line.len() - t.len() + 1);
-            }
+        if let Some(column) = sets_key(line, key) {
+            return (i + 1, column);
         }
-        if t.strip_prefix('[')
-            .and_then(|r| r.strip_suffix(']'))
-            .is_some_and(|s| s.trim() == key)
-        {
+        if table_header(line) == Some(key) {
             return (i + 1, 1);
         }
     }
     (0, 0)
 }
 
+/// The name in a `[table]` header line (`[name]` of a `[[name]]`).
+fn table_header(line: &str) -> Option<&str> {
+    Some(line.trim().strip_prefix('[')?.strip_suffix(']')?.trim())
+}
+
+/// The column `key` starts at if `line` is `key = …`.
+fn sets_key(line: &str, key: &str) -> Option<usize> {
+    let t = line.trim_start();
+    let rest = t.strip_prefix(key)?;
+    rest.trim_start()
+        .starts_with('=')
+        .then(|| line.len() - t.len() + 1)
+}
+
 /// The `inner` key of `[table]`; the table's own line when the key is not
 /// written on a line of its own (an inline table).
 fn table_key_position(source: &str, table: &str, inner: &str) -> (usize, usize) {
-    let header = |l: &str| {
-        let name = l.trim().strip_prefix('[')?.strip_suffix(']')?;
-        Some(name.trim().to_owned())
-    };
     let mut lines = source.lines().enumerate();
-    if lines
-        .by_ref()
-        .any(|(_, l)| header(l).as_deref() == Some(table))
-    {
-        for (i, line) in lines.take_while(|(_, l)| header(l).is_none()) {
-            let t = line.trim_start();
-            if t.strip_prefix(inner)
-                .is_some_and(|rest| rest.trim_start().starts_with('='))
-            {
-                return (i + 1, line.len() - t.len() + 1);
+    if lines.by_ref().any(|(_, l)| table_header(l) == Some(table)) {
+        for (i, line) in lines.take_while(|(_, l)| table_header(l).is_none()) {
+            if let Some(column) = sets_key(line, inner) {
+                return (i + 1, column);
             }
         }
     }
@@ -886,10 +884,8 @@ fn array_key_position(source: &str, table: &str, index: usize, inner: &str) -> (
             if t.starts_with('[') {
                 return (at, 1);
             }
-            if let Some(rest) = t.strip_prefix(inner) {
-                if rest.trim_start().starts_with('=') {
-                    return (i + 1, line.len() - line.trim_start().len() + 1);
-                }
+            if let Some(column) = sets_key(line, inner) {
+                return (i + 1, column);
             }
         } else if t == header {
             if seen == index {
